@@ -1,0 +1,6 @@
+//! `ping-server`: not yet built (placeholder so the workspace compiles).
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    syncomm_common::run("ping-server", || Err(syncomm_common::Fail::failed("not built yet").into()))
+}

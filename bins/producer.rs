@@ -1,0 +1,6 @@
+//! `producer`: not yet built (placeholder so the workspace compiles).
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    syncomm_common::run("producer", || Err(syncomm_common::Fail::failed("not built yet").into()))
+}

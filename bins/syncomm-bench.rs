@@ -1,0 +1,6 @@
+//! `syncomm-bench`: not yet built (placeholder so the workspace compiles).
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    syncomm_common::run("syncomm-bench", || Err(syncomm_common::Fail::failed("not built yet").into()))
+}

@@ -1,0 +1,149 @@
+//! The exit-code scheme and the runner every binary's `main` calls.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | the job did not succeed: a condition not met, a timeout, a failed check |
+//! | 2 | usage error: bad arguments, bad name |
+//!
+//! `guard` follows `timeout(1)` instead (124..=127, 128+N) and returns its
+//! codes itself. Errors are printed as one line, `PROGRAM: what failed: why`.
+//! A broken pipe on stdout anywhere in the error chain is a quiet success, so
+//! `program | head -1` never complains.
+
+use std::fmt;
+use std::io;
+use std::process::ExitCode;
+
+/// Exit code: success.
+pub const SUCCESS: u8 = 0;
+/// Exit code: the job did not succeed (condition not met, timeout, failed check).
+pub const FAILURE: u8 = 1;
+/// Exit code: usage error.
+pub const USAGE: u8 = 2;
+
+/// An error that carries the exit code it maps to.
+///
+/// Binaries return it (through `anyhow`) when they know the code; any other
+/// error exits with [`FAILURE`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fail {
+    /// The process exit code.
+    pub code: u8,
+    /// The one-line message, without the program name.
+    pub message: String,
+}
+
+impl Fail {
+    /// A failure with exit code 1.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Fail::with_code(FAILURE, message)
+    }
+
+    /// A usage error, exit code 2.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Fail::with_code(USAGE, message)
+    }
+
+    /// A failure with a chosen exit code.
+    pub fn with_code(code: u8, message: impl Into<String>) -> Self {
+        Fail {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Fail {}
+
+/// Whether any error in the chain is a broken pipe (the reader went away).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The exit code and one-line message for an error chain.
+pub fn describe(err: &anyhow::Error) -> (u8, String) {
+    let code = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<Fail>().map(|f| f.code))
+        .unwrap_or(FAILURE);
+    let parts: Vec<String> = err.chain().map(|e| e.to_string()).collect();
+    // Drop a part that merely repeats the end of the one before it.
+    let mut message = String::new();
+    for part in parts {
+        if message.ends_with(&part) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&part);
+    }
+    (code, message.replace('\n', " "))
+}
+
+/// Installs the stderr log subscriber (`RUST_LOG`, default `warn`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs a binary's body and turns its outcome into an exit code.
+///
+/// `body` returns the exit code on success (usually 0). On error the chain is
+/// printed as `program: a: b: c` and the process exits with the code of the
+/// first [`Fail`] in the chain, else 1. A broken pipe exits 0 silently.
+pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<u8>) -> ExitCode {
+    init_logging();
+    match body() {
+        Ok(code) => ExitCode::from(code),
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let (code, message) = describe(&err);
+            eprintln!("{program}: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn fail_code_is_found_under_context() {
+        let err = anyhow::Error::new(Fail::usage("bad --count")).context("parsing arguments");
+        let (code, msg) = describe(&err);
+        assert_eq!(code, USAGE);
+        assert_eq!(msg, "parsing arguments: bad --count");
+    }
+
+    #[test]
+    fn other_errors_exit_one() {
+        let err: anyhow::Error = io::Error::new(io::ErrorKind::NotFound, "gone").into();
+        let err = err.context("opening board");
+        assert_eq!(describe(&err), (FAILURE, "opening board: gone".to_owned()));
+    }
+
+    #[test]
+    fn broken_pipe_is_recognised_deep_in_chain() {
+        let res: Result<(), io::Error> = Err(io::ErrorKind::BrokenPipe.into());
+        let err = res.context("writing").unwrap_err();
+        assert!(is_broken_pipe(&err));
+    }
+}

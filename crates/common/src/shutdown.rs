@@ -1,0 +1,112 @@
+//! Clean shutdown on SIGINT and SIGTERM.
+//!
+//! [`Shutdown::install`] replaces the default "die at once" action of SIGINT
+//! and SIGTERM with three cheap, async-signal-safe effects (via `signal-hook`):
+//! a flag that loops check, the number of the signal, and a byte written to a
+//! socket pair whose read end any `poll(2)` loop can wait on beside its other
+//! descriptors. The program then releases what it holds and removes what it
+//! created. A second signal while shutting down exits at once (status 130),
+//! so a stuck cleanup never traps the user.
+
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// The signals that request a clean shutdown.
+pub const SHUTDOWN_SIGNALS: [i32; 2] = [SIGINT, SIGTERM];
+
+/// A shutdown request flag fed by SIGINT and SIGTERM.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    flag: Arc<AtomicBool>,
+    signal: Arc<AtomicUsize>,
+    wake: Arc<UnixStream>,
+}
+
+impl Shutdown {
+    /// Installs the handlers for SIGINT and SIGTERM.
+    pub fn install() -> io::Result<Shutdown> {
+        let flag = Arc::new(AtomicBool::new(false));
+        let signal = Arc::new(AtomicUsize::new(0));
+        let (read, write) = UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        for sig in SHUTDOWN_SIGNALS {
+            // Registered first, so it sees the flag as the previous signal left it.
+            signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag))?;
+            signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
+            signal_hook::flag::register(sig, Arc::clone(&flag))?;
+            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
+        }
+        Ok(Shutdown {
+            flag,
+            signal,
+            wake: Arc::new(read),
+        })
+    }
+
+    /// A flag that is never set by a signal: for library code driven by tests
+    /// or by a caller that handles signals itself.
+    pub fn manual() -> io::Result<Shutdown> {
+        let (read, _write) = UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        Ok(Shutdown {
+            flag: Arc::new(AtomicBool::new(false)),
+            signal: Arc::new(AtomicUsize::new(0)),
+            wake: Arc::new(read),
+        })
+    }
+
+    /// Whether shutdown was requested.
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Requests shutdown from inside the program.
+    pub fn request(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// The signal that requested shutdown, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s as i32),
+        }
+    }
+
+    /// A descriptor that becomes readable when a shutdown signal arrives; add
+    /// it to a `poll(2)` set. Call [`Shutdown::drain`] after it fires.
+    pub fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.wake.as_fd()
+    }
+
+    /// The raw form of [`Shutdown::wake_fd`].
+    pub fn wake_raw_fd(&self) -> RawFd {
+        self.wake.as_raw_fd()
+    }
+
+    /// Empties the wake-up descriptor.
+    pub fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!((&*self.wake).read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_request_sets_flag() {
+        let s = Shutdown::manual().unwrap();
+        assert!(!s.requested());
+        s.request();
+        assert!(s.requested());
+        assert_eq!(s.signal(), None);
+    }
+}

@@ -1,0 +1,4 @@
+//! # syncomm-gate
+//!
+//! (being built; see the issue for this scenario)
+#![deny(missing_docs)]

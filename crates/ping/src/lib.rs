@@ -1,0 +1,4 @@
+//! # syncomm-ping
+//!
+//! (being built; see the issue for this scenario)
+#![deny(missing_docs)]

@@ -1,0 +1,4 @@
+//! # syncomm-worker
+//!
+//! (being built; see the issue for this scenario)
+#![deny(missing_docs)]

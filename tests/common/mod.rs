@@ -1,0 +1,275 @@
+//! Support shared by the end-to-end tests: run the real binaries in a private
+//! runtime directory, and never leave a child behind.
+//!
+//! Each test file does `mod common;` and uses what it needs.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The longest any single wait in a test may take before the test is declared hung.
+pub const HANG: Duration = Duration::from_secs(60);
+
+/// Path of one of the package's binaries.
+pub fn bin(name: &str) -> PathBuf {
+    let p = match name {
+        "producer" => env!("CARGO_BIN_EXE_producer"),
+        "consumer" => env!("CARGO_BIN_EXE_consumer"),
+        "monitor" => env!("CARGO_BIN_EXE_monitor"),
+        "filter" => env!("CARGO_BIN_EXE_filter"),
+        "worker" => env!("CARGO_BIN_EXE_worker"),
+        "ping-server" => env!("CARGO_BIN_EXE_ping-server"),
+        "ping-client" => env!("CARGO_BIN_EXE_ping-client"),
+        "guard" => env!("CARGO_BIN_EXE_guard"),
+        "scribe" => env!("CARGO_BIN_EXE_scribe"),
+        "gate" => env!("CARGO_BIN_EXE_gate"),
+        "discover" => env!("CARGO_BIN_EXE_discover"),
+        "syncomm-bench" => env!("CARGO_BIN_EXE_syncomm-bench"),
+        other => panic!("unknown binary {other}"),
+    };
+    PathBuf::from(p)
+}
+
+/// A private runtime directory (`SYNCOMM_DIR`) for one test, removed at the end.
+pub struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A fresh runtime directory.
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::Builder::new()
+                .prefix("syncomm-test-")
+                .tempdir()
+                .expect("create temp dir"),
+        }
+    }
+
+    /// The runtime directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A command for binary `name` with `SYNCOMM_DIR` set to this environment.
+    pub fn cmd(&self, name: &str) -> Command {
+        let mut c = Command::new(bin(name));
+        c.env("SYNCOMM_DIR", self.dir.path());
+        c.env_remove("RUST_LOG");
+        c
+    }
+}
+
+/// A name no other test (or test process) uses: `prefix-PID-N`.
+pub fn unique_name(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A running child that is killed (SIGKILL) and reaped when dropped, so a
+/// failing test leaves nothing behind.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `cmd` with stdout and stderr piped (stdin null unless set).
+    pub fn spawn(mut cmd: Command) -> Proc {
+        let name = format!("{:?}", cmd.get_program());
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc { child, name }
+    }
+
+    /// Starts `cmd` as it is configured (the caller sets the stdio).
+    pub fn spawn_raw(mut cmd: Command) -> Proc {
+        let name = format!("{:?}", cmd.get_program());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc { child, name }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `sig` to the process.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig);
+    }
+
+    /// Sends SIGKILL.
+    pub fn kill9(&self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+    }
+
+    /// Takes the stdout pipe as a line reader.
+    pub fn stdout_lines(&mut self) -> Lines {
+        Lines::new(self.child.stdout.take().expect("stdout piped"))
+    }
+
+    /// Takes the stderr pipe as a line reader.
+    pub fn stderr_lines(&mut self) -> Lines {
+        Lines::new(self.child.stderr.take().expect("stderr piped"))
+    }
+
+    /// Waits for exit, at most `limit`; panics (after killing) on a hang.
+    pub fn wait_timeout(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("{} did not exit within {limit:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for exit (bounded by [`HANG`]) and collects the rest of stdout and stderr.
+    pub fn finish(mut self) -> Output {
+        let out = self.child.stdout.take().map(drain_in_thread);
+        let err = self.child.stderr.take().map(drain_in_thread);
+        let status = self.wait_timeout(HANG);
+        let stdout = out.map(|h| h.join().unwrap()).unwrap_or_default();
+        let stderr = err.map(|h| h.join().unwrap()).unwrap_or_default();
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn drain_in_thread<R: Read + Send + 'static>(mut r: R) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        v
+    })
+}
+
+/// Lines from a child's pipe, read on a thread so waits can be bounded.
+pub struct Lines {
+    rx: mpsc::Receiver<String>,
+}
+
+impl Lines {
+    fn new<R: Read + Send + 'static>(r: R) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        Lines { rx }
+    }
+
+    /// The next line, or `None` at end of stream; panics after `limit`.
+    pub fn next_within(&self, limit: Duration) -> Option<String> {
+        match self.rx.recv_timeout(limit) {
+            Ok(l) => Some(l),
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("no line within {limit:?}"),
+        }
+    }
+
+    /// The next line (bounded by [`HANG`]).
+    pub fn next_line(&self) -> Option<String> {
+        self.next_within(HANG)
+    }
+
+    /// Reads lines until one satisfies `pred` and returns it; panics at end of
+    /// stream or after [`HANG`].
+    pub fn wait_for(&self, mut pred: impl FnMut(&str) -> bool) -> String {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_within(left) {
+                Some(l) if pred(&l) => return l,
+                Some(_) => {}
+                None => panic!("stream ended before the expected line"),
+            }
+        }
+    }
+
+    /// Every remaining line until end of stream (bounded by [`HANG`]).
+    pub fn rest(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        while let Some(l) = self.next_line() {
+            v.push(l);
+        }
+        v
+    }
+}
+
+/// Runs `cmd` to completion (stdin null), bounded by [`HANG`].
+pub fn run(mut cmd: Command) -> Output {
+    cmd.stdin(Stdio::null());
+    Proc::spawn(cmd).finish()
+}
+
+/// Polls `cond` every few milliseconds until it holds; panics after [`HANG`].
+/// For waiting on state that has no notification (a file appearing).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > HANG {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Whether process `pid` exists (and is not a zombie we could still reap).
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The state follows the parenthesised command name.
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
