@@ -2,5 +2,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    syncomm_common::run("ping-server", || Err(syncomm_common::Fail::failed("not built yet").into()))
+    syncomm_common::run("ping-server", || {
+        Err(syncomm_common::Fail::failed("not built yet").into())
+    })
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 /// Why a string is not a duration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {given:?}: {why} (examples: 250ms, 1.5s, 2m, 1h; a bare number is seconds)")]
+#[error(
+    "invalid duration {given:?}: {why} (examples: 250ms, 1.5s, 2m, 1h; a bare number is seconds)"
+)]
 pub struct DurationError {
     given: String,
     why: &'static str,

@@ -67,13 +67,17 @@ pub fn encode_frame<T: Serialize + ?Sized>(msg: &T) -> Result<Vec<u8>, FrameErro
 }
 
 /// Appends the frame for `msg` to `buf` (which may already hold other frames).
-pub fn encode_frame_into<T: Serialize + ?Sized>(msg: &T, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+pub fn encode_frame_into<T: Serialize + ?Sized>(
+    msg: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), FrameError> {
     let start = buf.len();
     buf.extend_from_slice(&[0u8; HEADER_LEN]);
     bincode::serde::encode_into_std_write(msg, buf, config())
         .map_err(|e| FrameError::Encode(e.to_string()))?;
     let len = buf.len() - start - HEADER_LEN;
-    let len = u32::try_from(len).map_err(|_| FrameError::Encode(format!("body of {len} bytes is over 4 GiB")))?;
+    let len = u32::try_from(len)
+        .map_err(|_| FrameError::Encode(format!("body of {len} bytes is over 4 GiB")))?;
     buf[start..start + HEADER_LEN].copy_from_slice(&len.to_le_bytes());
     Ok(())
 }
@@ -92,7 +96,10 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
 }
 
 /// Writes `msg` as one frame with a single `write_all`.
-pub fn write_frame<W: Write + ?Sized, T: Serialize + ?Sized>(w: &mut W, msg: &T) -> Result<(), FrameError> {
+pub fn write_frame<W: Write + ?Sized, T: Serialize + ?Sized>(
+    w: &mut W,
+    msg: &T,
+) -> Result<(), FrameError> {
     let buf = encode_frame(msg)?;
     w.write_all(&buf)?;
     Ok(())
@@ -115,7 +122,11 @@ fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 /// Reads one frame body into `body` (reusing its allocation).
 ///
 /// Returns `Ok(false)` on a clean end of stream before the frame started.
-pub fn read_frame_body<R: Read + ?Sized>(r: &mut R, max: u32, body: &mut Vec<u8>) -> Result<bool, FrameError> {
+pub fn read_frame_body<R: Read + ?Sized>(
+    r: &mut R,
+    max: u32,
+    body: &mut Vec<u8>,
+) -> Result<bool, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     let got = read_full(r, &mut header)?;
     if got == 0 {
@@ -144,7 +155,10 @@ pub fn read_frame_body<R: Read + ?Sized>(r: &mut R, max: u32, body: &mut Vec<u8>
 }
 
 /// Reads and decodes one frame. `Ok(None)` is a clean end of stream.
-pub fn read_frame<R: Read + ?Sized, T: DeserializeOwned>(r: &mut R, max: u32) -> Result<Option<T>, FrameError> {
+pub fn read_frame<R: Read + ?Sized, T: DeserializeOwned>(
+    r: &mut R,
+    max: u32,
+) -> Result<Option<T>, FrameError> {
     let mut body = Vec::new();
     if !read_frame_body(r, max, &mut body)? {
         return Ok(None);
@@ -166,8 +180,14 @@ mod tests {
     #[test]
     fn round_trip_and_clean_eof() {
         let mut wire = Vec::new();
-        let a = Msg { id: 1, text: "hello".into() };
-        let b = Msg { id: 2, text: "".into() };
+        let a = Msg {
+            id: 1,
+            text: "hello".into(),
+        };
+        let b = Msg {
+            id: 2,
+            text: "".into(),
+        };
         write_frame(&mut wire, &a).unwrap();
         encode_frame_into(&b, &mut wire).unwrap();
         let mut r = &wire[..];
@@ -178,11 +198,18 @@ mod tests {
 
     #[test]
     fn cut_frame_is_truncated() {
-        let wire = encode_frame(&Msg { id: 7, text: "abc".into() }).unwrap();
+        let wire = encode_frame(&Msg {
+            id: 7,
+            text: "abc".into(),
+        })
+        .unwrap();
         for cut in 1..wire.len() {
             let mut r = &wire[..cut];
             let err = read_frame::<_, Msg>(&mut r, 1024).unwrap_err();
-            assert!(matches!(err, FrameError::Truncated { .. }), "cut {cut}: {err}");
+            assert!(
+                matches!(err, FrameError::Truncated { .. }),
+                "cut {cut}: {err}"
+            );
         }
     }
 
@@ -190,7 +217,13 @@ mod tests {
     fn oversized_is_refused_before_reading() {
         let wire = u32::MAX.to_le_bytes();
         let err = read_frame::<_, Msg>(&mut &wire[..], 1024).unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { len: u32::MAX, max: 1024 }));
+        assert!(matches!(
+            err,
+            FrameError::TooLarge {
+                len: u32::MAX,
+                max: 1024
+            }
+        ));
     }
 
     #[test]

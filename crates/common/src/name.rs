@@ -18,7 +18,9 @@ pub struct Name(String);
 
 /// Why a string is not a valid [`Name`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid name {given:?}: {why} (allowed: 1 to 64 of A-Z a-z 0-9 . _ -, not \".\" or \"..\")")]
+#[error(
+    "invalid name {given:?}: {why} (allowed: 1 to 64 of A-Z a-z 0-9 . _ -, not \".\" or \"..\")"
+)]
 pub struct NameError {
     given: String,
     why: &'static str,
