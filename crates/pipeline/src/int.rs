@@ -1,0 +1,134 @@
+//! Fast, checked 64-bit integer parsing and formatting for the integer stages.
+//!
+//! The integer stages handle millions of records a second, so they neither
+//! allocate nor go through `str::parse`/`format!` per record: [`parse_i64`]
+//! reads ASCII digits straight from the line's bytes and [`format_i64`] writes
+//! digits into a small stack buffer. Both are checked: a number outside the
+//! `i64` range is an error, never a wrap.
+
+/// Why a record is not a 64-bit integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntError {
+    /// Not an optional sign followed by decimal digits.
+    NotAnInteger,
+    /// Digits, but outside `i64::MIN..=i64::MAX`.
+    OutOfRange,
+}
+
+/// Parses `bytes` (surrounding ASCII spaces, tabs and a `\r` allowed) as an `i64`.
+pub fn parse_i64(bytes: &[u8]) -> Result<i64, IntError> {
+    let s = trim_ascii(bytes);
+    let (negative, digits) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return Err(IntError::NotAnInteger);
+    }
+    // Accumulate as a negative number: its range includes i64::MIN.
+    let mut acc: i64 = 0;
+    let mut overflow = false;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return Err(IntError::NotAnInteger);
+        }
+        match acc
+            .checked_mul(10)
+            .and_then(|v| v.checked_sub(i64::from(d)))
+        {
+            Some(v) => acc = v,
+            None => overflow = true, // keep scanning: a later letter makes it "not an integer"
+        }
+    }
+    if overflow {
+        return Err(IntError::OutOfRange);
+    }
+    if negative {
+        Ok(acc)
+    } else {
+        acc.checked_neg().ok_or(IntError::OutOfRange)
+    }
+}
+
+/// The longest decimal `i64`: `-9223372036854775808`.
+pub const MAX_DIGITS: usize = 20;
+
+/// Writes `v` in decimal into `buf` and returns the written tail of it.
+pub fn format_i64(v: i64, buf: &mut [u8; MAX_DIGITS]) -> &[u8] {
+    let mut n = v.unsigned_abs();
+    let mut i = MAX_DIGITS;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+/// `bytes` without leading and trailing ASCII blanks (space, tab, `\r`).
+pub fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\r');
+    let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |e| e + 1);
+    &bytes[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_it_should() {
+        assert_eq!(parse_i64(b"0"), Ok(0));
+        assert_eq!(parse_i64(b"42"), Ok(42));
+        assert_eq!(parse_i64(b" -17\r"), Ok(-17));
+        assert_eq!(parse_i64(b"+5"), Ok(5));
+        assert_eq!(parse_i64(b"9223372036854775807"), Ok(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Ok(i64::MIN));
+    }
+
+    #[test]
+    fn refuses_what_it_should() {
+        for bad in [
+            &b""[..],
+            b"-",
+            b"abc",
+            b"1 2",
+            b"1.5",
+            b"12a",
+            b"--1",
+            b"0x10",
+        ] {
+            assert_eq!(parse_i64(bad), Err(IntError::NotAnInteger), "{bad:?}");
+        }
+        assert_eq!(parse_i64(b"9223372036854775808"), Err(IntError::OutOfRange));
+        assert_eq!(
+            parse_i64(b"-9223372036854775809"),
+            Err(IntError::OutOfRange)
+        );
+        assert_eq!(
+            parse_i64(b"99999999999999999999999x"),
+            Err(IntError::NotAnInteger)
+        );
+    }
+
+    #[test]
+    fn formats_every_edge() {
+        let mut buf = [0u8; MAX_DIGITS];
+        for v in [0, 1, -1, 9, 10, -10, 12345, i64::MAX, i64::MIN] {
+            assert_eq!(format_i64(v, &mut buf), v.to_string().as_bytes());
+        }
+    }
+}
