@@ -55,17 +55,31 @@ pub fn parse_i64(bytes: &[u8]) -> Result<i64, IntError> {
 /// The longest decimal `i64`: `-9223372036854775808`.
 pub const MAX_DIGITS: usize = 20;
 
+/// "00" to "99": two digits per division, as `itoa` does.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 /// Writes `v` in decimal into `buf` and returns the written tail of it.
+#[inline]
 pub fn format_i64(v: i64, buf: &mut [u8; MAX_DIGITS]) -> &[u8] {
     let mut n = v.unsigned_abs();
     let mut i = MAX_DIGITS;
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        buf[i] = b'0' + n as u8;
     }
     if v < 0 {
         i -= 1;
@@ -127,7 +141,21 @@ mod tests {
     #[test]
     fn formats_every_edge() {
         let mut buf = [0u8; MAX_DIGITS];
-        for v in [0, 1, -1, 9, 10, -10, 12345, i64::MAX, i64::MIN] {
+        for v in [
+            0,
+            1,
+            -1,
+            9,
+            10,
+            -10,
+            99,
+            100,
+            -101,
+            12345,
+            1_000_000,
+            i64::MAX,
+            i64::MIN,
+        ] {
             assert_eq!(format_i64(v, &mut buf), v.to_string().as_bytes());
         }
     }
