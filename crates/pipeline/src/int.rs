@@ -16,6 +16,7 @@ pub enum IntError {
 }
 
 /// Parses `bytes` (surrounding ASCII spaces, tabs and a `\r` allowed) as an `i64`.
+#[inline(always)]
 pub fn parse_i64(bytes: &[u8]) -> Result<i64, IntError> {
     let s = trim_ascii(bytes);
     let (negative, digits) = match s.first() {
@@ -55,6 +56,10 @@ pub fn parse_i64(bytes: &[u8]) -> Result<i64, IntError> {
 /// The longest decimal `i64`: `-9223372036854775808`.
 pub const MAX_DIGITS: usize = 20;
 
+/// Room for the longest `i64`, its newline, and padding so that callers can
+/// copy a fixed-size block (a few wide moves, no `memcpy` call).
+pub const LINE_BUF: usize = 24;
+
 /// "00" to "99": two digits per division, as `itoa` does.
 const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
@@ -62,11 +67,28 @@ const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
-/// Writes `v` in decimal into `buf` and returns the written tail of it.
-#[inline]
-pub fn format_i64(v: i64, buf: &mut [u8; MAX_DIGITS]) -> &[u8] {
+/// How many decimal digits `n` has (1 for 0).
+#[inline(always)]
+fn digit_count(n: u64) -> usize {
+    let mut digits = 1;
+    let mut bound = 10u64;
+    while digits < 20 && n >= bound {
+        digits += 1;
+        bound = bound.saturating_mul(10);
+    }
+    digits
+}
+
+/// Writes `v` in decimal followed by `\n` at the start of `buf`; returns the
+/// length written (digits, sign and newline).
+#[inline(always)]
+pub fn format_i64_line(v: i64, buf: &mut [u8; LINE_BUF]) -> usize {
     let mut n = v.unsigned_abs();
-    let mut i = MAX_DIGITS;
+    let sign = usize::from(v < 0);
+    let digits = digit_count(n);
+    buf[0] = b'-';
+    let mut i = sign + digits;
+    buf[i] = b'\n';
     while n >= 100 {
         let pair = (n % 100) as usize * 2;
         n /= 100;
@@ -75,17 +97,11 @@ pub fn format_i64(v: i64, buf: &mut [u8; MAX_DIGITS]) -> &[u8] {
     }
     if n >= 10 {
         let pair = n as usize * 2;
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        buf[i - 2..i].copy_from_slice(&PAIRS[pair..pair + 2]);
     } else {
-        i -= 1;
-        buf[i] = b'0' + n as u8;
+        buf[i - 1] = b'0' + n as u8;
     }
-    if v < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
+    sign + digits + 1
 }
 
 /// `bytes` without leading and trailing ASCII blanks (space, tab, `\r`).
@@ -140,7 +156,7 @@ mod tests {
 
     #[test]
     fn formats_every_edge() {
-        let mut buf = [0u8; MAX_DIGITS];
+        let mut buf = [0u8; LINE_BUF];
         for v in [
             0,
             1,
@@ -156,7 +172,8 @@ mod tests {
             i64::MAX,
             i64::MIN,
         ] {
-            assert_eq!(format_i64(v, &mut buf), v.to_string().as_bytes());
+            let n = format_i64_line(v, &mut buf);
+            assert_eq!(&buf[..n], format!("{v}\n").as_bytes());
         }
     }
 }

@@ -154,6 +154,80 @@ pub enum RecordError {
     InvalidUtf8(usize),
 }
 
+/// The output batch a stage writes its records into.
+///
+/// Its bytes are always initialised (the buffer only grows), and `len`
+/// marks how much is filled, so a record can be formatted straight into a
+/// fixed-size slot at the end without a temporary copy or a fill.
+#[derive(Debug, Default)]
+pub struct OutBuf {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl OutBuf {
+    /// An empty batch with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> OutBuf {
+        OutBuf {
+            buf: vec![0; capacity],
+            len: 0,
+        }
+    }
+
+    /// The filled bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Bytes filled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is filled.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Empties the batch (keeps the memory).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    #[inline(always)]
+    fn room(&mut self, n: usize) {
+        if self.len + n > self.buf.len() {
+            self.buf.resize((self.len + n).max(self.buf.len() * 2), 0);
+        }
+    }
+
+    /// Appends bytes.
+    #[inline]
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.room(bytes.len());
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Appends one byte.
+    #[inline]
+    pub fn push(&mut self, b: u8) {
+        self.room(1);
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    /// Appends `v` in decimal and a newline, formatted in place.
+    #[inline(always)]
+    pub fn push_i64_line(&mut self, v: i64) {
+        self.room(int::LINE_BUF);
+        let slot: &mut [u8; int::LINE_BUF] = (&mut self.buf[self.len..self.len + int::LINE_BUF])
+            .try_into()
+            .expect("slot size");
+        self.len += int::format_i64_line(v, slot);
+    }
+}
+
 /// Quotes (part of) a record for an error message.
 fn quote(record: &[u8]) -> String {
     const MAX: usize = 40;
@@ -169,7 +243,7 @@ impl Stage {
     /// Transforms one record (without its newline). Appends the result and a
     /// newline to `out`, or nothing when the stage drops the record. Returns
     /// whether a record was written.
-    pub fn apply(&self, record: &mut [u8], out: &mut Vec<u8>) -> Result<bool, RecordError> {
+    pub fn apply(&self, record: &mut [u8], out: &mut OutBuf) -> Result<bool, RecordError> {
         match self {
             Stage::Add(n) => int_op(record, out, |v| v.checked_add(*n), |v| format!("{v} + {n}")),
             Stage::Mul(n) => int_op(record, out, |v| v.checked_mul(*n), |v| format!("{v} * {n}")),
@@ -184,23 +258,23 @@ impl Stage {
                     } else {
                         record.make_ascii_lowercase();
                     }
-                    out.extend_from_slice(record);
+                    out.extend(record);
                 } else if upper {
-                    out.extend_from_slice(text.to_uppercase().as_bytes());
+                    out.extend(text.to_uppercase().as_bytes());
                 } else {
-                    out.extend_from_slice(text.to_lowercase().as_bytes());
+                    out.extend(text.to_lowercase().as_bytes());
                 }
                 out.push(b'\n');
                 Ok(true)
             }
             Stage::Trim => {
-                out.extend_from_slice(utf8(record)?.trim().as_bytes());
+                out.extend(utf8(record)?.trim().as_bytes());
                 out.push(b'\n');
                 Ok(true)
             }
             Stage::Grep(needle) => {
                 if utf8(record)?.contains(needle.as_str()) {
-                    out.extend_from_slice(record);
+                    out.extend(record);
                     out.push(b'\n');
                     Ok(true)
                 } else {
@@ -208,13 +282,13 @@ impl Stage {
                 }
             }
             Stage::Pass => {
-                out.extend_from_slice(record);
+                out.extend(record);
                 out.push(b'\n');
                 Ok(true)
             }
             Stage::Delay(d) => {
                 std::thread::sleep(*d);
-                out.extend_from_slice(record);
+                out.extend(record);
                 out.push(b'\n');
                 Ok(true)
             }
@@ -228,10 +302,10 @@ fn utf8(record: &[u8]) -> Result<&str, RecordError> {
 }
 
 /// Parses an integer record, applies `op`, writes the result.
-#[inline]
+#[inline(always)]
 fn int_op(
     record: &[u8],
-    out: &mut Vec<u8>,
+    out: &mut OutBuf,
     op: impl Fn(i64) -> Option<i64>,
     describe: impl Fn(i64) -> String,
 ) -> Result<bool, RecordError> {
@@ -240,9 +314,7 @@ fn int_op(
         IntError::OutOfRange => RecordError::OutOfRange(quote(record)),
     })?;
     let r = op(v).ok_or_else(|| RecordError::Overflow(describe(v)))?;
-    let mut digits = [0u8; int::MAX_DIGITS];
-    out.extend_from_slice(int::format_i64(r, &mut digits));
-    out.push(b'\n');
+    out.push_i64_line(r);
     Ok(true)
 }
 
@@ -253,9 +325,9 @@ mod tests {
     fn run(spec: &str, record: &str) -> Result<String, RecordError> {
         let s = StageSpec::parse(spec).unwrap();
         let mut rec = record.as_bytes().to_vec();
-        let mut out = Vec::new();
+        let mut out = OutBuf::default();
         s.stage.apply(&mut rec, &mut out)?;
-        Ok(String::from_utf8(out).unwrap())
+        Ok(String::from_utf8(out.as_slice().to_vec()).unwrap())
     }
 
     #[test]
@@ -289,7 +361,9 @@ mod tests {
             "-(-9223372036854775808) overflows a 64-bit integer"
         );
         let mut bad = b"ok\xff".to_vec();
-        let err = Stage::Upper.apply(&mut bad, &mut Vec::new()).unwrap_err();
+        let err = Stage::Upper
+            .apply(&mut bad, &mut OutBuf::default())
+            .unwrap_err();
         assert_eq!(err.to_string(), "invalid UTF-8 at byte 3");
     }
 

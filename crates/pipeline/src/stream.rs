@@ -10,7 +10,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::stage::{RecordError, Stage};
+use crate::stage::{OutBuf, RecordError, Stage};
 
 /// Size of the read buffer and of the output batches (bytes).
 pub const BUF_SIZE: usize = 128 * 1024;
@@ -73,7 +73,7 @@ pub fn run(
     }
     let mut buf = vec![0u8; BUF_SIZE];
     let (mut start, mut end) = (0usize, 0usize);
-    let mut out: Vec<u8> = Vec::with_capacity(BUF_SIZE * 2);
+    let mut out = OutBuf::with_capacity(BUF_SIZE * 2);
     // `delay` is for watching records move one by one: write each at once.
     let each = matches!(stage, Stage::Delay(_));
     loop {
@@ -123,7 +123,7 @@ pub fn run(
 fn record(
     stage: &Stage,
     rec: &mut [u8],
-    out: &mut Vec<u8>,
+    out: &mut OutBuf,
     counts: &mut Counts,
     output: &mut impl Write,
 ) -> Result<(), StreamError> {
@@ -198,11 +198,11 @@ fn read_some(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Writes and empties `out`; the reader leaving is `Ok(ReaderLeft)`.
-fn flush(output: &mut impl Write, out: &mut Vec<u8>) -> Result<End, StreamError> {
+fn flush(output: &mut impl Write, out: &mut OutBuf) -> Result<End, StreamError> {
     if out.is_empty() {
         return Ok(End::Done);
     }
-    let r = output.write_all(out);
+    let r = output.write_all(out.as_slice());
     out.clear();
     match r {
         Ok(()) => Ok(End::Done),
