@@ -304,10 +304,21 @@ pub fn run_chain(specs: &[StageSpec], shutdown: &Shutdown) -> Result<Report, Cha
     }
     supervise(specs, &mut stages, shutdown)?;
     let interrupted = shutdown.signal().filter(|_| shutdown.requested());
-    let reports = stages
+    let mut reports: Vec<StageReport> = stages
         .into_iter()
         .map(|s| s.outcome.expect("every stage reaped"))
         .collect();
+    if interrupted.is_some() {
+        // Ctrl-C reaches the whole process group: stages that died of the
+        // same signal were stopped by the user, not failed.
+        for r in &mut reports {
+            if let Status::Killed { signal } = r.status {
+                if signal == libc::SIGINT || signal == libc::SIGTERM {
+                    r.status = Status::Stopped;
+                }
+            }
+        }
+    }
     Ok(Report::new(reports, interrupted))
 }
 
