@@ -357,3 +357,40 @@ fn sigint_stops_every_stage() {
         );
     }
 }
+
+/// A failing stage stops the stages upstream of it even when they are idle
+/// (input still open, nothing arriving), so the command ends at once with
+/// the failure instead of hanging until input ends.
+#[test]
+fn failing_stage_stops_idle_upstream_stages() {
+    let env = Env::new();
+    let mut cmd = env.cmd("filter");
+    cmd.args(["--json", "pass", "mul 2"]).stdin(Stdio::piped());
+    let mut p = Proc::spawn(cmd);
+    let mut stdin = p.child.stdin.take().unwrap();
+    stdin.write_all(b"4\nfour\n").unwrap();
+    // stdin stays open: stage 1 would wait for more input forever.
+    let status = p.wait_timeout(HANG);
+    assert_eq!(status.code(), Some(1));
+    let out = p.finish();
+    let err = text(&out.stderr);
+    let mut lines = err.lines();
+    assert_eq!(
+        lines.next(),
+        Some("filter: stage 2 'mul 2' failed: line 2: \"four\" is not an integer")
+    );
+    let v: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(v["stages"][0]["status"], "stopped");
+    assert_eq!(text(&out.stdout), "8\n");
+    drop(stdin);
+}
+
+/// `--help` shows an example and `--version` the version (the shared CLI conventions).
+#[test]
+fn help_has_an_example() {
+    let out = filter(&["--help"], b"");
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("filter 'add 1' 'mul 2' neg"));
+    let out = filter(&["--version"], b"");
+    assert!(text(&out.stdout).contains("0.1.0"));
+}
