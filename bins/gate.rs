@@ -101,9 +101,9 @@ fn print_status(st: &Status) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "gate {}: {} slots, {} held, {} free, {} waiting",
+        "gate {}: {}, {} held, {} free, {} waiting",
         st.name,
-        st.slots,
+        plural(st.slots, "slot"),
         st.slots - st.free,
         st.free,
         st.waiting
@@ -152,9 +152,9 @@ fn take(args: &Args) -> anyhow::Result<u8> {
         Acquire::TimedOut => {
             let waited = format_duration(args.timeout.unwrap_or_default());
             return Err(Fail::failed(format!(
-                "timed out after {waited} waiting for a slot of {} ({} slots, all held)",
+                "timed out after {waited} waiting for a slot of {} ({}, all held)",
                 args.name,
-                gate.slots()
+                plural(gate.slots(), "slot")
             ))
             .into());
         }
@@ -233,5 +233,13 @@ fn os_reason(err: &std::io::Error) -> String {
     match err.raw_os_error() {
         Some(n) => nix::errno::Errno::from_raw(n).desc().to_owned(),
         None => err.to_string(),
+    }
+}
+
+fn plural(n: u16, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
