@@ -1,6 +1,6 @@
 //! `scribe`: append lines to a shared file under an exclusive `flock`, or
 //! verify such a file. See the `syncomm-scribe` crate for the mechanism.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -83,7 +83,7 @@ fn main() -> ExitCode {
     })
 }
 
-fn write(path: &PathBuf, args: &Args) -> anyhow::Result<u8> {
+fn write(path: &Path, args: &Args) -> anyhow::Result<u8> {
     let id = args
         .id
         .clone()
@@ -116,7 +116,7 @@ fn write(path: &PathBuf, args: &Args) -> anyhow::Result<u8> {
     }
 }
 
-fn verify(path: &PathBuf, args: &Args) -> anyhow::Result<u8> {
+fn verify(path: &Path, args: &Args) -> anyhow::Result<u8> {
     let expect = Expect {
         writers: args.writers,
         count: args.count,

@@ -202,7 +202,7 @@ pub fn format_line(buf: &mut Vec<u8>, id: &str, message: &str, k: u64) {
     use std::io::Write;
     buf.clear();
     // Writing into a Vec cannot fail.
-    let _ = write!(buf, "{id}{MARKER}{message} {k}\n");
+    let _ = writeln!(buf, "{id}{MARKER}{message} {k}");
 }
 
 /// Appends `opts.count` lines to `path`, each under an exclusive `flock` and
