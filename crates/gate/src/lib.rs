@@ -407,8 +407,17 @@ impl Gate {
     /// [`DEFAULT_SLOTS`]) if it does not exist. A different `slots` than the
     /// existing count is [`GateError::SlotsDiffer`].
     pub fn open_or_create(name: &Name, slots: Option<u16>) -> Result<Gate, GateError> {
-        let path = runtime_file(name)?;
-        let Some(mut kf) = KeyFile::lock(&path, true, true)? else {
+        Gate::open_or_create_at(&runtime_file(name)?, name, slots)
+    }
+
+    /// [`Gate::open_or_create`] with the runtime file at `path` instead of
+    /// the runtime directory (for tests and benchmarks).
+    pub fn open_or_create_at(
+        path: &Path,
+        name: &Name,
+        slots: Option<u16>,
+    ) -> Result<Gate, GateError> {
+        let Some(mut kf) = KeyFile::lock(path, true, true)? else {
             unreachable!("lock with create returns a file")
         };
         if let Some(key) = kf.read_key(name)? {
@@ -629,8 +638,12 @@ impl Gate {
 
     /// Removes the set and its runtime file, only if no slot is held.
     pub fn remove(name: &Name) -> Result<bool, GateError> {
-        let path = runtime_file(name)?;
-        let Some(mut kf) = KeyFile::lock(&path, false, true)? else {
+        Gate::remove_at(&runtime_file(name)?, name)
+    }
+
+    /// [`Gate::remove`] with the runtime file at `path`.
+    pub fn remove_at(path: &Path, name: &Name) -> Result<bool, GateError> {
+        let Some(mut kf) = KeyFile::lock(path, false, true)? else {
             return Ok(false);
         };
         let gate = match kf.read_key(name)? {
@@ -712,6 +725,43 @@ pub fn open_and_acquire(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_are_counted_named_and_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gate.t.sem");
+        let name = Name::new("t").unwrap();
+        let sd = Shutdown::manual().unwrap();
+        let gate = Gate::open_or_create_at(&path, &name, Some(2)).unwrap();
+        assert_eq!(gate.acquire(None, &sd).unwrap(), Acquire::Slot(0));
+        assert_eq!(gate.acquire(None, &sd).unwrap(), Acquire::Slot(1));
+        let full = gate.acquire(Some(Duration::ZERO), &sd).unwrap();
+        assert_eq!(full, Acquire::TimedOut);
+        let full = gate.acquire(Some(Duration::from_millis(20)), &sd).unwrap();
+        assert_eq!(full, Acquire::TimedOut);
+        let st = gate.status().unwrap();
+        assert_eq!((st.slots, st.free, st.waiting), (2, 0, 0));
+        let me = std::process::id() as i32;
+        assert!(st.holders.iter().all(|h| h.pid == me));
+        assert!(matches!(
+            Gate::open_or_create_at(&path, &name, Some(3)),
+            Err(GateError::SlotsDiffer {
+                current: 2,
+                asked: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Gate::remove_at(&path, &name),
+            Err(GateError::InUse { .. })
+        ));
+        gate.release(0).unwrap();
+        assert_eq!(gate.acquire(None, &sd).unwrap(), Acquire::Slot(0));
+        gate.release(0).unwrap();
+        gate.release(1).unwrap();
+        assert!(Gate::remove_at(&path, &name).unwrap());
+        assert!(!path.exists());
+    }
 
     #[test]
     fn key_file_round_trip_and_garbage() {
