@@ -38,7 +38,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -469,92 +469,106 @@ fn shorten(line: &[u8]) -> String {
     }
 }
 
-/// Checks file contents; returns the summary or the first problem.
+/// Checks file contents held in memory; returns the summary or the first problem.
 pub fn verify_bytes(data: &[u8], expect: Expect) -> Result<Summary, Problem> {
-    let mut next: HashMap<&str, u64> = HashMap::new();
+    match verify_reader(data, expect) {
+        Ok(outcome) => outcome,
+        Err(e) => unreachable!("reading a byte slice cannot fail: {e}"),
+    }
+}
+
+/// The longest line the verifier reads whole; a longer one is malformed
+/// (a scribe line is at most an id, a 4096-byte message and a counter).
+const MAX_LINE: usize = 8192;
+
+/// Checks the lines of `r` one at a time (memory stays small however large
+/// the file): the outer error is an I/O error, the inner one the first problem.
+pub fn verify_reader<R: BufRead>(mut r: R, expect: Expect) -> io::Result<Result<Summary, Problem>> {
+    // Each writer's next expected counter.
+    let mut next: HashMap<String, u64> = HashMap::new();
     let mut lineno = 0u64;
-    let mut rest = data;
-    while !rest.is_empty() {
-        lineno += 1;
-        let (line, torn) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                let l = &rest[..i];
-                rest = &rest[i + 1..];
-                (l, false)
-            }
-            None => {
-                let l = rest;
-                rest = &[];
-                (l, true)
-            }
-        };
-        if torn {
-            return Err(Problem::Torn {
-                line: lineno,
-                text: shorten(line),
-            });
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        buf.clear();
+        let n = (&mut r)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
         }
+        lineno += 1;
+        let Some(line) = buf.strip_suffix(b"\n") else {
+            let text = shorten(&buf);
+            return Ok(Err(if buf.len() > MAX_LINE {
+                Problem::Malformed { line: lineno, text }
+            } else {
+                Problem::Torn { line: lineno, text }
+            }));
+        };
         let Some(p) = parse_line(line) else {
-            return Err(Problem::Malformed {
+            return Ok(Err(Problem::Malformed {
                 line: lineno,
                 text: shorten(line),
-            });
+            }));
         };
-        let expected = next.entry(p.id).or_insert(0);
+        if !next.contains_key(p.id) {
+            next.insert(p.id.to_owned(), 0);
+        }
+        let expected = next.get_mut(p.id).expect("inserted above");
         if let Some(count) = expect.count {
             if p.k >= count && *expected >= count {
-                return Err(Problem::TooMany {
+                return Ok(Err(Problem::TooMany {
                     line: lineno,
                     id: p.id.to_owned(),
                     expected: count,
-                });
+                }));
             }
         }
         if p.k > *expected {
-            return Err(Problem::Skipped {
+            return Ok(Err(Problem::Skipped {
                 line: lineno,
                 id: p.id.to_owned(),
                 expected: *expected,
                 found: p.k,
-            });
+            }));
         }
         if p.k < *expected {
-            return Err(Problem::Repeated {
+            return Ok(Err(Problem::Repeated {
                 line: lineno,
                 id: p.id.to_owned(),
                 expected: *expected,
                 found: p.k,
-            });
+            }));
         }
         *expected += 1;
     }
     if let Some(w) = expect.writers {
         if next.len() as u64 != w {
-            return Err(Problem::Writers {
+            return Ok(Err(Problem::Writers {
                 expected: w,
                 found: next.len() as u64,
-            });
+            }));
         }
     }
     if let Some(count) = expect.count {
-        let mut short: Vec<(&str, u64)> = next
+        let mut short: Vec<(&String, u64)> = next
             .iter()
             .filter(|(_, &n)| n < count)
-            .map(|(id, &n)| (*id, n))
+            .map(|(id, &n)| (id, n))
             .collect();
         short.sort();
         if let Some((id, n)) = short.first() {
-            return Err(Problem::TooFew {
-                id: (*id).to_owned(),
+            return Ok(Err(Problem::TooFew {
+                id: (*id).clone(),
                 expected: count,
                 found: *n,
-            });
+            }));
         }
     }
-    Ok(Summary {
+    Ok(Ok(Summary {
         lines: lineno,
         writers: next.len() as u64,
-    })
+    }))
 }
 
 /// Reads `path` (never through a symlink) and verifies it.
@@ -563,7 +577,7 @@ pub fn verify_file(path: &Path, expect: Expect) -> Result<Summary, VerifyError> 
         path: path.to_owned(),
         source,
     };
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
@@ -580,12 +594,13 @@ pub fn verify_file(path: &Path, expect: Expect) -> Result<Summary, VerifyError> 
             kind_of(&ft)
         ))));
     }
-    let mut data = Vec::new();
-    file.read_to_end(&mut data).map_err(read_err)?;
-    verify_bytes(&data, expect).map_err(|problem| VerifyError::Bad {
-        path: path.to_owned(),
-        problem,
-    })
+    let outcome = verify_reader(io::BufReader::with_capacity(1 << 16, file), expect);
+    outcome
+        .map_err(read_err)?
+        .map_err(|problem| VerifyError::Bad {
+            path: path.to_owned(),
+            problem,
+        })
 }
 
 #[cfg(test)]
@@ -658,6 +673,11 @@ mod tests {
         assert!(matches!(
             verify_bytes(&d, e),
             Err(Problem::Torn { line: 2, .. })
+        ));
+        let long = vec![b'a'; 20_000];
+        assert!(matches!(
+            verify_bytes(&long, e),
+            Err(Problem::Malformed { line: 1, .. })
         ));
         let d = lines(&[("a", 0), ("b", 0)]);
         let want = Expect {
