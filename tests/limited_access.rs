@@ -267,6 +267,14 @@ fn bad_runtime_files_are_reported_or_repaired() {
     std::fs::create_dir(&path).unwrap();
     expect_error("is not a regular file");
     std::fs::remove_dir(&path).unwrap();
+    // Unreadable (meaningful only when not root: root reads anything).
+    if !nix::unistd::geteuid().is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
+        expect_error("Permission denied");
+        std::fs::remove_file(&path).unwrap();
+    }
     // Stale: a well-formed key whose set is gone (as after a reboot).
     std::fs::write(&path, b"syncomm-gate 1 key=2147483000\n").unwrap();
     let out = run(sem.gate(&["--slots", "2", "--", "true"]));
