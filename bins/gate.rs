@@ -29,7 +29,7 @@ is the command's.";
 
 /// Take one of S slots of the semaphore NAME, run COMMAND, give the slot back.
 #[derive(Parser, Debug)]
-#[command(version, after_help = EXAMPLE)]
+#[command(name = "gate", version, after_help = EXAMPLE)]
 struct Args {
     /// The semaphore's name.
     #[arg(long, value_name = "N", default_value = "default")]
@@ -45,11 +45,11 @@ struct Args {
     timeout: Option<Duration>,
 
     /// Without COMMAND: the id printed in the demo lines (default: the process id).
-    #[arg(long, value_name = "I")]
+    #[arg(long, value_name = "I", conflicts_with = "command")]
     id: Option<String>,
 
     /// Without COMMAND: how long to stay in the critical section (default: random, 0-3s).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, conflicts_with = "command")]
     hold: Option<Duration>,
 
     /// Print the slots, which process holds each, and how many wait.

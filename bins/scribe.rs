@@ -23,7 +23,7 @@ with kill -9 releases the lock with its descriptor and leaves no torn line.";
 
 /// Append lines to a shared file under an exclusive lock, or verify the file.
 #[derive(Parser, Debug)]
-#[command(version, after_help = EXAMPLE)]
+#[command(name = "scribe", version, after_help = EXAMPLE)]
 struct Args {
     /// The shared file to append to (created 0644; a symlink is refused).
     #[arg(
