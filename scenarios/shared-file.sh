@@ -31,8 +31,8 @@ run_shared_file() {
 }
 
 panes_shared_file() {
-  echo "scribe --file \$WORK/shared.txt --id 1 --count 20 --hold 150ms && tail -n 5 \$WORK/shared.txt"
-  echo "scribe --file \$WORK/shared.txt --id 2 --count 20 --hold 150ms && tail -n 5 \$WORK/shared.txt"
-  echo "scribe --file \$WORK/shared.txt --id 3 --count 20 --hold 150ms && tail -n 5 \$WORK/shared.txt"
-  echo "sleep 12; scribe --verify \$WORK/shared.txt --writers 3 --count 20"
+  echo "scribe --file $WORK/shared.txt --id 1 --count 20 --hold 150ms && tail -n 5 $WORK/shared.txt"
+  echo "scribe --file $WORK/shared.txt --id 2 --count 20 --hold 150ms && tail -n 5 $WORK/shared.txt"
+  echo "scribe --file $WORK/shared.txt --id 3 --count 20 --hold 150ms && tail -n 5 $WORK/shared.txt"
+  echo "sleep 12; scribe --verify $WORK/shared.txt --writers 3 --count 20"
 }
