@@ -1,8 +1,245 @@
-//! `gate`: not yet built (placeholder so the workspace compiles).
+//! `gate`: take one of S slots of a counting semaphore, run a command, give
+//! the slot back. See the `syncomm-gate` crate for the mechanism.
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use syncomm_common::duration::format_duration;
+use syncomm_common::shutdown::Shutdown;
+use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_gate::{Acquire, Gate, GateError, Status, MAX_SLOTS};
+
+const EXAMPLE: &str = "\
+Examples:
+  gate --name build --slots 2 -- make -C lib1     # at most 2 of these at once
+  gate --name build --timeout 30s -- make -C lib2 # give up after 30s of waiting
+  gate --slots 3 --id 7                           # the seed's demo: 7 starting/finished
+  gate --status --name build                      # who holds which slot, how many wait
+  gate --remove --name build                      # delete an idle semaphore
+
+The semaphore is a System V semaphore set taken with SEM_UNDO: when a holder
+dies, even by kill -9, the kernel gives its slot back and wakes a waiter.
+With a COMMAND, gate takes a slot and then becomes the command (execve), so
+the slot is held exactly as long as the command runs and gate's exit status
+is the command's.";
+
+/// Take one of S slots of the semaphore NAME, run COMMAND, give the slot back.
+#[derive(Parser, Debug)]
+#[command(name = "gate", version, after_help = EXAMPLE)]
+struct Args {
+    /// The semaphore's name.
+    #[arg(long, value_name = "N", default_value = "default")]
+    name: Name,
+
+    /// Slots of the semaphore (set when it is created: default 3; a different
+    /// count while it exists is an error).
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u16).range(1..=MAX_SLOTS as i64))]
+    slots: Option<u16>,
+
+    /// Give up waiting for a slot after DUR (exit 1); 0 tries once.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+
+    /// Without COMMAND: the id printed in the demo lines (default: the process id).
+    #[arg(long, value_name = "I", conflicts_with = "command")]
+    id: Option<String>,
+
+    /// Without COMMAND: how long to stay in the critical section (default: random, 0-3s).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, conflicts_with = "command")]
+    hold: Option<Duration>,
+
+    /// Print the slots, which process holds each, and how many wait.
+    #[arg(long, conflicts_with_all = ["remove", "command", "timeout", "hold", "id"])]
+    status: bool,
+
+    /// Remove the semaphore (only when no slot is held).
+    #[arg(long, conflicts_with_all = ["command", "timeout", "hold", "id"])]
+    remove: bool,
+
+    /// With --status: print one JSON object.
+    #[arg(long, requires = "status")]
+    json: bool,
+
+    /// The command to run while holding a slot.
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<OsString>,
+}
 
 fn main() -> ExitCode {
     syncomm_common::run("gate", || {
-        Err(syncomm_common::Fail::failed("not built yet").into())
+        let args = Args::parse();
+        if args.status {
+            status(&args)
+        } else if args.remove {
+            remove(&args)
+        } else {
+            take(&args)
+        }
     })
+}
+
+fn status(args: &Args) -> anyhow::Result<u8> {
+    let gate = Gate::open(&args.name)?.ok_or_else(|| not_there(&args.name))?;
+    let st = gate.status()?;
+    if args.json {
+        syncomm_common::output::print_json(&st)?;
+    } else {
+        print_status(&st)?;
+    }
+    Ok(0)
+}
+
+fn print_status(st: &Status) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "gate {}: {}, {} held, {} free, {} waiting",
+        st.name,
+        plural(st.slots, "slot"),
+        st.slots - st.free,
+        st.free,
+        st.waiting
+    )?;
+    for slot in 0..st.slots {
+        match st.holders.iter().find(|h| h.slot == slot) {
+            Some(h) => writeln!(
+                out,
+                "  slot {slot}: pid {} ({})",
+                h.pid,
+                h.command.as_deref().unwrap_or("?")
+            )?,
+            None => writeln!(out, "  slot {slot}: free")?,
+        }
+    }
+    out.flush()
+}
+
+fn not_there(name: &Name) -> anyhow::Error {
+    Fail::failed(format!(
+        "semaphore {name} does not exist (the first gate that uses it creates it)"
+    ))
+    .into()
+}
+
+fn remove(args: &Args) -> anyhow::Result<u8> {
+    if Gate::remove(&args.name)? {
+        println!("gate: removed semaphore {}", args.name);
+        Ok(0)
+    } else {
+        Err(not_there(&args.name))
+    }
+}
+
+fn take(args: &Args) -> anyhow::Result<u8> {
+    let shutdown = Shutdown::install().context("installing signal handlers")?;
+    let (gate, got) =
+        syncomm_gate::open_and_acquire(&args.name, args.slots, args.timeout, &shutdown).map_err(
+            |e| match e {
+                GateError::SlotsDiffer { .. } => anyhow::Error::new(Fail::usage(e.to_string())),
+                e => e.into(),
+            },
+        )?;
+    let slot = match got {
+        Acquire::Slot(slot) => slot,
+        Acquire::TimedOut => {
+            let waited = format_duration(args.timeout.unwrap_or_default());
+            return Err(Fail::failed(format!(
+                "timed out after {waited} waiting for a slot of {} ({}, all held)",
+                args.name,
+                plural(gate.slots(), "slot")
+            ))
+            .into());
+        }
+        Acquire::Interrupted => return Ok(interrupted(&shutdown)),
+    };
+    if let Some((program, rest)) = args.command.split_first() {
+        // Become the command: the slot's SEM_UNDO record survives execve, so
+        // the kernel releases the slot when the command ends, however it ends.
+        let err = std::process::Command::new(program).args(rest).exec();
+        let code = if err.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        };
+        return Err(Fail::with_code(
+            code,
+            format!(
+                "cannot run {}: {}",
+                program.to_string_lossy(),
+                os_reason(&err)
+            ),
+        )
+        .into());
+    }
+    demo(args, &gate, slot, &shutdown)
+}
+
+/// The seed's demonstration: say so, stay a while, say so, leave.
+fn demo(args: &Args, gate: &Gate, slot: u16, shutdown: &Shutdown) -> anyhow::Result<u8> {
+    let id = args
+        .id
+        .clone()
+        .unwrap_or_else(|| std::process::id().to_string());
+    let hold = args
+        .hold
+        .unwrap_or_else(|| Duration::from_millis(rand::random::<u64>() % 3001));
+    let mut out = std::io::stdout();
+    writeln!(out, "{id} starting critical section")?;
+    out.flush()?;
+    sleep_unless_shutdown(hold, shutdown);
+    if shutdown.requested() {
+        gate.release(slot)?;
+        return Ok(interrupted(shutdown));
+    }
+    writeln!(out, "{id} finished critical section")?;
+    out.flush()?;
+    gate.release(slot)?;
+    Ok(0)
+}
+
+/// Sleeps for `d`, waking early on SIGINT/SIGTERM (poll on the shutdown descriptor).
+fn sleep_unless_shutdown(d: Duration, shutdown: &Shutdown) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = std::time::Instant::now() + d;
+    while !shutdown.requested() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let mut fds = [PollFd::new(shutdown.wake_fd(), PollFlags::POLLIN)];
+        let _ = poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        );
+    }
+}
+
+fn interrupted(shutdown: &Shutdown) -> u8 {
+    let sig = shutdown.signal().unwrap_or(libc::SIGTERM);
+    128 + sig as u8
+}
+
+/// An I/O error's reason without the "(os error N)" suffix.
+fn os_reason(err: &std::io::Error) -> String {
+    match err.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_owned(),
+        None => err.to_string(),
+    }
+}
+
+fn plural(n: u16, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }

@@ -1,8 +1,145 @@
-//! `scribe`: not yet built (placeholder so the workspace compiles).
+//! `scribe`: append lines to a shared file under an exclusive `flock`, or
+//! verify such a file. See the `syncomm-scribe` crate for the mechanism.
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use syncomm_common::shutdown::Shutdown;
+use syncomm_common::{parse_duration, Fail};
+use syncomm_scribe::{Expect, VerifyError, WriteOptions, WriteOutcome};
+
+const EXAMPLE: &str = "\
+Examples:
+  scribe --file shared.txt --id 1 --count 1000 &
+  scribe --file shared.txt --id 2 --count 1000 &
+  wait; scribe --verify shared.txt --writers 2 --count 1000
+  # prints: 2000 lines from 2 writers: ok
+
+Each line is `ID mu: TEXT K` (K = 0..COUNT-1), appended with one write(2)
+on an O_APPEND descriptor while holding flock(LOCK_EX). A writer killed
+with kill -9 releases the lock with its descriptor and leaves no torn line.";
+
+/// Append lines to a shared file under an exclusive lock, or verify the file.
+#[derive(Parser, Debug)]
+#[command(name = "scribe", version, after_help = EXAMPLE)]
+struct Args {
+    /// The shared file to append to (created 0644; a symlink is refused).
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "verify",
+        required_unless_present = "verify"
+    )]
+    file: Option<PathBuf>,
+
+    /// Check PATH instead: every line well formed, each writer's lines 0..K-1 in order.
+    #[arg(long, value_name = "PATH")]
+    verify: Option<PathBuf>,
+
+    /// This writer's id, 1-64 of A-Z a-z 0-9 . _ - (default: the process id).
+    #[arg(long, value_name = "I", conflicts_with = "verify")]
+    id: Option<String>,
+
+    /// Lines to append (default 10); with --verify, the lines each writer must have.
+    #[arg(long, value_name = "K")]
+    count: Option<u64>,
+
+    /// With --verify: the number of writers the file must have.
+    #[arg(long, value_name = "W", requires = "verify")]
+    writers: Option<u64>,
+
+    /// The text of each line.
+    #[arg(
+        long,
+        value_name = "TEXT",
+        default_value = "hello from scribe",
+        conflicts_with = "verify"
+    )]
+    message: String,
+
+    /// Keep the lock this long after each line (e.g. 200ms), to show contention.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, conflicts_with = "verify")]
+    hold: Option<Duration>,
+
+    /// fdatasync(2) each line before releasing the lock.
+    #[arg(long, conflicts_with = "verify")]
+    fsync: bool,
+
+    /// With --verify: print the summary as one JSON object.
+    #[arg(long, requires = "verify")]
+    json: bool,
+}
 
 fn main() -> ExitCode {
     syncomm_common::run("scribe", || {
-        Err(syncomm_common::Fail::failed("not built yet").into())
+        let args = Args::parse();
+        match (&args.verify, &args.file) {
+            (Some(path), _) => verify(path, &args),
+            (None, Some(path)) => write(path, &args),
+            (None, None) => Err(Fail::usage("give --file PATH or --verify PATH").into()),
+        }
     })
+}
+
+fn write(path: &Path, args: &Args) -> anyhow::Result<u8> {
+    let id = args
+        .id
+        .clone()
+        .unwrap_or_else(|| std::process::id().to_string());
+    if !syncomm_scribe::valid_id(&id) {
+        return Err(Fail::usage(format!(
+            "invalid --id {id:?} (allowed: 1 to 64 of A-Z a-z 0-9 . _ -)"
+        ))
+        .into());
+    }
+    syncomm_scribe::check_message(&args.message)
+        .map_err(|e| Fail::usage(format!("--message: {e}")))?;
+    let opts = WriteOptions {
+        id,
+        count: args.count.unwrap_or(10),
+        message: args.message.clone(),
+        hold: args.hold.unwrap_or(Duration::ZERO),
+        fsync: args.fsync,
+    };
+    let shutdown = Shutdown::install().context("installing signal handlers")?;
+    match syncomm_scribe::append_lines(path, &opts, &shutdown)? {
+        WriteOutcome::Done => Ok(0),
+        WriteOutcome::Interrupted { written } => {
+            eprintln!(
+                "scribe: interrupted after {written} of {} lines (each written whole)",
+                opts.count
+            );
+            Ok(128 + shutdown.signal().unwrap_or(libc::SIGTERM) as u8)
+        }
+    }
+}
+
+fn verify(path: &Path, args: &Args) -> anyhow::Result<u8> {
+    let expect = Expect {
+        writers: args.writers,
+        count: args.count,
+    };
+    match syncomm_scribe::verify_file(path, expect) {
+        Ok(s) => {
+            if args.json {
+                syncomm_common::output::print_json(&serde_json::json!({
+                    "ok": true, "lines": s.lines, "writers": s.writers,
+                }))?;
+            } else {
+                println!("{} lines from {} writers: ok", s.lines, s.writers);
+            }
+            Ok(0)
+        }
+        Err(VerifyError::Bad { path, problem }) => {
+            if args.json {
+                syncomm_common::output::print_json(&serde_json::json!({
+                    "ok": false, "problem": problem.to_string(),
+                }))?;
+            }
+            Err(Fail::failed(format!("{}: {problem}", path.display())).into())
+        }
+        Err(e) => Err(Fail::failed(e.to_string()).into()),
+    }
 }

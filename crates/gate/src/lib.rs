@@ -1,4 +1,788 @@
 //! # syncomm-gate
 //!
-//! (being built; see the issue for this scenario)
+//! A counting semaphore for processes and shell scripts: at most S processes
+//! hold a slot of the semaphore NAME at any moment, and a holder that dies in
+//! any way (even `kill -9`) gives its slot back at once, because the kernel
+//! does it. This is the seed's "Limited access" example across real processes.
+//!
+//! ## The mechanism: one System V semaphore set per name
+//! The set has `S + 2` semaphores:
+//!
+//! | index | role | value |
+//! |---|---|---|
+//! | 0 | the counter: free slots | `S` minus the holders |
+//! | 1 | the size marker | always `S` (tells a later `--slots` what the current count is) |
+//! | 2 + i | slot i, a binary semaphore | 1 free, 0 held |
+//!
+//! Taking a slot is two `semop(2)` calls, each with `SEM_UNDO`:
+//!
+//! 1. counter −1: blocks *in the kernel* (`semtimedop(2)` for `--timeout`)
+//!    until a slot is free. Never more than S processes get past this.
+//! 2. the first slot semaphore that is 1, −1 with `IPC_NOWAIT`: one is always
+//!    free for a process past step 1. Its `sempid` (`semctl GETPID`) then
+//!    names the holder, which is how `gate --status` shows who holds what.
+//!
+//! `SEM_UNDO` makes the kernel record each adjustment per process and reverse
+//! all of them, for the whole set at once, when the process exits — however
+//! it exits. A holder killed with SIGKILL therefore frees its counter unit and
+//! its slot together, and the kernel wakes the next waiter.
+//!
+//! The undo record survives `execve(2)`. So `gate -- COMMAND` takes the slot
+//! and then *becomes* COMMAND (no fork): the command itself is the holder, the
+//! kernel releases the slot the moment the command ends, its exit status is
+//! gate's exit status, and signals reach it directly. There is no window in
+//! which a slot is free while the command still runs.
+//!
+//! ## Finding the set: the runtime file
+//! A System V set is named by an integer key. The key is chosen at random when
+//! the set is created and stored in the runtime file `gate.NAME.sem`
+//! (`syncomm-gate 1 key=K`). Every process opens that file and takes an
+//! exclusive `flock` on it while it looks the set up or creates it, so exactly
+//! one process creates and initialises a set (`IPC_CREAT | IPC_EXCL`, then
+//! `SETALL`) before anyone can read its key: the classic System V
+//! initialisation race cannot happen.
+//!
+//! ## Faults
+//! - A stale file (its set no longer exists, e.g. after a reboot, or the key
+//!   now names a set that is not ours) is repaired: a new set is created.
+//!   Nobody can hold a slot of a set that does not exist, so this is safe.
+//! - A file that is a symlink, is not a regular file, cannot be read, or holds
+//!   garbage is a clear error, never a repair: gates could still be holding
+//!   slots of the set it named, and a second set would break the limit.
+//! - `gate --remove` deletes the set and the file only when no slot is held:
+//!   it takes all S units at once with `IPC_NOWAIT` before `IPC_RMID`.
 #![deny(missing_docs)]
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use syncomm_common::rundir;
+use syncomm_common::shutdown::Shutdown;
+use syncomm_common::Name;
+
+/// The most slots a semaphore may have.
+pub const MAX_SLOTS: u16 = 1000;
+
+/// The slot count given to a new semaphore when `--slots` is not given.
+pub const DEFAULT_SLOTS: u16 = 3;
+
+/// Index of the counter semaphore.
+const COUNTER: u16 = 0;
+/// Index of the size marker.
+const SIZE: u16 = 1;
+/// Index of the first slot semaphore.
+const FIRST_SLOT: u16 = 2;
+
+/// The first word of a runtime file, and its format version.
+const MAGIC: &str = "syncomm-gate 1";
+
+/// What went wrong with a gate.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The runtime directory cannot be used.
+    #[error(transparent)]
+    RunDir(#[from] rundir::RunDirError),
+    /// The runtime file is a symlink.
+    #[error("runtime file {0} is a symlink; refusing it (remove it)")]
+    Symlink(PathBuf),
+    /// The runtime file is not a regular file.
+    #[error("runtime file {0} is not a regular file (remove it)")]
+    NotRegular(PathBuf),
+    /// The runtime file holds something else than a gate key.
+    #[error("runtime file {path} is not a gate file (it holds {content:?}); if no gate named {name} is running, remove it")]
+    Garbage {
+        /// The file.
+        path: PathBuf,
+        /// The semaphore's name.
+        name: String,
+        /// The start of what it holds.
+        content: String,
+    },
+    /// Reading, writing or locking the runtime file failed.
+    #[error("runtime file {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The semaphore exists with another slot count.
+    #[error("semaphore {name} has {current} slots, not {asked} (its count is fixed while it exists; use --slots {current}, another --name, or gate --remove --name {name} when it is idle)")]
+    SlotsDiffer {
+        /// The semaphore's name.
+        name: String,
+        /// Its slot count.
+        current: u16,
+        /// The count asked for.
+        asked: u16,
+    },
+    /// A System V call failed.
+    #[error("{call} on semaphore {name}: {source}")]
+    Sys {
+        /// The call.
+        call: &'static str,
+        /// The semaphore's name.
+        name: String,
+        /// Why.
+        source: nix::Error,
+    },
+    /// `--remove` while slots are held or processes wait.
+    #[error(
+        "semaphore {name} is in use ({held} of {slots} slots held, {waiting} waiting); not removed"
+    )]
+    InUse {
+        /// The semaphore's name.
+        name: String,
+        /// Slots held.
+        held: u16,
+        /// Slot count.
+        slots: u16,
+        /// Processes waiting.
+        waiting: u32,
+    },
+    /// Every slot semaphore was taken although the counter let us in (cannot
+    /// happen while every process uses this library).
+    #[error("semaphore {0} has no free slot although its counter let us in (was it changed by another program?)")]
+    Inconsistent(String),
+}
+
+/// An open semaphore: the System V set of one name.
+#[derive(Debug)]
+pub struct Gate {
+    name: Name,
+    semid: libc::c_int,
+    slots: u16,
+}
+
+/// How a wait for a slot ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquire {
+    /// We hold slot `n` (0-based).
+    Slot(u16),
+    /// The timeout passed first.
+    TimedOut,
+    /// A shutdown signal arrived first.
+    Interrupted,
+}
+
+/// One holder in a [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Holder {
+    /// The slot, 0-based.
+    pub slot: u16,
+    /// The process that holds it.
+    pub pid: i32,
+    /// Its command line, if it can be read.
+    pub command: Option<String>,
+}
+
+/// A snapshot of a semaphore.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    /// The semaphore's name.
+    pub name: String,
+    /// Its slot count.
+    pub slots: u16,
+    /// Free slots (the counter's value).
+    pub free: u16,
+    /// Who holds which slot.
+    pub holders: Vec<Holder>,
+    /// Processes blocked waiting for a slot.
+    pub waiting: u32,
+}
+
+/// The runtime file of semaphore `name`: `{rundir}/gate.NAME.sem`.
+pub fn runtime_file(name: &Name) -> Result<PathBuf, GateError> {
+    Ok(rundir::file_path("gate", name, "sem")?)
+}
+
+// ---------------------------------------------------------------------------
+// Thin wrappers over the System V calls (all unsafe code of the crate).
+// ---------------------------------------------------------------------------
+
+fn sem_get(key: libc::key_t, nsems: libc::c_int, flags: libc::c_int) -> nix::Result<libc::c_int> {
+    // SAFETY: semget(2) takes plain integers and touches no memory of ours.
+    let id = unsafe { libc::semget(key, nsems, flags) };
+    nix::Error::result(id)
+}
+
+/// semctl for the commands whose fourth argument is unused or an int.
+fn sem_ctl(semid: libc::c_int, num: u16, cmd: libc::c_int) -> nix::Result<libc::c_int> {
+    // SAFETY: GETVAL, GETPID, GETNCNT and IPC_RMID read no fourth argument;
+    // we pass a zero int anyway, so the variadic read is defined.
+    let rc = unsafe { libc::semctl(semid, libc::c_int::from(num), cmd, 0 as libc::c_int) };
+    nix::Error::result(rc)
+}
+
+fn sem_setall(semid: libc::c_int, values: &mut [u16]) -> nix::Result<()> {
+    // SAFETY: SETALL reads `sem_nsems` values from the array; the caller
+    // passes exactly that many (the set was created with values.len() semaphores).
+    let rc = unsafe { libc::semctl(semid, 0, libc::SETALL, values.as_mut_ptr()) };
+    nix::Error::result(rc).map(drop)
+}
+
+fn sem_getall(semid: libc::c_int, nsems: usize) -> nix::Result<Vec<u16>> {
+    let mut values = vec![0u16; nsems];
+    // SAFETY: GETALL writes `sem_nsems` values; the vector holds that many
+    // (nsems comes from IPC_STAT of this set, whose size never changes).
+    let rc = unsafe { libc::semctl(semid, 0, libc::GETALL, values.as_mut_ptr()) };
+    nix::Error::result(rc).map(|_| values)
+}
+
+fn sem_stat(semid: libc::c_int) -> nix::Result<libc::semid_ds> {
+    // SAFETY: semid_ds is plain data; all-zero is a valid value.
+    let mut ds: libc::semid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: IPC_STAT writes one semid_ds through the pointer, which points
+    // to a live, writable semid_ds.
+    let rc = unsafe { libc::semctl(semid, 0, libc::IPC_STAT, &mut ds as *mut libc::semid_ds) };
+    nix::Error::result(rc).map(|_| ds)
+}
+
+extern "C" {
+    // In glibc and musl, but not declared by the libc crate.
+    fn semtimedop(
+        semid: libc::c_int,
+        sops: *mut libc::sembuf,
+        nsops: libc::size_t,
+        timeout: *const libc::timespec,
+    ) -> libc::c_int;
+}
+
+/// `semtimedop(2)` on `ops`; `timeout` None waits forever.
+fn sem_op(
+    semid: libc::c_int,
+    ops: &mut [libc::sembuf],
+    timeout: Option<Duration>,
+) -> nix::Result<()> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `ops` is a live slice of sembuf of the length passed; `ts_ptr`
+    // is null or points to a timespec that outlives the call.
+    let rc = unsafe { semtimedop(semid, ops.as_mut_ptr(), ops.len(), ts_ptr) };
+    nix::Error::result(rc).map(drop)
+}
+
+fn op(num: u16, delta: i16, flags: libc::c_int) -> libc::sembuf {
+    libc::sembuf {
+        sem_num: num,
+        sem_op: delta,
+        sem_flg: flags as libc::c_short,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The runtime file
+// ---------------------------------------------------------------------------
+
+/// The runtime file, open and `flock`ed (released when dropped).
+struct KeyFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl KeyFile {
+    /// Opens (creating if `create`) and locks the runtime file; `Ok(None)` if
+    /// it does not exist and `create` is false.
+    fn lock(path: &Path, create: bool, exclusive: bool) -> Result<Option<KeyFile>, GateError> {
+        let file_err = |source| GateError::File {
+            path: path.to_owned(),
+            source,
+        };
+        loop {
+            let opened = OpenOptions::new()
+                .read(true)
+                .write(create)
+                .create(create)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(path);
+            let file = match opened {
+                Ok(f) => f,
+                Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    return Err(GateError::Symlink(path.to_owned()))
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                    return Err(GateError::NotRegular(path.to_owned()))
+                }
+                Err(e) => return Err(file_err(e)),
+            };
+            let meta = file.metadata().map_err(file_err)?;
+            if !meta.is_file() {
+                return Err(GateError::NotRegular(path.to_owned()));
+            }
+            let op = if exclusive {
+                libc::LOCK_EX
+            } else {
+                libc::LOCK_SH
+            };
+            loop {
+                // SAFETY: flock(2) takes a descriptor (kept open by `file`)
+                // and a flag word; it touches no memory of ours.
+                let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+                match nix::Error::result(rc) {
+                    Ok(_) => break,
+                    Err(nix::Error::EINTR) => continue,
+                    Err(e) => return Err(file_err(e.into())),
+                }
+            }
+            // `gate --remove` unlinks the file while holding the lock: if that
+            // happened while we waited, our file is no longer the named one.
+            match std::fs::symlink_metadata(path) {
+                Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => {
+                    return Ok(Some(KeyFile {
+                        file,
+                        path: path.to_owned(),
+                    }))
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if create {
+                        continue;
+                    }
+                    return Ok(None);
+                }
+                Err(e) => return Err(file_err(e)),
+            }
+        }
+    }
+
+    /// The key stored in the file: `Ok(None)` if the file is empty.
+    fn read_key(&mut self, name: &Name) -> Result<Option<libc::key_t>, GateError> {
+        let mut buf = Vec::new();
+        (&self.file)
+            .take(4096)
+            .read_to_end(&mut buf)
+            .map_err(|source| GateError::File {
+                path: self.path.clone(),
+                source,
+            })?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let garbage = || GateError::Garbage {
+            path: self.path.clone(),
+            name: name.to_string(),
+            content: String::from_utf8_lossy(&buf[..buf.len().min(40)]).into_owned(),
+        };
+        let text = std::str::from_utf8(&buf).map_err(|_| garbage())?;
+        let key = text
+            .strip_suffix('\n')
+            .and_then(|t| t.strip_prefix(MAGIC))
+            .and_then(|t| t.strip_prefix(" key="))
+            .and_then(|k| k.parse::<libc::key_t>().ok())
+            .filter(|&k| k > 0)
+            .ok_or_else(garbage)?;
+        Ok(Some(key))
+    }
+
+    fn write_key(&mut self, key: libc::key_t) -> Result<(), GateError> {
+        let file_err = |source| GateError::File {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.set_len(0).map_err(file_err)?;
+        self.file.rewind().map_err(file_err)?;
+        self.file
+            .write_all(format!("{MAGIC} key={key}\n").as_bytes())
+            .map_err(file_err)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The semaphore
+// ---------------------------------------------------------------------------
+
+impl Gate {
+    /// Opens semaphore `name`, creating it with `slots` (default
+    /// [`DEFAULT_SLOTS`]) if it does not exist. A different `slots` than the
+    /// existing count is [`GateError::SlotsDiffer`].
+    pub fn open_or_create(name: &Name, slots: Option<u16>) -> Result<Gate, GateError> {
+        Gate::open_or_create_at(&runtime_file(name)?, name, slots)
+    }
+
+    /// [`Gate::open_or_create`] with the runtime file at `path` instead of
+    /// the runtime directory (for tests and benchmarks).
+    pub fn open_or_create_at(
+        path: &Path,
+        name: &Name,
+        slots: Option<u16>,
+    ) -> Result<Gate, GateError> {
+        let Some(mut kf) = KeyFile::lock(path, true, true)? else {
+            unreachable!("lock with create returns a file")
+        };
+        if let Some(key) = kf.read_key(name)? {
+            if let Some(gate) = Gate::attach(name, key)? {
+                if let Some(asked) = slots {
+                    if asked != gate.slots {
+                        return Err(GateError::SlotsDiffer {
+                            name: name.to_string(),
+                            current: gate.slots,
+                            asked,
+                        });
+                    }
+                }
+                return Ok(gate);
+            }
+            tracing::info!(
+                "runtime file {} names no gate set: repairing",
+                path.display()
+            );
+        }
+        Gate::create(name, slots.unwrap_or(DEFAULT_SLOTS), &mut kf)
+    }
+
+    /// Opens an existing semaphore; `Ok(None)` if there is none.
+    pub fn open(name: &Name) -> Result<Option<Gate>, GateError> {
+        let path = runtime_file(name)?;
+        let Some(mut kf) = KeyFile::lock(&path, false, false)? else {
+            return Ok(None);
+        };
+        match kf.read_key(name)? {
+            Some(key) => Gate::attach(name, key),
+            None => Ok(None),
+        }
+    }
+
+    /// Looks up the set of `key` and checks that it is a gate set of ours.
+    fn attach(name: &Name, key: libc::key_t) -> Result<Option<Gate>, GateError> {
+        let sys = |call, source| GateError::Sys {
+            call,
+            name: name.to_string(),
+            source,
+        };
+        let semid = match sem_get(key, 0, 0) {
+            Ok(id) => id,
+            Err(nix::Error::ENOENT) => return Ok(None),
+            Err(e) => return Err(sys("semget", e)),
+        };
+        let ds = match sem_stat(semid) {
+            Ok(ds) => ds,
+            Err(nix::Error::EINVAL | nix::Error::EIDRM) => return Ok(None),
+            Err(e) => return Err(sys("semctl(IPC_STAT)", e)),
+        };
+        let me = nix::unistd::geteuid().as_raw();
+        let nsems = ds.sem_nsems as usize;
+        if ds.sem_perm.uid != me || nsems < 3 || nsems > MAX_SLOTS as usize + 2 {
+            return Ok(None);
+        }
+        let slots = (nsems - 2) as u16;
+        match sem_ctl(semid, SIZE, libc::GETVAL) {
+            Ok(v) if v == i32::from(slots) => Ok(Some(Gate {
+                name: name.clone(),
+                semid,
+                slots,
+            })),
+            Ok(_) | Err(nix::Error::EINVAL | nix::Error::EIDRM) => Ok(None),
+            Err(e) => Err(sys("semctl(GETVAL)", e)),
+        }
+    }
+
+    /// Creates a new set with `slots` slots under a fresh random key, sets
+    /// every value, and only then writes the key where others can find it.
+    fn create(name: &Name, slots: u16, kf: &mut KeyFile) -> Result<Gate, GateError> {
+        assert!((1..=MAX_SLOTS).contains(&slots), "slots out of range");
+        let nsems = usize::from(slots) + 2;
+        let semid = loop {
+            let key: libc::key_t = rand::random::<libc::key_t>() & 0x7fff_ffff;
+            if key == 0 {
+                continue; // IPC_PRIVATE
+            }
+            match sem_get(
+                key,
+                nsems as libc::c_int,
+                libc::IPC_CREAT | libc::IPC_EXCL | 0o600,
+            ) {
+                Ok(id) => {
+                    kf.write_key(key)?;
+                    break id;
+                }
+                Err(nix::Error::EEXIST) => continue,
+                Err(e) => {
+                    return Err(GateError::Sys {
+                        call: "semget",
+                        name: name.to_string(),
+                        source: e,
+                    })
+                }
+            }
+        };
+        let mut values = vec![1u16; nsems];
+        values[COUNTER as usize] = slots;
+        values[SIZE as usize] = slots;
+        if let Err(e) = sem_setall(semid, &mut values) {
+            let _ = sem_ctl(semid, 0, libc::IPC_RMID);
+            return Err(GateError::Sys {
+                call: "semctl(SETALL)",
+                name: name.to_string(),
+                source: e,
+            });
+        }
+        Ok(Gate {
+            name: name.clone(),
+            semid,
+            slots,
+        })
+    }
+
+    /// The semaphore's slot count.
+    pub fn slots(&self) -> u16 {
+        self.slots
+    }
+
+    /// The semaphore's name.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    fn sys(&self, call: &'static str, source: nix::Error) -> GateError {
+        GateError::Sys {
+            call,
+            name: self.name.to_string(),
+            source,
+        }
+    }
+
+    /// Waits (blocked in the kernel) for a free slot, at most `timeout`
+    /// (None: forever). Returns [`GateError::Sys`] with `EIDRM`/`EINVAL` if the
+    /// set was removed meanwhile (see [`GateError::is_removed`]).
+    ///
+    /// The slot is held with `SEM_UNDO`: the kernel gives it back when this
+    /// process exits, even after an `execve(2)`.
+    pub fn acquire(
+        &self,
+        timeout: Option<Duration>,
+        shutdown: &Shutdown,
+    ) -> Result<Acquire, GateError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        // 1. The counter: at most `slots` processes get past this.
+        loop {
+            if shutdown.requested() {
+                return Ok(Acquire::Interrupted);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let flags = match left {
+                Some(l) if l.is_zero() => libc::SEM_UNDO | libc::IPC_NOWAIT,
+                _ => libc::SEM_UNDO,
+            };
+            match sem_op(self.semid, &mut [op(COUNTER, -1, flags)], left) {
+                Ok(()) => break,
+                Err(nix::Error::EAGAIN) => return Ok(Acquire::TimedOut),
+                // A signal: a shutdown request, or one we ignore (SIGWINCH...).
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(self.sys("semop(take)", e)),
+            }
+        }
+        // 2. A slot of our own, to tell who holds what. One is free for sure:
+        // every slot holder is also one of the at most `slots` counter holders.
+        for slot in 0..self.slots {
+            let flags = libc::SEM_UNDO | libc::IPC_NOWAIT;
+            match sem_op(self.semid, &mut [op(FIRST_SLOT + slot, -1, flags)], None) {
+                Ok(()) => return Ok(Acquire::Slot(slot)),
+                Err(nix::Error::EAGAIN) => continue,
+                Err(e) => {
+                    let _ = sem_op(self.semid, &mut [op(COUNTER, 1, libc::SEM_UNDO)], None);
+                    return Err(self.sys("semop(slot)", e));
+                }
+            }
+        }
+        let _ = sem_op(self.semid, &mut [op(COUNTER, 1, libc::SEM_UNDO)], None);
+        Err(GateError::Inconsistent(self.name.to_string()))
+    }
+
+    /// Gives slot `slot` back (both semaphores in one atomic `semop`).
+    pub fn release(&self, slot: u16) -> Result<(), GateError> {
+        let mut ops = [
+            op(FIRST_SLOT + slot, 1, libc::SEM_UNDO),
+            op(COUNTER, 1, libc::SEM_UNDO),
+        ];
+        sem_op(self.semid, &mut ops, None).map_err(|e| self.sys("semop(release)", e))
+    }
+
+    /// Who holds which slot, and how many wait.
+    pub fn status(&self) -> Result<Status, GateError> {
+        let nsems = usize::from(self.slots) + 2;
+        let values = sem_getall(self.semid, nsems).map_err(|e| self.sys("semctl(GETALL)", e))?;
+        let waiting = sem_ctl(self.semid, COUNTER, libc::GETNCNT)
+            .map_err(|e| self.sys("semctl(GETNCNT)", e))?;
+        let mut holders = Vec::new();
+        for slot in 0..self.slots {
+            if values[usize::from(FIRST_SLOT + slot)] == 0 {
+                // The last process to operate on a held slot is its holder.
+                let pid = sem_ctl(self.semid, FIRST_SLOT + slot, libc::GETPID)
+                    .map_err(|e| self.sys("semctl(GETPID)", e))?;
+                holders.push(Holder {
+                    slot,
+                    pid,
+                    command: command_line(pid),
+                });
+            }
+        }
+        Ok(Status {
+            name: self.name.to_string(),
+            slots: self.slots,
+            free: values[usize::from(COUNTER)],
+            holders,
+            waiting: waiting as u32,
+        })
+    }
+
+    /// Removes the set and its runtime file, only if no slot is held.
+    pub fn remove(name: &Name) -> Result<bool, GateError> {
+        Gate::remove_at(&runtime_file(name)?, name)
+    }
+
+    /// [`Gate::remove`] with the runtime file at `path`.
+    pub fn remove_at(path: &Path, name: &Name) -> Result<bool, GateError> {
+        let Some(mut kf) = KeyFile::lock(path, false, true)? else {
+            return Ok(false);
+        };
+        let gate = match kf.read_key(name)? {
+            Some(key) => Gate::attach(name, key)?,
+            None => None,
+        };
+        if let Some(gate) = gate {
+            // Take every unit at once, or nothing: then nobody holds a slot.
+            let all = gate.slots as i16;
+            let flags = libc::SEM_UNDO | libc::IPC_NOWAIT;
+            match sem_op(gate.semid, &mut [op(COUNTER, -all, flags)], None) {
+                Ok(()) => {}
+                Err(nix::Error::EAGAIN) => {
+                    let st = gate.status()?;
+                    return Err(GateError::InUse {
+                        name: name.to_string(),
+                        held: gate.slots - st.free,
+                        slots: gate.slots,
+                        waiting: st.waiting,
+                    });
+                }
+                Err(e) => return Err(gate.sys("semop(take all)", e)),
+            }
+            sem_ctl(gate.semid, 0, libc::IPC_RMID).map_err(|e| gate.sys("semctl(IPC_RMID)", e))?;
+        }
+        std::fs::remove_file(&kf.path).map_err(|source| GateError::File {
+            path: kf.path.clone(),
+            source,
+        })?;
+        Ok(true)
+    }
+}
+
+impl GateError {
+    /// Whether the error says the set was removed while we used it.
+    pub fn is_removed(&self) -> bool {
+        matches!(
+            self,
+            GateError::Sys {
+                source: nix::Error::EIDRM | nix::Error::EINVAL,
+                ..
+            }
+        )
+    }
+}
+
+/// The command line of process `pid`, from `/proc`, if readable.
+fn command_line(pid: i32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let words: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// Opens or creates `name` and waits for a slot, re-opening if the set is
+/// removed while waiting (by `gate --remove`, or `ipcrm`).
+pub fn open_and_acquire(
+    name: &Name,
+    slots: Option<u16>,
+    timeout: Option<Duration>,
+    shutdown: &Shutdown,
+) -> Result<(Gate, Acquire), GateError> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut attempts = 0;
+    loop {
+        let gate = Gate::open_or_create(name, slots)?;
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match gate.acquire(left, shutdown) {
+            Err(e) if e.is_removed() && attempts < 100 => attempts += 1,
+            Err(e) => return Err(e),
+            Ok(a) => return Ok((gate, a)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_counted_named_and_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gate.t.sem");
+        let name = Name::new("t").unwrap();
+        let sd = Shutdown::manual().unwrap();
+        let gate = Gate::open_or_create_at(&path, &name, Some(2)).unwrap();
+        assert_eq!(gate.acquire(None, &sd).unwrap(), Acquire::Slot(0));
+        assert_eq!(gate.acquire(None, &sd).unwrap(), Acquire::Slot(1));
+        let full = gate.acquire(Some(Duration::ZERO), &sd).unwrap();
+        assert_eq!(full, Acquire::TimedOut);
+        let full = gate.acquire(Some(Duration::from_millis(20)), &sd).unwrap();
+        assert_eq!(full, Acquire::TimedOut);
+        let st = gate.status().unwrap();
+        assert_eq!((st.slots, st.free, st.waiting), (2, 0, 0));
+        let me = std::process::id() as i32;
+        assert!(st.holders.iter().all(|h| h.pid == me));
+        assert!(matches!(
+            Gate::open_or_create_at(&path, &name, Some(3)),
+            Err(GateError::SlotsDiffer {
+                current: 2,
+                asked: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Gate::remove_at(&path, &name),
+            Err(GateError::InUse { .. })
+        ));
+        gate.release(0).unwrap();
+        assert_eq!(gate.acquire(None, &sd).unwrap(), Acquire::Slot(0));
+        gate.release(0).unwrap();
+        gate.release(1).unwrap();
+        assert!(Gate::remove_at(&path, &name).unwrap());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn key_file_round_trip_and_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gate.x.sem");
+        let name = Name::new("x").unwrap();
+        let mut kf = KeyFile::lock(&path, true, true).unwrap().unwrap();
+        assert_eq!(kf.read_key(&name).unwrap(), None);
+        kf.write_key(12345).unwrap();
+        drop(kf);
+        let mut kf = KeyFile::lock(&path, false, false).unwrap().unwrap();
+        assert_eq!(kf.read_key(&name).unwrap(), Some(12345));
+        drop(kf);
+        std::fs::write(&path, b"\xffgarbage").unwrap();
+        let mut kf = KeyFile::lock(&path, false, false).unwrap().unwrap();
+        assert!(matches!(kf.read_key(&name), Err(GateError::Garbage { .. })));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(matches!(
+            KeyFile::lock(&link, true, true),
+            Err(GateError::Symlink(_))
+        ));
+    }
+}

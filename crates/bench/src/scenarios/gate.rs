@@ -1,8 +1,153 @@
-//! Benchmarks of the gate scenario (being built).
+//! Benchmarks of the limited-access scenario (`gate`).
+//!
+//! - **`gate -- true`**: wall time of one whole run (start, take a slot, exec
+//!   `true`, exit), side by side with util-linux `flock FILE true`, alternating
+//!   the two so both see the same machine load.
+//! - **acquire + release**: one slot taken and given back by the library, in
+//!   process (two `semop(2)` to take, one to give back), beside an
+//!   uncontended `flock(2)` lock + unlock pair on a file.
 
-use crate::{Ctx, Figure};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{ensure, Context};
+use syncomm_common::shutdown::Shutdown;
+use syncomm_common::Name;
+use syncomm_gate::{Acquire, Gate};
+
+use crate::{stats, Ctx, Figure, Floor, Target, Unit};
 
 /// Measures the gate scenario's figures.
-pub fn run(_ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
-    Ok(Vec::new())
+pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
+    Ok(vec![command_run(ctx)?, cycle(ctx)?])
+}
+
+fn timed(cmd: &mut Command) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("running {:?}", cmd.get_program()))?;
+    let us = start.elapsed().as_secs_f64() * 1e6;
+    ensure!(status.success(), "{:?} failed: {status}", cmd.get_program());
+    Ok(us)
+}
+
+fn command_run(ctx: &Ctx) -> anyhow::Result<Figure> {
+    let n = ctx.iters(300, 30);
+    let lock_file = ctx.work_dir.join("bench-gate.flock");
+    let mut gate = ctx.cmd("gate");
+    gate.args(["--name", "bench", "--", "true"]);
+    let mut flock = Command::new("flock");
+    flock.arg(&lock_file).arg("true");
+    // Warm up both (page cache, the semaphore's creation).
+    timed(&mut gate)?;
+    let flock_ok = timed(&mut flock).is_ok();
+    let (mut ours, mut floor) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        ours.push(timed(&mut gate)?);
+        if flock_ok {
+            floor.push(timed(&mut flock)?);
+        }
+    }
+    let _ = ctx
+        .cmd("gate")
+        .args(["--remove", "--name", "bench"])
+        .stdout(Stdio::null())
+        .status();
+    let _ = std::fs::remove_file(&lock_file);
+    let (median, p99) = stats::summarize(&mut ours);
+    let floor = (!floor.is_empty()).then(|| Floor {
+        name: "util-linux flock FILE true".into(),
+        median: stats::median(&mut floor),
+    });
+    let target = floor.as_ref().map(|f| Target {
+        text: "≤ 1.2 × flock(1)".into(),
+        met: median <= 1.2 * f.median,
+    });
+    Ok(Figure {
+        scenario: "limited-access",
+        what: "gate -- true, whole run".into(),
+        unit: Unit::Micros,
+        median,
+        p99: Some(p99),
+        floor,
+        python_key: None,
+        target,
+    })
+}
+
+fn cycle(ctx: &Ctx) -> anyhow::Result<Figure> {
+    let batches = ctx.iters(100, 10);
+    const PER_BATCH: usize = 1000;
+    let name = Name::new("bench-cycle").expect("valid name");
+    let path = ctx.work_dir.join("gate.bench-cycle.sem");
+    let shutdown = Shutdown::manual()?;
+    let gate = Gate::open_or_create_at(&path, &name, Some(3))?;
+    let lock_path = ctx.work_dir.join("bench-gate.lock");
+    let lock_file = std::fs::File::create(&lock_path)?;
+    let fd = lock_file.as_raw_fd();
+    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+    for _ in 0..batches {
+        let start = Instant::now();
+        for _ in 0..PER_BATCH {
+            let Acquire::Slot(slot) = gate.acquire(None, &shutdown)? else {
+                anyhow::bail!("no slot");
+            };
+            gate.release(slot)?;
+        }
+        ours.push(start.elapsed().as_secs_f64() * 1e6 / PER_BATCH as f64);
+        let start = Instant::now();
+        for _ in 0..PER_BATCH {
+            // SAFETY: flock(2) on a descriptor that `lock_file` keeps open.
+            let rc = unsafe { libc::flock(fd, libc::LOCK_EX) + libc::flock(fd, libc::LOCK_UN) };
+            ensure!(rc == 0, "flock failed");
+        }
+        floor.push(start.elapsed().as_secs_f64() * 1e6 / PER_BATCH as f64);
+    }
+    drop(gate);
+    let _ = Gate::remove_at(&path, &name);
+    let _ = std::fs::remove_file(&lock_path);
+    let (median, p99) = stats::summarize(&mut ours);
+    Ok(Figure {
+        scenario: "limited-access",
+        what: "slot acquire + release (library, uncontended)".into(),
+        unit: Unit::Micros,
+        median,
+        p99: Some(p99),
+        floor: Some(Floor {
+            name: "flock(2) LOCK_EX + LOCK_UN".into(),
+            median: stats::median(&mut floor),
+        }),
+        python_key: Some("gate_cycle_us"),
+        target: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Runs both scenario modules quickly against the release binaries and
+    /// prints their figures: `cargo test -p syncomm-benchsuite --release --
+    /// --ignored --nocapture scribe_and_gate`.
+    #[test]
+    #[ignore]
+    fn scribe_and_gate() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let work = tempfile::tempdir().unwrap();
+        let ctx = crate::Ctx {
+            quick: std::env::var_os("FULL").is_none(),
+            bin_dir: root.join("target/release"),
+            work_dir: work.path().to_owned(),
+        };
+        for f in super::run(&ctx)
+            .unwrap()
+            .into_iter()
+            .chain(crate::scenarios::scribe::run(&ctx).unwrap())
+        {
+            println!("{}", serde_json::to_string(&f).unwrap());
+        }
+    }
 }

@@ -1,0 +1,303 @@
+//! limited-access: `gate`, a counting semaphore for processes whose slots
+//! the kernel gives back when a holder dies.
+mod common;
+
+use std::collections::HashSet;
+use std::process::Command;
+
+use common::*;
+
+/// A semaphore name in a private runtime directory; `gate --remove` on drop,
+/// so no System V set outlives the test. Declare it before the processes, so
+/// that they are killed (dropped) first.
+struct Sem {
+    env: Env,
+    name: String,
+}
+
+impl Sem {
+    fn new() -> Sem {
+        Sem {
+            env: Env::new(),
+            name: unique_name("gate"),
+        }
+    }
+
+    /// `gate --name NAME ARGS...`
+    fn gate(&self, args: &[&str]) -> Command {
+        let mut c = self.env.cmd("gate");
+        c.args(["--name", &self.name]).args(args);
+        c
+    }
+
+    /// `gate --status --json`, parsed.
+    fn status(&self) -> serde_json::Value {
+        let out = run(self.gate(&["--status", "--json"]));
+        assert!(out.status.success(), "status: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    fn wait_for_waiters(&self, n: u64) {
+        wait_until(&format!("{n} waiting"), || self.status()["waiting"] == n);
+    }
+
+    /// A holder that says `in` once it holds a slot and then holds it (as
+    /// the same process, via exec) until killed.
+    fn holder(&self, slots: &str) -> Proc {
+        let mut p = Proc::spawn(self.gate(&[
+            "--slots",
+            slots,
+            "--",
+            "sh",
+            "-c",
+            "echo in; exec sleep 1000",
+        ]));
+        let lines = p.stdout_lines();
+        assert_eq!(lines.next_line().as_deref(), Some("in"));
+        p
+    }
+
+    fn sem_file(&self) -> std::path::PathBuf {
+        self.env.dir().join(format!("gate.{}.sem", self.name))
+    }
+}
+
+impl Drop for Sem {
+    fn drop(&mut self) {
+        let _ = run(self.gate(&["--remove"]));
+    }
+}
+
+/// Ten gates over three slots, each command recording when it enters and
+/// leaves: replaying the record, never more than three were inside at once,
+/// and all ten ran.
+#[test]
+fn never_more_holders_than_slots() {
+    let sem = Sem::new();
+    let log = sem.env.dir().join("occupancy.log");
+    let script = format!(
+        "echo enter $$ >> '{0}'; sleep 0.2; echo exit $$ >> '{0}'",
+        log.display()
+    );
+    let procs: Vec<Proc> = (0..10)
+        .map(|_| Proc::spawn(sem.gate(&["--slots", "3", "--", "sh", "-c", &script])))
+        .collect();
+    for p in procs {
+        let out = p.finish();
+        assert!(out.status.success(), "gate failed: {}", text(&out.stderr));
+    }
+    let record = std::fs::read_to_string(&log).unwrap();
+    let (mut inside, mut most, mut entered) = (HashSet::new(), 0, 0);
+    for line in record.lines() {
+        match line.split_once(' ') {
+            Some(("enter", pid)) => {
+                assert!(inside.insert(pid.to_owned()), "{pid} entered twice");
+                entered += 1;
+                most = most.max(inside.len());
+            }
+            Some(("exit", pid)) => assert!(inside.remove(pid), "{pid} left without entering"),
+            _ => panic!("bad record line {line:?}"),
+        }
+    }
+    assert!(most <= 3, "{most} inside at once:\n{record}");
+    assert_eq!(entered, 10, "{record}");
+    assert!(inside.is_empty());
+    assert_eq!(sem.status()["free"], 3);
+}
+
+/// A holder killed with SIGKILL (it would hold for 1000 s): the kernel gives
+/// its slot back and the blocked waiter gets in.
+#[test]
+fn killed_holder_frees_its_slot_at_once() {
+    let sem = Sem::new();
+    let holder = sem.holder("1");
+    let mut waiter = Proc::spawn(sem.gate(&["--", "sh", "-c", "echo waiter in"]));
+    let lines = waiter.stdout_lines();
+    sem.wait_for_waiters(1);
+    holder.kill9();
+    assert_eq!(lines.next_line().as_deref(), Some("waiter in"));
+    assert!(waiter.finish().status.success());
+    assert_eq!(sem.status()["free"], 1);
+}
+
+/// `--timeout` gives up with exit 1 and a message saying why; `--timeout 0`
+/// tries once.
+#[test]
+fn timeout_gives_up_with_a_clear_message() {
+    let sem = Sem::new();
+    let _holder = sem.holder("1");
+    let out = run(sem.gate(&["--timeout", "300ms", "--", "true"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!(
+            "gate: timed out after 300ms waiting for a slot of {} (1 slot, all held)",
+            sem.name
+        )
+    );
+    let out = run(sem.gate(&["--timeout", "0", "--", "true"]));
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// While the semaphore exists, a different `--slots` is a usage error that
+/// says the current count; the same count is fine.
+#[test]
+fn different_slot_count_is_refused_naming_the_current_one() {
+    let sem = Sem::new();
+    let _holder = sem.holder("2");
+    let out = run(sem.gate(&["--slots", "4", "--", "true"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("has 2 slots, not 4"), "{err}");
+    assert!(run(sem.gate(&["--slots", "2", "--", "true"]))
+        .status
+        .success());
+    assert!(run(sem.gate(&["--", "true"])).status.success());
+}
+
+/// `--status` names each holder's pid and command and counts the waiters.
+#[test]
+fn status_shows_holders_and_waiters() {
+    let sem = Sem::new();
+    let a = sem.holder("2");
+    let b = sem.holder("2");
+    let _w1 = Proc::spawn(sem.gate(&["--", "true"]));
+    let _w2 = Proc::spawn(sem.gate(&["--", "true"]));
+    sem.wait_for_waiters(2);
+    let st = sem.status();
+    assert_eq!(st["slots"], 2);
+    assert_eq!(st["free"], 0);
+    let pids: HashSet<i64> = st["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(pids, HashSet::from([a.pid() as i64, b.pid() as i64]));
+    let out = run(sem.gate(&["--status"]));
+    let human = text(&out.stdout);
+    assert!(
+        human.contains("2 slots, 2 held, 0 free, 2 waiting"),
+        "{human}"
+    );
+    assert!(
+        human.contains(&format!("pid {} (sleep 1000)", a.pid())),
+        "{human}"
+    );
+    // An idle semaphore refuses nothing; a missing one is exit 1.
+    let other = Sem::new();
+    assert_eq!(run(other.gate(&["--status"])).status.code(), Some(1));
+}
+
+/// gate becomes COMMAND: its exit status is the command's, a command killed
+/// by a signal shows as killed by that signal, a missing command is 127.
+#[test]
+fn exit_status_is_the_commands() {
+    let sem = Sem::new();
+    let out = run(sem.gate(&["--", "sh", "-c", "exit 7"]));
+    assert_eq!(out.status.code(), Some(7));
+    let out = run(sem.gate(&["--", "sh", "-c", "kill -TERM $$"]));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(15));
+    let out = run(sem.gate(&["--", "no-such-command-here"]));
+    assert_eq!(out.status.code(), Some(127));
+    assert!(text(&out.stderr).starts_with("gate: cannot run no-such-command-here"));
+    // None of them kept its slot.
+    assert_eq!(sem.status()["free"], 3);
+}
+
+/// Without a command, gate plays the seed's demonstration lines.
+#[test]
+fn demo_prints_the_seed_lines() {
+    let sem = Sem::new();
+    let out = run(sem.gate(&["--id", "7", "--hold", "10ms"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "7 starting critical section\n7 finished critical section\n"
+    );
+}
+
+/// SIGTERM to a waiting gate ends it (143) and it no longer waits; SIGTERM
+/// to a demo holder releases its slot.
+#[test]
+fn sigterm_while_waiting_or_holding_releases() {
+    let sem = Sem::new();
+    let mut demo = Proc::spawn(sem.gate(&["--slots", "1", "--id", "d", "--hold", "1000s"]));
+    let lines = demo.stdout_lines();
+    assert_eq!(
+        lines.next_line().as_deref(),
+        Some("d starting critical section")
+    );
+    let waiter = Proc::spawn(sem.gate(&["--", "true"]));
+    sem.wait_for_waiters(1);
+    waiter.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(waiter.finish().status.code(), Some(143));
+    assert_eq!(sem.status()["waiting"], 0);
+    demo.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(demo.finish().status.code(), Some(143));
+    assert_eq!(sem.status()["free"], 1);
+}
+
+/// Runtime files that are garbage, symlinks or directories give a one-line
+/// error (exit 1) at once; a stale file naming a set that no longer exists
+/// is repaired.
+#[test]
+fn bad_runtime_files_are_reported_or_repaired() {
+    let sem = Sem::new();
+    let path = sem.sem_file();
+    let expect_error = |want: &str| {
+        let out = run(sem.gate(&["--timeout", "5s", "--", "true"]));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "expected {want:?} in {err:?}");
+        assert_eq!(err.lines().count(), 1);
+    };
+    std::fs::write(&path, b"\x00\xffnot a key at all").unwrap();
+    expect_error("is not a gate file");
+    std::fs::write(&path, b"syncomm-gate 1 key=-5\n").unwrap();
+    expect_error("is not a gate file");
+    std::fs::remove_file(&path).unwrap();
+    let target = sem.env.dir().join("elsewhere");
+    std::fs::write(&target, b"").unwrap();
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    expect_error("is a symlink");
+    assert_eq!(std::fs::read(&target).unwrap(), b"");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    expect_error("is not a regular file");
+    std::fs::remove_dir(&path).unwrap();
+    // Unreadable (meaningful only when not root: root reads anything).
+    if !nix::unistd::geteuid().is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
+        expect_error("Permission denied");
+        std::fs::remove_file(&path).unwrap();
+    }
+    // Stale: a well-formed key whose set is gone (as after a reboot).
+    std::fs::write(&path, b"syncomm-gate 1 key=2147483000\n").unwrap();
+    let out = run(sem.gate(&["--slots", "2", "--", "true"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(sem.status()["slots"], 2);
+}
+
+/// `gate --remove` refuses while a slot is held, and removes an idle
+/// semaphore (after which a new one can be made with another count).
+#[test]
+fn remove_only_when_idle() {
+    let sem = Sem::new();
+    let holder = sem.holder("2");
+    let out = run(sem.gate(&["--remove"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("in use (1 of 2 slots held"));
+    holder.kill9();
+    drop(holder);
+    let out = run(sem.gate(&["--remove"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!sem.sem_file().exists());
+    assert!(run(sem.gate(&["--slots", "5", "--", "true"]))
+        .status
+        .success());
+    assert_eq!(sem.status()["slots"], 5);
+}

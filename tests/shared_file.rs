@@ -1,0 +1,212 @@
+//! shared-file: `scribe` writers appending to one file under an exclusive
+//! `flock`, and `scribe --verify` reading it back.
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn writer(env: &Env, file: &Path, id: &str, count: u64) -> Command {
+    let mut c = env.cmd("scribe");
+    c.arg("--file")
+        .arg(file)
+        .args(["--id", id, "--count", &count.to_string()]);
+    c.args(["--message", "the quick brown fox"]);
+    c
+}
+
+fn verify(env: &Env, file: &Path, extra: &[&str]) -> std::process::Output {
+    let mut c = env.cmd("scribe");
+    c.arg("--verify").arg(file).args(extra);
+    run(c)
+}
+
+/// Our own check, independent of `--verify`: every line is `ID mu: TEXT K`
+/// and each writer's K runs 0, 1, 2, ...; returns lines per writer.
+fn count_by_writer(file: &Path) -> HashMap<String, u64> {
+    let data = std::fs::read_to_string(file).unwrap();
+    assert!(
+        data.is_empty() || data.ends_with('\n'),
+        "file ends mid-line"
+    );
+    let mut next: HashMap<String, u64> = HashMap::new();
+    for (i, line) in data.lines().enumerate() {
+        let (id, rest) = line
+            .split_once(" mu: ")
+            .unwrap_or_else(|| panic!("line {}: {line:?}", i + 1));
+        let k: u64 = rest.rsplit(' ').next().unwrap().parse().unwrap();
+        let n = next.entry(id.to_owned()).or_insert(0);
+        assert_eq!(k, *n, "line {}: writer {id} out of sequence", i + 1);
+        *n += 1;
+    }
+    next
+}
+
+/// Eight writers appending 10,000 lines each at the same time: the file holds
+/// exactly 80,000 whole lines, each writer's in order, and `--verify` agrees.
+#[test]
+fn eight_writers_lose_and_tear_nothing() {
+    let env = Env::new();
+    let file = env.dir().join("shared.txt");
+    let procs: Vec<Proc> = (0..8)
+        .map(|i| Proc::spawn(writer(&env, &file, &format!("w{i}"), 10_000)))
+        .collect();
+    for p in procs {
+        let out = p.finish();
+        assert!(out.status.success(), "writer failed: {}", text(&out.stderr));
+    }
+    let out = verify(&env, &file, &["--writers", "8", "--count", "10000"]);
+    assert!(out.status.success(), "verify: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "80000 lines from 8 writers: ok");
+    let counts = count_by_writer(&file);
+    assert_eq!(counts.len(), 8);
+    assert!(counts.values().all(|&n| n == 10_000), "{counts:?}");
+}
+
+/// A writer killed with SIGKILL while it holds the lock (it holds it for
+/// 1000 s after its first line): the kernel releases the lock, the other
+/// writers finish, and the file has no torn line.
+#[test]
+fn writer_killed_holding_the_lock_blocks_nobody() {
+    let env = Env::new();
+    let file = env.dir().join("shared.txt");
+    let mut c = writer(&env, &file, "victim", 5);
+    c.args(["--hold", "1000s"]);
+    let victim = Proc::spawn(c);
+    // The victim's first line is in the file: it now holds the lock.
+    wait_until("the victim's first line", || {
+        std::fs::read_to_string(&file).is_ok_and(|s| s.contains("victim mu:"))
+    });
+    let others: Vec<Proc> = (0..3)
+        .map(|i| Proc::spawn(writer(&env, &file, &format!("o{i}"), 2000)))
+        .collect();
+    victim.kill9();
+    for p in others {
+        let out = p.finish();
+        assert!(out.status.success(), "writer failed: {}", text(&out.stderr));
+    }
+    let out = verify(&env, &file, &["--writers", "4"]);
+    assert!(out.status.success(), "verify: {}", text(&out.stderr));
+    let counts = count_by_writer(&file);
+    assert_eq!(counts["victim"], 1);
+    for i in 0..3 {
+        assert_eq!(counts[&format!("o{i}")], 2000);
+    }
+}
+
+/// `--verify` finds a missing, a repeated and an out-of-order line, garbage,
+/// a torn last line and wrong totals: exit 1, naming the line.
+#[test]
+fn verify_reports_what_is_wrong_and_where() {
+    let env = Env::new();
+    let file = env.dir().join("f.txt");
+    let cases: &[(&[u8], &[&str], &str)] = &[
+        (
+            b"a mu: x 0\na mu: x 2\n",
+            &[],
+            "line 2: writer a wrote line 2, expected 1",
+        ),
+        (
+            b"a mu: x 0\na mu: x 1\na mu: x 1\n",
+            &[],
+            "line 3: writer a wrote line 1 again",
+        ),
+        (
+            b"a mu: x 0\nb mu: x 1\nb mu: x 0\n",
+            &[],
+            "line 2: writer b wrote line 1, expected 0",
+        ),
+        (
+            b"a mu: x 0\n\x00\xff\xfe\x01 binary\n",
+            &[],
+            "line 2: not a scribe line",
+        ),
+        (b"a mu: x 0\n\n", &[], "line 2: not a scribe line"),
+        (b"a mu: x 0\na mu: x", &[], "line 2: torn line"),
+        (
+            b"a mu: x 0\n",
+            &["--count", "2"],
+            "writer a has 1 lines, expected 2",
+        ),
+        (
+            b"a mu: x 0\na mu: x 1\n",
+            &["--count", "1"],
+            "line 2: writer a has more than",
+        ),
+        (
+            b"a mu: x 0\n",
+            &["--writers", "2"],
+            "found 1 writers, expected 2",
+        ),
+    ];
+    for (content, extra, want) in cases {
+        std::fs::write(&file, content).unwrap();
+        let out = verify(&env, &file, extra);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{want}: {err}");
+        assert!(err.contains(want), "expected {want:?} in {err:?}");
+        assert_eq!(err.lines().count(), 1, "one-line error: {err:?}");
+    }
+    // Random garbage never panics.
+    let garbage: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, &garbage).unwrap();
+    let out = verify(&env, &file, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // A missing file is a one-line error too.
+    let out = verify(&env, &env.dir().join("none"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("scribe: cannot read"));
+}
+
+/// The shared file is never reached through a symlink (writing or
+/// verifying), and a directory is refused: one-line errors, nothing written.
+#[test]
+fn refuses_symlinks_and_non_files() {
+    let env = Env::new();
+    let real = env.dir().join("real.txt");
+    std::fs::write(&real, b"").unwrap();
+    let link = env.dir().join("link.txt");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let out = run(writer(&env, &link, "a", 3));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is a symlink"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&real).unwrap(), b"");
+    let out = verify(&env, &link, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("symlink"));
+    let out = run(writer(&env, env.dir(), "a", 3));
+    assert_eq!(out.status.code(), Some(1));
+    let mut bad = writer(&env, &real, "not an id", 3);
+    bad.arg("--fsync");
+    assert_eq!(run(bad).status.code(), Some(2));
+}
+
+/// SIGTERM while a writer holds the lock: it stops after the current line,
+/// releases the lock, exits 143, and what it wrote verifies.
+#[test]
+fn sigterm_stops_a_writer_cleanly() {
+    let env = Env::new();
+    let file = env.dir().join("shared.txt");
+    let mut c = writer(&env, &file, "t", 100);
+    c.args(["--hold", "1000s", "--fsync"]);
+    let p = Proc::spawn(c);
+    wait_until("the first line", || {
+        std::fs::read_to_string(&file).is_ok_and(|s| s.contains("t mu:"))
+    });
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = p.finish();
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("interrupted after"));
+    let out = verify(&env, &file, &["--writers", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The lock is free again: a new writer gets through.
+    assert!(run(writer(&env, &file, "u", 3)).status.success());
+}
