@@ -1,4 +1,745 @@
 //! # syncomm-discover
 //!
-//! (being built; see the issue for this scenario)
+//! Processes started in any order, in separate shells, find each other and
+//! meet: each leaves its id in a registry file and waits until M live members
+//! are present, then all print the same list. The seed's Python version spins
+//! on the file; this one sleeps in `poll(2)` until something changes.
+//!
+//! ## The mechanism
+//! - **Registry** ([`registry`]): a small text file per rendezvous name,
+//!   replaced whole by `rename(2)` under an exclusive `flock(2)` on a lock file,
+//!   so readers never see half a file and a member killed mid-update leaves
+//!   nothing broken.
+//! - **Liveness** ([`liveness`]): each entry holds the member's pid and process
+//!   start time; whoever next updates the registry prunes entries whose process
+//!   is gone or whose pid now belongs to another process.
+//! - **Waiting**: `poll(2)` on an inotify descriptor watching the runtime
+//!   directory (another member changed the registry), one pidfd per other
+//!   member (a member died: a dead process writes nothing, so only its pidfd
+//!   can tell), and the SIGINT/SIGTERM wake-up descriptor, bounded by
+//!   `--timeout`. Each wake-up re-reads the registry; no spinning.
+//! - **Barrier**: the member whose arrival makes M fixes the group in the
+//!   registry (`group a b c`). Then each member marks itself `seen`, and leaves
+//!   only when every live member of the group has seen it; the last one out
+//!   removes the files, so the next group under the same name starts afresh.
+//!   A member arriving while a group is finishing waits for the next group.
+//!
+//! ## Guarantees
+//! - All members of a group print the same sorted list: it is fixed once, in
+//!   the registry, by the member that completed the group.
+//! - A member killed before the group is complete is pruned; a replacement may
+//!   take its id, and the group completes. A member killed after the group is
+//!   complete does not hold up the others' barrier.
+//! - The same id twice while its first holder lives is refused.
+//! - On `--timeout` or SIGINT/SIGTERM a member removes its entry before it exits.
+//!
+//! ## Modules
+//! - [`id`]: member ids and their natural order.
+//! - [`liveness`]: pid + start time, pidfds.
+//! - [`registry`]: the file format, atomic replacement, the lock.
 #![deny(missing_docs)]
+
+pub mod id;
+pub mod liveness;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use syncomm_common::duration::format_duration;
+use syncomm_common::shutdown::Shutdown;
+use syncomm_common::Name;
+
+pub use id::{IdError, MemberId};
+use liveness::Stamp;
+use registry::{Entry, FileError, Loaded, Locked, Paths, Registry, MAX_MEMBERS};
+
+/// How often to look again when the kernel cannot notify us (no inotify
+/// instance left, or no pidfd support).
+const FALLBACK_RECHECK: Duration = Duration::from_millis(50);
+
+/// What a member asks for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The rendezvous name.
+    pub name: Name,
+    /// Our id.
+    pub id: MemberId,
+    /// M, the group size.
+    pub members: usize,
+    /// Give up after this long.
+    pub timeout: Option<Duration>,
+}
+
+/// A group met: every member prints the same `group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Our id.
+    pub id: MemberId,
+    /// All M ids, sorted.
+    pub group: Vec<MemberId>,
+}
+
+/// A live member as `--list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Listed {
+    /// Its id.
+    pub id: String,
+    /// Its pid.
+    pub pid: i32,
+    /// `waiting` or `seen`.
+    pub state: &'static str,
+}
+
+/// The registry of a name as `--list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// M (0 when nobody is registered).
+    pub members: usize,
+    /// Whether the group is complete and finishing.
+    pub closed: bool,
+    /// The live members.
+    pub live: Vec<Listed>,
+}
+
+/// Why discovery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `--members` out of range.
+    #[error("--members {0} is out of range (1 to {MAX_MEMBERS})")]
+    BadMembers(usize),
+    /// Our id is held by a live process.
+    #[error("id {id} is already taken by pid {pid}, which is still running; choose another --as")]
+    IdTaken {
+        /// The id.
+        id: MemberId,
+        /// Its holder.
+        pid: i32,
+    },
+    /// The registry is for another group size.
+    #[error("group {name} is waiting for {have} members, not {want}; use --members {have} or another --name")]
+    Mismatch {
+        /// The name.
+        name: Name,
+        /// M in the registry.
+        have: usize,
+        /// M asked for.
+        want: usize,
+    },
+    /// Our own entry disappeared (the registry was removed or replaced by hand).
+    #[error("our entry {id} vanished from the registry {path} (was it removed by hand?)")]
+    Vanished {
+        /// Our id.
+        id: MemberId,
+        /// The registry.
+        path: PathBuf,
+    },
+    /// `--timeout` passed.
+    #[error("timed out after {after}: {waiting}")]
+    Timeout {
+        /// The timeout.
+        after: String,
+        /// What we were waiting for.
+        waiting: String,
+    },
+    /// SIGINT or SIGTERM.
+    #[error("interrupted by signal {signal}: {waiting}")]
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+        /// What we were waiting for.
+        waiting: String,
+    },
+    /// The runtime directory is unusable.
+    #[error(transparent)]
+    RunDir(#[from] syncomm_common::rundir::RunDirError),
+    /// A registry or lock file problem.
+    #[error("registry: {0}")]
+    File(#[from] FileError),
+    /// Some other system call failed.
+    #[error("{what}: {source}")]
+    Sys {
+        /// What failed.
+        what: &'static str,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// Whether this is a usage error (exit 2) rather than a failure (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::BadMembers(_))
+    }
+}
+
+/// What a member is waiting for, in words (for timeout and interrupt messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Waiting {
+    /// A previous group under this name is still finishing.
+    GroupFinishing { present: usize },
+    /// Fewer than M members are present.
+    Members { present: Vec<MemberId>, want: usize },
+    /// The group is complete; some have not yet seen it.
+    Barrier { unseen: Vec<MemberId> },
+}
+
+impl Waiting {
+    fn describe(&self, name: &Name) -> String {
+        let list = |ids: &[MemberId]| {
+            ids.iter()
+                .map(MemberId::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Waiting::GroupFinishing { present } => format!(
+                "group {name} was complete and still has {present} members finishing; we were not let in"
+            ),
+            Waiting::Members { present, want } => format!(
+                "only {} of {want} members of {name} arrived ({})",
+                present.len(),
+                list(present)
+            ),
+            Waiting::Barrier { unseen } => format!(
+                "group {name} was complete but {} had not yet seen it",
+                list(unseen)
+            ),
+        }
+    }
+}
+
+/// The outcome of looking at the registry once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Next {
+    /// The group met and we have left the registry.
+    Done(Vec<MemberId>),
+    /// Wait for a change; `others` are the members whose death would be one.
+    Wait { others: Vec<Stamp>, why: Waiting },
+}
+
+/// One look at the registry: the pure decision, given its contents and
+/// whether each member lives. Returns the registry to write back (when it
+/// changed) and what to do next.
+fn decide(
+    loaded: Option<Registry>,
+    opts: &Options,
+    me: Stamp,
+    joined: &mut bool,
+    alive: impl Fn(&Stamp) -> bool,
+) -> Result<(Option<Registry>, Next), Error> {
+    let mut reg = loaded.unwrap_or_else(|| Registry::new(opts.members));
+    let before = reg.entries.len();
+    reg.entries.retain(|e| e.stamp == me || alive(&e.stamp));
+    let mut changed = reg.entries.len() != before;
+    if reg.entries.is_empty() && (reg.members != opts.members || reg.is_closed()) {
+        // Nobody left: the next group starts afresh.
+        reg = Registry::new(opts.members);
+    }
+    let others = |reg: &Registry| -> Vec<Stamp> {
+        reg.entries
+            .iter()
+            .map(|e| e.stamp)
+            .filter(|s| *s != me)
+            .collect()
+    };
+
+    if !*joined {
+        if let Some(e) = reg.entry(&opts.id) {
+            return Err(Error::IdTaken {
+                id: opts.id.clone(),
+                pid: e.stamp.pid,
+            });
+        }
+        if reg.is_closed() {
+            let why = Waiting::GroupFinishing {
+                present: reg.entries.len(),
+            };
+            let others = others(&reg);
+            return Ok((changed.then_some(reg), Next::Wait { others, why }));
+        }
+        if reg.members != opts.members {
+            return Err(Error::Mismatch {
+                name: opts.name.clone(),
+                have: reg.members,
+                want: opts.members,
+            });
+        }
+        reg.entries.push(Entry {
+            id: opts.id.clone(),
+            stamp: me,
+            seen: false,
+        });
+        if reg.entries.len() == reg.members {
+            let mut group: Vec<MemberId> = reg.entries.iter().map(|e| e.id.clone()).collect();
+            group.sort();
+            reg.group = Some(group);
+        }
+        changed = true;
+        *joined = true;
+    }
+
+    let Some(pos) = reg.entries.iter().position(|e| e.stamp == me) else {
+        return Err(Error::Vanished {
+            id: opts.id.clone(),
+            path: PathBuf::new(),
+        });
+    };
+    let Some(group) = reg.group.clone() else {
+        let present = {
+            let mut v: Vec<MemberId> = reg.entries.iter().map(|e| e.id.clone()).collect();
+            v.sort();
+            v
+        };
+        let why = Waiting::Members {
+            present,
+            want: reg.members,
+        };
+        let others = others(&reg);
+        return Ok((changed.then_some(reg), Next::Wait { others, why }));
+    };
+    if !reg.entries[pos].seen {
+        reg.entries[pos].seen = true;
+        changed = true;
+    }
+    let mut unseen: Vec<MemberId> = reg
+        .entries
+        .iter()
+        .filter(|e| !e.seen)
+        .map(|e| e.id.clone())
+        .collect();
+    if unseen.is_empty() {
+        // Every live member has seen the group: we may go.
+        reg.entries.remove(pos);
+        return Ok((Some(reg), Next::Done(group)));
+    }
+    unseen.sort();
+    let others = others(&reg);
+    Ok((
+        changed.then_some(reg),
+        Next::Wait {
+            others,
+            why: Waiting::Barrier { unseen },
+        },
+    ))
+}
+
+/// A member of a group, from arrival to departure.
+struct Member<'a> {
+    opts: &'a Options,
+    paths: Paths,
+    me: Stamp,
+    joined: bool,
+    inotify: Option<Inotify>,
+    pidfds: HashMap<Stamp, OwnedFd>,
+    /// Whether some member could not get a pidfd (then we look again now and then).
+    pidfd_missing: bool,
+    report: &'a dyn Fn(&str),
+}
+
+impl Member<'_> {
+    /// Reads the registry; a corrupt one is moved aside (only with the lock held).
+    fn load(&self, locked: bool) -> Result<Option<Option<Registry>>, Error> {
+        match registry::read(&self.paths)? {
+            Loaded::Missing => Ok(Some(None)),
+            Loaded::Found(reg) => Ok(Some(Some(reg))),
+            Loaded::Corrupt(_) if !locked => Ok(None),
+            Loaded::Corrupt(why) => {
+                registry::quarantine(&self.paths)?;
+                (self.report)(&format!(
+                    "registry {} was corrupt ({why}); moved it to {} and started a new one",
+                    self.paths.registry.display(),
+                    self.paths.corrupt.display()
+                ));
+                Ok(Some(None))
+            }
+        }
+    }
+
+    /// One look: first without the lock (most wake-ups change nothing for
+    /// us), then, if the registry must change, again under the lock.
+    fn step(&mut self) -> Result<Next, Error> {
+        if let Some(loaded) = self.load(false)? {
+            let mut joined = self.joined;
+            let (write, next) = self.decide(loaded, &mut joined)?;
+            if write.is_none() {
+                return Ok(next);
+            }
+        }
+        let lock = Locked::take(&self.paths)?;
+        let loaded = self.load(true)?.flatten();
+        let mut joined = self.joined;
+        let (write, next) = self.decide(loaded, &mut joined)?;
+        if let Some(reg) = write {
+            registry::write(&self.paths, &reg)?;
+            if reg.entries.is_empty() {
+                lock.remove_file()?;
+            }
+        }
+        self.joined = joined;
+        Ok(next)
+    }
+
+    fn decide(
+        &self,
+        loaded: Option<Registry>,
+        joined: &mut bool,
+    ) -> Result<(Option<Registry>, Next), Error> {
+        decide(loaded, self.opts, self.me, joined, Stamp::is_alive).map_err(|e| match e {
+            Error::Vanished { id, .. } => Error::Vanished {
+                id,
+                path: self.paths.registry.clone(),
+            },
+            e => e,
+        })
+    }
+
+    /// Sleeps in `poll(2)` until the registry changes, another member dies,
+    /// a shutdown signal arrives, or the deadline passes.
+    fn wait(
+        &mut self,
+        others: &[Stamp],
+        deadline: Option<Instant>,
+        shutdown: &Shutdown,
+    ) -> Result<Option<WaitEnd>, Error> {
+        self.pidfds.retain(|s, _| others.contains(s));
+        self.pidfd_missing = false;
+        for s in others {
+            if self.pidfds.contains_key(s) {
+                continue;
+            }
+            match liveness::pidfd_open(s.pid) {
+                // The pid may have been reused between our read and the open:
+                // check the start time now that the pidfd pins the process.
+                Ok(fd) if s.is_alive() => {
+                    self.pidfds.insert(*s, fd);
+                }
+                Ok(_) => return Ok(None),
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
+                Err(_) => self.pidfd_missing = true,
+            }
+        }
+        if shutdown.requested() {
+            return Ok(Some(WaitEnd::Signal));
+        }
+        let mut fds = vec![PollFd::new(shutdown.wake_fd(), PollFlags::POLLIN)];
+        if let Some(ino) = &self.inotify {
+            fds.push(PollFd::new(ino.as_fd(), PollFlags::POLLIN));
+        }
+        fds.extend(
+            self.pidfds
+                .values()
+                .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
+        );
+        let mut limit = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if self.inotify.is_none() || self.pidfd_missing {
+            limit = Some(limit.map_or(FALLBACK_RECHECK, |l| l.min(FALLBACK_RECHECK)));
+        }
+        let timeout = match limit {
+            None => PollTimeout::NONE,
+            // Round up, so we never wake a hair before the deadline and spin.
+            Some(l) => {
+                PollTimeout::try_from(l.as_millis().saturating_add(1).min(i32::MAX as u128) as i32)
+                    .unwrap_or(PollTimeout::MAX)
+            }
+        };
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => {
+                return Err(Error::Sys {
+                    what: "poll",
+                    source: e.into(),
+                })
+            }
+        }
+        let signalled = fds[0].any().unwrap_or(false);
+        drop(fds);
+        if signalled || shutdown.requested() {
+            shutdown.drain();
+            return Ok(Some(WaitEnd::Signal));
+        }
+        if let Some(ino) = &self.inotify {
+            // Empty the queue; which file changed does not matter, we look again.
+            while let Ok(events) = ino.read_events() {
+                if events.is_empty() {
+                    break;
+                }
+            }
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Some(WaitEnd::Timeout));
+        }
+        Ok(None)
+    }
+
+    /// Removes our entry (after a timeout or a signal).
+    fn withdraw(&mut self) -> Result<(), Error> {
+        if !self.joined {
+            return Ok(());
+        }
+        let lock = Locked::take(&self.paths)?;
+        if let Loaded::Found(mut reg) = registry::read(&self.paths)? {
+            let before = reg.entries.len();
+            reg.entries.retain(|e| e.stamp != self.me);
+            if reg.entries.len() != before {
+                registry::write(&self.paths, &reg)?;
+                if reg.entries.is_empty() {
+                    lock.remove_file()?;
+                }
+            }
+        }
+        self.joined = false;
+        Ok(())
+    }
+}
+
+enum WaitEnd {
+    Timeout,
+    Signal,
+}
+
+/// Joins the group `opts.name`, waits until M live members are present and
+/// all have seen each other, and returns the group. `report` receives
+/// notices worth showing the user (a repaired registry).
+pub fn discover(
+    opts: &Options,
+    shutdown: &Shutdown,
+    report: &dyn Fn(&str),
+) -> Result<Found, Error> {
+    if !(1..=MAX_MEMBERS).contains(&opts.members) {
+        return Err(Error::BadMembers(opts.members));
+    }
+    let dir = syncomm_common::rundir::runtime_dir()?;
+    let paths = Paths::in_dir(&dir, &opts.name);
+    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    // Watch before the first read, so no change after that read goes unseen.
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).and_then(|ino| {
+        ino.add_watch(
+            &dir,
+            AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_CLOSE_WRITE
+                | AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_MOVED_FROM,
+        )?;
+        Ok(ino)
+    });
+    let inotify = match inotify {
+        Ok(ino) => Some(ino),
+        Err(e) => {
+            report(&format!(
+                "cannot watch {} with inotify ({e}); looking again every {}",
+                dir.display(),
+                format_duration(FALLBACK_RECHECK)
+            ));
+            None
+        }
+    };
+    let me = Stamp::own().map_err(|source| Error::Sys {
+        what: "reading our start time",
+        source,
+    })?;
+    let mut member = Member {
+        opts,
+        paths,
+        me,
+        joined: false,
+        inotify,
+        pidfds: HashMap::new(),
+        pidfd_missing: false,
+        report,
+    };
+    let outcome = (|| loop {
+        match member.step()? {
+            Next::Done(group) => return Ok(group),
+            Next::Wait { others, why } => match member.wait(&others, deadline, shutdown)? {
+                None => {}
+                Some(end) => {
+                    let waiting = why.describe(&opts.name);
+                    return Err(match end {
+                        WaitEnd::Timeout => Error::Timeout {
+                            after: format_duration(opts.timeout.unwrap_or_default()),
+                            waiting,
+                        },
+                        WaitEnd::Signal => Error::Interrupted {
+                            signal: shutdown.signal().unwrap_or(libc::SIGTERM),
+                            waiting,
+                        },
+                    });
+                }
+            },
+        }
+    })();
+    match outcome {
+        Ok(group) => Ok(Found {
+            id: opts.id.clone(),
+            group,
+        }),
+        Err(e) => {
+            if let Err(w) = member.withdraw() {
+                report(&format!("could not remove our entry: {w}"));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The live members registered under `name` (read-only: nothing is pruned).
+pub fn list(name: &Name) -> Result<Listing, Error> {
+    let dir = syncomm_common::rundir::runtime_dir()?;
+    let paths = Paths::in_dir(&dir, name);
+    let reg = match registry::read(&paths)? {
+        Loaded::Missing => Registry::new(0),
+        Loaded::Found(reg) => reg,
+        Loaded::Corrupt(why) => {
+            return Err(Error::File(FileError::Io {
+                what: "parse",
+                path: paths.registry,
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{why} (the next member to arrive will move it aside)"),
+                ),
+            }))
+        }
+    };
+    let mut live: Vec<&Entry> = reg.entries.iter().filter(|e| e.stamp.is_alive()).collect();
+    live.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Listing {
+        members: if live.is_empty() { 0 } else { reg.members },
+        closed: reg.is_closed() && !live.is_empty(),
+        live: live
+            .into_iter()
+            .map(|e| Listed {
+                id: e.id.to_string(),
+                pid: e.stamp.pid,
+                state: if e.seen { "seen" } else { "waiting" },
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(id: &str, members: usize) -> Options {
+        Options {
+            name: Name::default(),
+            id: MemberId::new(id).unwrap(),
+            members,
+            timeout: None,
+        }
+    }
+
+    fn stamp(pid: i32) -> Stamp {
+        Stamp { pid, start: 1 }
+    }
+
+    /// Runs one look for member `id` (pid) and returns the registry after it.
+    fn look(
+        reg: Option<Registry>,
+        id: &str,
+        pid: i32,
+        m: usize,
+        joined: &mut bool,
+        dead: &[i32],
+    ) -> (Option<Registry>, Result<Next, String>) {
+        match decide(reg.clone(), &opts(id, m), stamp(pid), joined, |s| {
+            !dead.contains(&s.pid)
+        }) {
+            Ok((w, next)) => (w.or(reg), Ok(next)),
+            Err(e) => (reg, Err(e.to_string())),
+        }
+    }
+
+    #[test]
+    fn three_meet_and_leave_through_the_barrier() {
+        let (mut ja, mut jb, mut jc) = (false, false, false);
+        let (r, n) = look(None, "a", 1, 3, &mut ja, &[]);
+        assert!(matches!(n, Ok(Next::Wait { .. })));
+        let (r, _) = look(r, "c", 3, 3, &mut jc, &[]);
+        let (r, n) = look(r, "b", 2, 3, &mut jb, &[]);
+        // b completed the group and has seen it; a and c have not yet.
+        let reg = r.clone().unwrap();
+        assert_eq!(reg.group.as_ref().unwrap().len(), 3);
+        assert!(matches!(
+            n,
+            Ok(Next::Wait {
+                why: Waiting::Barrier { .. },
+                ..
+            })
+        ));
+        let (r, _) = look(r, "a", 1, 3, &mut ja, &[]);
+        let (r, n) = look(r, "c", 3, 3, &mut jc, &[]);
+        // c saw last: everyone has seen, c leaves.
+        assert!(matches!(n, Ok(Next::Done(_))));
+        let (r, n) = look(r, "a", 1, 3, &mut ja, &[]);
+        assert!(matches!(n, Ok(Next::Done(_))));
+        let (r, n) = look(r, "b", 2, 3, &mut jb, &[]);
+        let Ok(Next::Done(g)) = n else { panic!() };
+        assert_eq!(
+            g.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert!(r.unwrap().entries.is_empty());
+    }
+
+    #[test]
+    fn dead_are_pruned_and_replaced_and_duplicates_refused() {
+        let (mut ja, mut jb, mut jb2) = (false, false, false);
+        let (r, _) = look(None, "a", 1, 2, &mut ja, &[]);
+        let (r2, n) = look(r.clone(), "a", 9, 2, &mut jb, &[]);
+        assert!(n.unwrap_err().contains("already taken by pid 1"));
+        assert!(r2 == r);
+        // a dies; a replacement takes its id.
+        let (r, n) = look(r, "a", 5, 2, &mut jb2, &[1]);
+        assert!(matches!(n, Ok(Next::Wait { .. })), "{n:?}");
+        assert_eq!(r.as_ref().unwrap().entries.len(), 1);
+        assert_eq!(r.as_ref().unwrap().entries[0].stamp.pid, 5);
+    }
+
+    #[test]
+    fn a_newcomer_waits_while_a_group_finishes_and_sizes_must_agree() {
+        let (mut ja, mut jb, mut jx, mut jy) = (false, false, false, false);
+        let (r, _) = look(None, "a", 1, 2, &mut ja, &[]);
+        let (r, _) = look(r, "b", 2, 2, &mut jb, &[]);
+        let (r, n) = look(r, "x", 7, 2, &mut jx, &[]);
+        assert!(matches!(
+            n,
+            Ok(Next::Wait {
+                why: Waiting::GroupFinishing { .. },
+                ..
+            })
+        ));
+        assert!(!jx);
+        let mut jz = false;
+        let (_, n) = look(
+            Some(Registry::new(3)).map(|mut g| {
+                g.entries = r.clone().unwrap().entries[..1].to_vec();
+                g.entries[0].seen = false;
+                g
+            }),
+            "y",
+            8,
+            2,
+            &mut jy,
+            &[],
+        );
+        assert!(n.unwrap_err().contains("waiting for 3 members, not 2"));
+        // When every member of the finished group is gone, a new group starts.
+        let (r, n) = look(r, "z", 9, 4, &mut jz, &[1, 2]);
+        assert!(matches!(
+            n,
+            Ok(Next::Wait {
+                why: Waiting::Members { .. },
+                ..
+            })
+        ));
+        assert_eq!(r.unwrap().members, 4);
+    }
+}
