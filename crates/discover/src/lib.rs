@@ -149,10 +149,10 @@ pub enum Error {
         waiting: String,
     },
     /// SIGINT or SIGTERM.
-    #[error("interrupted by signal {signal}: {waiting}")]
+    #[error("interrupted by {signal}: {waiting}")]
     Interrupted {
-        /// The signal number.
-        signal: i32,
+        /// The signal's name.
+        signal: String,
         /// What we were waiting for.
         waiting: String,
     },
@@ -567,7 +567,10 @@ pub fn discover(
                             waiting,
                         },
                         WaitEnd::Signal => Error::Interrupted {
-                            signal: shutdown.signal().unwrap_or(libc::SIGTERM),
+                            signal: shutdown
+                                .signal()
+                                .and_then(|s| nix::sys::signal::Signal::try_from(s).ok())
+                                .map_or("a signal".to_owned(), |s| s.as_str().to_owned()),
                             waiting,
                         },
                     });
