@@ -429,3 +429,45 @@ fn bad_arguments_exit_2() {
         );
     }
 }
+
+/// A process that holds the registry lock and never lets go (as a member
+/// stopped with SIGSTOP mid-update would) cannot keep a member past its
+/// `--timeout`, nor past SIGINT: both exit 1 naming the holder. Once the lock
+/// is free the group meets.
+#[test]
+fn a_stuck_lock_holder_does_not_hang_members() {
+    use nix::fcntl::{Flock, FlockArg};
+    let env = Env::new();
+    let name = unique_name("stuck");
+    let file = std::fs::File::create(lockfile(&env, &name)).unwrap();
+    let held = Flock::lock(file, FlockArg::LockExclusive).expect("flock");
+    let me = std::process::id();
+
+    let out = member(&env, &name, "a", 2, &["--timeout", "300ms"]).finish();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("discover: timed out after 300ms: the registry lock"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("held by pid {me}")), "{err}");
+
+    let a = member(&env, &name, "a", 2, &[]);
+    let pid = a.pid().to_string();
+    wait_until("a to wait for the lock in the kernel", || {
+        let locks = std::fs::read_to_string("/proc/locks").unwrap();
+        locks
+            .lines()
+            .any(|l| l.contains("->") && l.split_whitespace().nth(5) == Some(pid.as_str()))
+    });
+    a.signal(Signal::SIGINT);
+    let out = a.finish();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("discover: interrupted by SIGINT: the registry lock"));
+
+    drop(held);
+    let a = member(&env, &name, "a", 2, &[]);
+    let b = member(&env, &name, "b", 2, &[]);
+    assert_found(&a.finish(), "a", "a, b");
+    assert_found(&b.finish(), "b", "a, b");
+}

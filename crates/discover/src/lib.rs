@@ -64,6 +64,9 @@ use registry::{Entry, FileError, Loaded, Locked, Paths, Registry, MAX_MEMBERS};
 /// instance left, or no pidfd support).
 const FALLBACK_RECHECK: Duration = Duration::from_millis(50);
 
+/// How long a member that gave up waits for the lock to remove its entry.
+const WITHDRAW_GRACE: Duration = Duration::from_secs(2);
+
 /// What a member asks for.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -340,6 +343,8 @@ struct Member<'a> {
     pidfds: HashMap<Stamp, OwnedFd>,
     /// Whether some member could not get a pidfd (then we look again now and then).
     pidfd_missing: bool,
+    deadline: Option<Instant>,
+    shutdown: &'a Shutdown,
     report: &'a dyn Fn(&str),
 }
 
@@ -372,7 +377,7 @@ impl Member<'_> {
                 return Ok(next);
             }
         }
-        let lock = Locked::take(&self.paths)?;
+        let lock = self.lock()?;
         let loaded = self.load(true)?.flatten();
         let mut joined = self.joined;
         let (write, next) = self.decide(loaded, &mut joined)?;
@@ -400,14 +405,55 @@ impl Member<'_> {
         })
     }
 
+    /// Takes the registry lock, bounded by the deadline and shutdown signals.
+    fn lock(&self) -> Result<Locked, Error> {
+        match Locked::take_within(&self.paths, self.deadline, self.shutdown.wake_fd())? {
+            Some(lock) => Ok(lock),
+            None => {
+                let holder = registry::lock_holder(&self.paths)
+                    .map_or("another process".to_owned(), |pid| format!("pid {pid}"));
+                let waiting = format!(
+                    "the registry lock {} is held by {holder}, which does not release it (is it stopped?)",
+                    self.paths.lock.display()
+                );
+                Err(self.gave_up(self.ended_by(), waiting))
+            }
+        }
+    }
+
+    /// Why a bounded wait ended without its event.
+    fn ended_by(&self) -> WaitEnd {
+        if self.shutdown.requested() {
+            WaitEnd::Signal
+        } else {
+            WaitEnd::Timeout
+        }
+    }
+
+    /// The error for a wait that ended by the deadline or a signal.
+    fn gave_up(&self, end: WaitEnd, waiting: String) -> Error {
+        match end {
+            WaitEnd::Timeout => Error::Timeout {
+                after: format_duration(self.opts.timeout.unwrap_or_default()),
+                waiting,
+            },
+            WaitEnd::Signal => {
+                self.shutdown.drain();
+                Error::Interrupted {
+                    signal: self
+                        .shutdown
+                        .signal()
+                        .and_then(|s| nix::sys::signal::Signal::try_from(s).ok())
+                        .map_or("a signal".to_owned(), |s| s.as_str().to_owned()),
+                    waiting,
+                }
+            }
+        }
+    }
+
     /// Sleeps in `poll(2)` until the registry changes, another member dies,
     /// a shutdown signal arrives, or the deadline passes.
-    fn wait(
-        &mut self,
-        others: &[Stamp],
-        deadline: Option<Instant>,
-        shutdown: &Shutdown,
-    ) -> Result<Option<WaitEnd>, Error> {
+    fn wait(&mut self, others: &[Stamp]) -> Result<Option<WaitEnd>, Error> {
         self.pidfds.retain(|s, _| others.contains(s));
         self.pidfd_missing = false;
         for s in others {
@@ -425,65 +471,101 @@ impl Member<'_> {
                 Err(_) => self.pidfd_missing = true,
             }
         }
-        if shutdown.requested() {
-            return Ok(Some(WaitEnd::Signal));
-        }
-        let mut fds = vec![PollFd::new(shutdown.wake_fd(), PollFlags::POLLIN)];
-        if let Some(ino) = &self.inotify {
-            fds.push(PollFd::new(ino.as_fd(), PollFlags::POLLIN));
-        }
-        fds.extend(
-            self.pidfds
-                .values()
-                .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
-        );
-        let mut limit = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if self.inotify.is_none() || self.pidfd_missing {
-            limit = Some(limit.map_or(FALLBACK_RECHECK, |l| l.min(FALLBACK_RECHECK)));
-        }
-        let timeout = match limit {
-            None => PollTimeout::NONE,
-            // Round up, so we never wake a hair before the deadline and spin.
-            Some(l) => {
-                PollTimeout::try_from(l.as_millis().saturating_add(1).min(i32::MAX as u128) as i32)
-                    .unwrap_or(PollTimeout::MAX)
+        let fallback = self.inotify.is_none() || self.pidfd_missing;
+        loop {
+            if self.shutdown.requested() {
+                return Ok(Some(WaitEnd::Signal));
             }
-        };
-        match nix::poll::poll(&mut fds, timeout) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => {
-                return Err(Error::Sys {
-                    what: "poll",
-                    source: e.into(),
-                })
+            let mut limit = self
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            if fallback {
+                limit = Some(limit.map_or(FALLBACK_RECHECK, |l| l.min(FALLBACK_RECHECK)));
             }
-        }
-        let signalled = fds[0].any().unwrap_or(false);
-        drop(fds);
-        if signalled || shutdown.requested() {
-            shutdown.drain();
-            return Ok(Some(WaitEnd::Signal));
-        }
-        if let Some(ino) = &self.inotify {
-            // Empty the queue; which file changed does not matter, we look again.
-            while let Ok(events) = ino.read_events() {
-                if events.is_empty() {
-                    break;
+            let timeout = match limit {
+                None => PollTimeout::NONE,
+                // Round up, so we never wake a hair before the deadline and spin.
+                Some(l) => PollTimeout::try_from(
+                    l.as_millis().saturating_add(1).min(i32::MAX as u128) as i32,
+                )
+                .unwrap_or(PollTimeout::MAX),
+            };
+            let mut fds = vec![PollFd::new(self.shutdown.wake_fd(), PollFlags::POLLIN)];
+            if let Some(ino) = &self.inotify {
+                fds.push(PollFd::new(ino.as_fd(), PollFlags::POLLIN));
+            }
+            fds.extend(
+                self.pidfds
+                    .values()
+                    .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
+            );
+            let ready = match nix::poll::poll(&mut fds, timeout) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    return Err(Error::Sys {
+                        what: "poll",
+                        source: e.into(),
+                    })
                 }
+            };
+            let fired: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+            drop(fds);
+            if fired[0] || self.shutdown.requested() {
+                return Ok(Some(WaitEnd::Signal));
+            }
+            let first_pidfd = if self.inotify.is_some() { 2 } else { 1 };
+            if fired[first_pidfd..].iter().any(|f| *f) {
+                return Ok(None); // a member died: look again (and prune it)
+            }
+            if self.inotify.is_some() && fired[1] && self.registry_changed() {
+                return Ok(None);
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Some(WaitEnd::Timeout));
+            }
+            if ready == 0 && fallback {
+                return Ok(None);
             }
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(Some(WaitEnd::Timeout));
-        }
-        Ok(None)
     }
 
-    /// Removes our entry (after a timeout or a signal).
+    /// Reads the queued inotify events: did any concern the registry file?
+    /// (The temp file, the lock file and other names' files share the directory.)
+    fn registry_changed(&self) -> bool {
+        let Some(ino) = &self.inotify else {
+            return true;
+        };
+        let mut changed = false;
+        while let Ok(events) = ino.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            changed |= events.iter().any(|e| {
+                e.mask
+                    .intersects(AddWatchFlags::IN_Q_OVERFLOW | AddWatchFlags::IN_IGNORED)
+                    || e.name.as_deref() == Some(self.paths.registry_file_name())
+            });
+        }
+        changed
+    }
+
+    /// Removes our entry (after a timeout or a signal). The deadline has
+    /// passed, so the lock gets a short grace of its own; if even that is not
+    /// enough, the entry is pruned as dead once we have exited.
     fn withdraw(&mut self) -> Result<(), Error> {
         if !self.joined {
             return Ok(());
         }
-        let lock = Locked::take(&self.paths)?;
+        let grace = Some(Instant::now() + WITHDRAW_GRACE);
+        let Some(lock) = Locked::take_within(&self.paths, grace, self.shutdown.wake_fd())? else {
+            return Err(Error::Sys {
+                what: "taking the registry lock",
+                source: io::Error::other(
+                    "it stays held; our entry will be pruned as dead once we have exited",
+                ),
+            });
+        };
         if let Loaded::Found(mut reg) = registry::read(&self.paths)? {
             let before = reg.entries.len();
             reg.entries.retain(|e| e.stamp != self.me);
@@ -552,30 +634,18 @@ pub fn discover(
         inotify,
         pidfds: HashMap::new(),
         pidfd_missing: false,
+        deadline,
+        shutdown,
         report,
     };
     let outcome = (|| loop {
         match member.step()? {
             Next::Done(group) => return Ok(group),
-            Next::Wait { others, why } => match member.wait(&others, deadline, shutdown)? {
-                None => {}
-                Some(end) => {
-                    let waiting = why.describe(&opts.name);
-                    return Err(match end {
-                        WaitEnd::Timeout => Error::Timeout {
-                            after: format_duration(opts.timeout.unwrap_or_default()),
-                            waiting,
-                        },
-                        WaitEnd::Signal => Error::Interrupted {
-                            signal: shutdown
-                                .signal()
-                                .and_then(|s| nix::sys::signal::Signal::try_from(s).ok())
-                                .map_or("a signal".to_owned(), |s| s.as_str().to_owned()),
-                            waiting,
-                        },
-                    });
+            Next::Wait { others, why } => {
+                if let Some(end) = member.wait(&others)? {
+                    return Err(member.gave_up(end, why.describe(&opts.name)));
                 }
-            },
+            }
         }
     })();
     match outcome {
