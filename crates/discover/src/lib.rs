@@ -43,7 +43,7 @@ pub mod id;
 pub mod liveness;
 pub mod registry;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -392,17 +392,70 @@ impl Member<'_> {
     }
 
     fn decide(
-        &self,
+        &mut self,
         loaded: Option<Registry>,
         joined: &mut bool,
     ) -> Result<(Option<Registry>, Next), Error> {
-        decide(loaded, self.opts, self.me, joined, Stamp::is_alive).map_err(|e| match e {
+        let dead = match &loaded {
+            Some(reg) => self.dead_members(reg),
+            None => HashSet::new(),
+        };
+        let alive = |s: &Stamp| !dead.contains(s);
+        decide(loaded, self.opts, self.me, joined, alive).map_err(|e| match e {
             Error::Vanished { id, .. } => Error::Vanished {
                 id,
                 path: self.paths.registry.clone(),
             },
             e => e,
         })
+    }
+
+    /// Which registered members are dead. Each other member's pidfd is opened
+    /// once, and its start time checked once, right after the open (a pidfd
+    /// pins the process, so a pid reused later cannot fool it); from then on
+    /// one `poll(2)` over all pidfds, not waiting, tells who has exited.
+    /// Without pidfd support, each look reads `/proc/PID/stat` instead.
+    fn dead_members(&mut self, reg: &Registry) -> HashSet<Stamp> {
+        let mut dead = HashSet::new();
+        self.pidfds
+            .retain(|s, _| reg.entries.iter().any(|e| e.stamp == *s));
+        self.pidfd_missing = false;
+        for e in &reg.entries {
+            let s = e.stamp;
+            if s == self.me || self.pidfds.contains_key(&s) {
+                continue;
+            }
+            match liveness::pidfd_open(s.pid) {
+                Ok(fd) if s.is_alive() => {
+                    self.pidfds.insert(s, fd);
+                }
+                Ok(_) => {
+                    dead.insert(s);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                    dead.insert(s);
+                }
+                Err(_) => {
+                    self.pidfd_missing = true;
+                    if !s.is_alive() {
+                        dead.insert(s);
+                    }
+                }
+            }
+        }
+        let stamps: Vec<Stamp> = self.pidfds.keys().copied().collect();
+        let mut fds: Vec<PollFd<'_>> = stamps
+            .iter()
+            .map(|s| PollFd::new(self.pidfds[s].as_fd(), PollFlags::POLLIN))
+            .collect();
+        if !fds.is_empty() && nix::poll::poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) > 0 {
+            for (s, fd) in stamps.iter().zip(&fds) {
+                if fd.any().unwrap_or(false) {
+                    dead.insert(*s);
+                }
+            }
+        }
+        dead
     }
 
     /// Takes the registry lock, bounded by the deadline and shutdown signals.
@@ -454,23 +507,8 @@ impl Member<'_> {
     /// Sleeps in `poll(2)` until the registry changes, another member dies,
     /// a shutdown signal arrives, or the deadline passes.
     fn wait(&mut self, others: &[Stamp]) -> Result<Option<WaitEnd>, Error> {
+        // The last look opened a pidfd for every other member (dead_members).
         self.pidfds.retain(|s, _| others.contains(s));
-        self.pidfd_missing = false;
-        for s in others {
-            if self.pidfds.contains_key(s) {
-                continue;
-            }
-            match liveness::pidfd_open(s.pid) {
-                // The pid may have been reused between our read and the open:
-                // check the start time now that the pidfd pins the process.
-                Ok(fd) if s.is_alive() => {
-                    self.pidfds.insert(*s, fd);
-                }
-                Ok(_) => return Ok(None),
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
-                Err(_) => self.pidfd_missing = true,
-            }
-        }
         let fallback = self.inotify.is_none() || self.pidfd_missing;
         loop {
             if self.shutdown.requested() {
