@@ -45,6 +45,14 @@ fn wait_listed(env: &Env, name: &str, ids: &[&str]) {
     });
 }
 
+/// Waits until process `pid` sleeps in `poll(2)` (its main thread's wait
+/// channel), i.e. it holds no lock and waits for a change.
+fn wait_in_poll(pid: i32) {
+    wait_until(&format!("pid {pid} to sleep in poll"), || {
+        std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("poll"))
+    });
+}
+
 fn registry(env: &Env, name: &str) -> PathBuf {
     env.dir().join(format!("discover.{name}.reg"))
 }
@@ -226,6 +234,7 @@ fn the_barrier_holds_members_until_all_have_seen_the_group() {
         let a = member(&env, &name, "a", 3, &[]);
         let b = member(&env, &name, "b", 3, &[]);
         wait_listed(&env, &name, &["a", "b"]);
+        wait_in_poll(b.pid());
         b.signal(Signal::SIGSTOP);
         let c = member(&env, &name, "c", 3, &[]);
         wait_until("a and c to have seen the group", || {
@@ -470,4 +479,35 @@ fn a_stuck_lock_holder_does_not_hang_members() {
     let b = member(&env, &name, "b", 2, &[]);
     assert_found(&a.finish(), "a", "a, b");
     assert_found(&b.finish(), "b", "a, b");
+}
+
+/// A member that arrives while a complete group is still finishing (one of its
+/// members, stopped, has not yet seen it) does not slip into that group: it
+/// waits, and forms the next group under the same name with later arrivals.
+#[test]
+fn a_newcomer_waits_for_the_next_group() {
+    let env = Env::new();
+    let name = unique_name("next");
+    let a = member(&env, &name, "a", 3, &[]);
+    let b = member(&env, &name, "b", 3, &[]);
+    wait_listed(&env, &name, &["a", "b"]);
+    wait_in_poll(b.pid());
+    b.signal(Signal::SIGSTOP);
+    let c = member(&env, &name, "c", 3, &[]);
+    wait_until("a and c to have seen the group", || {
+        let states: Vec<String> = listed(&env, &name).into_iter().map(|m| m.2).collect();
+        states == ["seen", "waiting", "seen"]
+    });
+    let d = member(&env, &name, "d", 3, &[]);
+    wait_in_poll(d.pid());
+    wait_listed(&env, &name, &["a", "b", "c"]);
+    b.signal(Signal::SIGCONT);
+    for (id, p) in [("a", a), ("b", b), ("c", c)] {
+        assert_found(&p.finish(), id, "a, b, c");
+    }
+    let e = member(&env, &name, "e", 3, &[]);
+    let f = member(&env, &name, "f", 3, &[]);
+    for (id, p) in [("d", d), ("e", e), ("f", f)] {
+        assert_found(&p.finish(), id, "d, e, f");
+    }
 }
