@@ -511,3 +511,40 @@ fn a_newcomer_waits_for_the_next_group() {
         assert_found(&p.finish(), id, "d, e, f");
     }
 }
+
+/// Chaos: while a group of 6 forms, members are killed with SIGKILL at random
+/// moments (often in the middle of joining, i.e. while writing the registry)
+/// and replaced under the same id. The registry is never left corrupt, and once
+/// the sixth member arrives all six print the same list.
+#[test]
+fn sigkill_at_random_moments_never_corrupts_the_registry() {
+    use rand::Rng;
+    let env = Env::new();
+    let name = unique_name("chaos");
+    let mut rng = rand::thread_rng();
+    let mut procs: Vec<Proc> = (0..5)
+        .map(|i| member(&env, &name, &format!("m{i}"), 6, &[]))
+        .collect();
+    for _ in 0..40 {
+        // Not synchronisation: a random delay so kills land in every phase
+        // (starting up, joining, writing the registry, waiting).
+        std::thread::sleep(std::time::Duration::from_micros(rng.gen_range(0..3000)));
+        let i = rng.gen_range(0..5);
+        procs[i].kill9();
+        procs[i].wait_timeout(HANG);
+        procs[i] = member(&env, &name, &format!("m{i}"), 6, &[]);
+    }
+    procs.push(member(&env, &name, "m5", 6, &[]));
+    for (i, p) in procs.into_iter().enumerate() {
+        let out = p.finish();
+        assert!(
+            !text(&out.stderr).contains("corrupt"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_found(&out, &format!("m{i}"), "m0, m1, m2, m3, m4, m5");
+    }
+    let corrupt = env.dir().join(format!("discover.{name}.reg.corrupt"));
+    assert!(!corrupt.exists(), "a registry was corrupted");
+    assert!(!registry(&env, &name).exists());
+}
