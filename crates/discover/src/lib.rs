@@ -19,9 +19,11 @@
 //!   can tell), and the SIGINT/SIGTERM wake-up descriptor, bounded by
 //!   `--timeout`. Each wake-up re-reads the registry; no spinning.
 //! - **Barrier**: the member whose arrival makes M fixes the group in the
-//!   registry (`group a b c`). Then each member marks itself `seen`, and leaves
-//!   only when every live member of the group has seen it; the last one out
-//!   removes the files, so the next group under the same name starts afresh.
+//!   registry (`group a b c`). Then each member marks itself `seen`. The one
+//!   whose mark makes everyone `seen` removes the registry and lock files; the
+//!   others wake on that removal and leave, knowing the barrier completed
+//!   (only a finished group is ever cleared away). So nobody leaves before all
+//!   have seen the group, and the next group under the same name starts afresh.
 //!   A member arriving while a group is finishing waits for the next group.
 //!
 //! ## Guarantees
@@ -227,20 +229,49 @@ enum Next {
     Wait { others: Vec<Stamp>, why: Waiting },
 }
 
-/// One look at the registry: the pure decision, given its contents and
-/// whether each member lives. Returns the registry to write back (when it
-/// changed) and what to do next.
+/// Where a member is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Not in the registry yet.
+    Arriving,
+    /// Registered, waiting for M members.
+    Joined,
+    /// Has seen the complete group (and marked itself `seen`).
+    Seen(Vec<MemberId>),
+}
+
+/// Whether `reg` holds a finished group: complete, and every member still
+/// registered has seen it. Then nobody needs the registry any more.
+fn finished(reg: &Registry) -> bool {
+    reg.is_closed() && reg.entries.iter().all(|e| e.seen)
+}
+
+/// One look at the registry: the whole protocol as a pure decision, given
+/// the registry's contents and who lives. Returns the registry to write back
+/// (when it changed; an empty one means "remove the files") and what to do next.
+///
+/// 1. Prune members that died. A finished group is cleared away.
+/// 2. Arriving: refuse an id a live member holds; wait while a complete group
+///    finishes; else join. The member whose arrival makes M fixes the group.
+/// 3. Once the group is fixed, mark ourselves `seen`.
+/// 4. The member whose mark completes the barrier (everyone has seen) removes
+///    the registry. A member that has seen, and finds its entry gone, knows
+///    the barrier completed: only a finished group is ever cleared.
 fn decide(
     loaded: Option<Registry>,
     opts: &Options,
     me: Stamp,
-    joined: &mut bool,
+    phase: &mut Phase,
     alive: impl Fn(&Stamp) -> bool,
 ) -> Result<(Option<Registry>, Next), Error> {
     let mut reg = loaded.unwrap_or_else(|| Registry::new(opts.members));
     let before = reg.entries.len();
     reg.entries.retain(|e| e.stamp == me || alive(&e.stamp));
     let mut changed = reg.entries.len() != before;
+    if finished(&reg) && !reg.entries.is_empty() {
+        reg.entries.clear();
+        changed = true;
+    }
     if reg.entries.is_empty() && (reg.members != opts.members || reg.is_closed()) {
         // Nobody left: the next group starts afresh.
         reg = Registry::new(opts.members);
@@ -253,7 +284,7 @@ fn decide(
             .collect()
     };
 
-    if !*joined {
+    if *phase == Phase::Arriving {
         if let Some(e) = reg.entry(&opts.id) {
             return Err(Error::IdTaken {
                 id: opts.id.clone(),
@@ -285,52 +316,59 @@ fn decide(
             reg.group = Some(group);
         }
         changed = true;
-        *joined = true;
+        *phase = Phase::Joined;
     }
 
-    let Some(pos) = reg.entries.iter().position(|e| e.stamp == me) else {
-        return Err(Error::Vanished {
-            id: opts.id.clone(),
-            path: PathBuf::new(),
-        });
-    };
-    let Some(group) = reg.group.clone() else {
-        let present = {
-            let mut v: Vec<MemberId> = reg.entries.iter().map(|e| e.id.clone()).collect();
-            v.sort();
-            v
-        };
-        let why = Waiting::Members {
-            present,
-            want: reg.members,
-        };
-        let others = others(&reg);
-        return Ok((changed.then_some(reg), Next::Wait { others, why }));
-    };
-    if !reg.entries[pos].seen {
-        reg.entries[pos].seen = true;
-        changed = true;
+    match reg.entries.iter().position(|e| e.stamp == me) {
+        Some(pos) => {
+            if let Some(group) = &reg.group {
+                if !reg.entries[pos].seen {
+                    reg.entries[pos].seen = true;
+                    changed = true;
+                }
+                *phase = Phase::Seen(group.clone());
+            }
+        }
+        // Our entry is gone although we live: the group finished (only a
+        // finished group is cleared), or someone removed it by hand.
+        None => {
+            return match phase {
+                Phase::Seen(group) => Ok((changed.then_some(reg), Next::Done(group.clone()))),
+                _ => Err(Error::Vanished {
+                    id: opts.id.clone(),
+                    path: PathBuf::new(),
+                }),
+            };
+        }
     }
-    let mut unseen: Vec<MemberId> = reg
-        .entries
-        .iter()
-        .filter(|e| !e.seen)
-        .map(|e| e.id.clone())
-        .collect();
-    if unseen.is_empty() {
-        // Every live member has seen the group: we may go.
-        reg.entries.remove(pos);
-        return Ok((Some(reg), Next::Done(group)));
-    }
-    unseen.sort();
+
+    let why = match phase {
+        Phase::Seen(group) if finished(&reg) => {
+            // Our mark completed the barrier: we clear the registry away.
+            reg.entries.clear();
+            return Ok((Some(reg), Next::Done(group.clone())));
+        }
+        Phase::Seen(_) => {
+            let mut unseen: Vec<MemberId> = reg
+                .entries
+                .iter()
+                .filter(|e| !e.seen)
+                .map(|e| e.id.clone())
+                .collect();
+            unseen.sort();
+            Waiting::Barrier { unseen }
+        }
+        _ => {
+            let mut present: Vec<MemberId> = reg.entries.iter().map(|e| e.id.clone()).collect();
+            present.sort();
+            Waiting::Members {
+                present,
+                want: reg.members,
+            }
+        }
+    };
     let others = others(&reg);
-    Ok((
-        changed.then_some(reg),
-        Next::Wait {
-            others,
-            why: Waiting::Barrier { unseen },
-        },
-    ))
+    Ok((changed.then_some(reg), Next::Wait { others, why }))
 }
 
 /// A member of a group, from arrival to departure.
@@ -338,7 +376,7 @@ struct Member<'a> {
     opts: &'a Options,
     paths: Paths,
     me: Stamp,
-    joined: bool,
+    phase: Phase,
     inotify: Option<Inotify>,
     pidfds: HashMap<Stamp, OwnedFd>,
     /// Whether some member could not get a pidfd (then we look again now and then).
@@ -371,37 +409,37 @@ impl Member<'_> {
     /// us), then, if the registry must change, again under the lock.
     fn step(&mut self) -> Result<Next, Error> {
         if let Some(loaded) = self.load(false)? {
-            let mut joined = self.joined;
-            let (write, next) = self.decide(loaded, &mut joined)?;
+            let mut phase = self.phase.clone();
+            let (write, next) = self.decide(loaded, &mut phase)?;
             if write.is_none() {
                 return Ok(next);
             }
         }
         let lock = self.lock()?;
         let loaded = self.load(true)?.flatten();
-        let mut joined = self.joined;
-        let (write, next) = self.decide(loaded, &mut joined)?;
+        let mut phase = self.phase.clone();
+        let (write, next) = self.decide(loaded, &mut phase)?;
         if let Some(reg) = write {
             registry::write(&self.paths, &reg)?;
             if reg.entries.is_empty() {
                 lock.remove_file()?;
             }
         }
-        self.joined = joined;
+        self.phase = phase;
         Ok(next)
     }
 
     fn decide(
         &mut self,
         loaded: Option<Registry>,
-        joined: &mut bool,
+        phase: &mut Phase,
     ) -> Result<(Option<Registry>, Next), Error> {
         let dead = match &loaded {
             Some(reg) => self.dead_members(reg),
             None => HashSet::new(),
         };
         let alive = |s: &Stamp| !dead.contains(s);
-        decide(loaded, self.opts, self.me, joined, alive).map_err(|e| match e {
+        decide(loaded, self.opts, self.me, phase, alive).map_err(|e| match e {
             Error::Vanished { id, .. } => Error::Vanished {
                 id,
                 path: self.paths.registry.clone(),
@@ -592,7 +630,7 @@ impl Member<'_> {
     /// passed, so the lock gets a short grace of its own; if even that is not
     /// enough, the entry is pruned as dead once we have exited.
     fn withdraw(&mut self) -> Result<(), Error> {
-        if !self.joined {
+        if self.phase == Phase::Arriving {
             return Ok(());
         }
         let grace = Some(Instant::now() + WITHDRAW_GRACE);
@@ -607,6 +645,10 @@ impl Member<'_> {
         if let Loaded::Found(mut reg) = registry::read(&self.paths)? {
             let before = reg.entries.len();
             reg.entries.retain(|e| e.stamp != self.me);
+            if finished(&reg) {
+                // We were the last one the others waited for.
+                reg.entries.clear();
+            }
             if reg.entries.len() != before {
                 registry::write(&self.paths, &reg)?;
                 if reg.entries.is_empty() {
@@ -614,7 +656,7 @@ impl Member<'_> {
                 }
             }
         }
-        self.joined = false;
+        self.phase = Phase::Arriving;
         Ok(())
     }
 }
@@ -668,7 +710,7 @@ pub fn discover(
         opts,
         paths,
         me,
-        joined: false,
+        phase: Phase::Arriving,
         inotify,
         pidfds: HashMap::new(),
         pidfd_missing: false,
@@ -751,33 +793,46 @@ mod tests {
         Stamp { pid, start: 1 }
     }
 
-    /// Runs one look for member `id` (pid) and returns the registry after it.
+    /// One look for member `id` (`pid`); returns the registry after it
+    /// (`None`: removed) and the outcome.
     fn look(
         reg: Option<Registry>,
         id: &str,
         pid: i32,
         m: usize,
-        joined: &mut bool,
+        phase: &mut Phase,
         dead: &[i32],
     ) -> (Option<Registry>, Result<Next, String>) {
-        match decide(reg.clone(), &opts(id, m), stamp(pid), joined, |s| {
-            !dead.contains(&s.pid)
-        }) {
+        let alive = |s: &Stamp| !dead.contains(&s.pid);
+        match decide(reg.clone(), &opts(id, m), stamp(pid), phase, alive) {
+            Ok((Some(w), next)) if w.entries.is_empty() => (None, Ok(next)),
             Ok((w, next)) => (w.or(reg), Ok(next)),
             Err(e) => (reg, Err(e.to_string())),
         }
     }
 
+    fn ids(group: &[MemberId]) -> Vec<&str> {
+        group.iter().map(|i| i.as_str()).collect()
+    }
+
     #[test]
-    fn three_meet_and_leave_through_the_barrier() {
-        let (mut ja, mut jb, mut jc) = (false, false, false);
-        let (r, n) = look(None, "a", 1, 3, &mut ja, &[]);
-        assert!(matches!(n, Ok(Next::Wait { .. })));
-        let (r, _) = look(r, "c", 3, 3, &mut jc, &[]);
-        let (r, n) = look(r, "b", 2, 3, &mut jb, &[]);
+    fn three_meet_and_the_last_to_see_clears_the_registry() {
+        let (mut pa, mut pb, mut pc) = (Phase::Arriving, Phase::Arriving, Phase::Arriving);
+        let (r, n) = look(None, "a", 1, 3, &mut pa, &[]);
+        assert!(matches!(
+            n,
+            Ok(Next::Wait {
+                why: Waiting::Members { .. },
+                ..
+            })
+        ));
+        let (r, _) = look(r, "c", 3, 3, &mut pc, &[]);
+        let (r, n) = look(r, "b", 2, 3, &mut pb, &[]);
         // b completed the group and has seen it; a and c have not yet.
-        let reg = r.clone().unwrap();
-        assert_eq!(reg.group.as_ref().unwrap().len(), 3);
+        assert_eq!(
+            ids(r.as_ref().unwrap().group.as_ref().unwrap()),
+            ["a", "b", "c"]
+        );
         assert!(matches!(
             n,
             Ok(Next::Wait {
@@ -785,41 +840,74 @@ mod tests {
                 ..
             })
         ));
-        let (r, _) = look(r, "a", 1, 3, &mut ja, &[]);
-        let (r, n) = look(r, "c", 3, 3, &mut jc, &[]);
-        // c saw last: everyone has seen, c leaves.
+        let (r, n) = look(r, "a", 1, 3, &mut pa, &[]);
+        assert!(matches!(
+            n,
+            Ok(Next::Wait {
+                why: Waiting::Barrier { .. },
+                ..
+            })
+        ));
+        // c's mark completes the barrier: c clears the registry and goes.
+        let (r, n) = look(r, "c", 3, 3, &mut pc, &[]);
         assert!(matches!(n, Ok(Next::Done(_))));
-        let (r, n) = look(r, "a", 1, 3, &mut ja, &[]);
-        assert!(matches!(n, Ok(Next::Done(_))));
-        let (r, n) = look(r, "b", 2, 3, &mut jb, &[]);
-        let Ok(Next::Done(g)) = n else { panic!() };
-        assert_eq!(
-            g.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
-            ["a", "b", "c"]
-        );
-        assert!(r.unwrap().entries.is_empty());
+        assert!(r.is_none(), "the last to see removes the registry");
+        // a and b find their entries gone: the group finished.
+        for (id, pid, phase) in [("a", 1, &mut pa), ("b", 2, &mut pb)] {
+            let (_, n) = look(None, id, pid, 3, phase, &[]);
+            let Ok(Next::Done(g)) = n else {
+                panic!("{id}: {n:?}")
+            };
+            assert_eq!(ids(&g), ["a", "b", "c"]);
+        }
     }
 
     #[test]
     fn dead_are_pruned_and_replaced_and_duplicates_refused() {
-        let (mut ja, mut jb, mut jb2) = (false, false, false);
-        let (r, _) = look(None, "a", 1, 2, &mut ja, &[]);
-        let (r2, n) = look(r.clone(), "a", 9, 2, &mut jb, &[]);
+        let (mut pa, mut pdup, mut pa2) = (Phase::Arriving, Phase::Arriving, Phase::Arriving);
+        let (r, _) = look(None, "a", 1, 2, &mut pa, &[]);
+        let (r2, n) = look(r.clone(), "a", 9, 2, &mut pdup, &[]);
         assert!(n.unwrap_err().contains("already taken by pid 1"));
         assert!(r2 == r);
         // a dies; a replacement takes its id.
-        let (r, n) = look(r, "a", 5, 2, &mut jb2, &[1]);
+        let (r, n) = look(r, "a", 5, 2, &mut pa2, &[1]);
         assert!(matches!(n, Ok(Next::Wait { .. })), "{n:?}");
         assert_eq!(r.as_ref().unwrap().entries.len(), 1);
         assert_eq!(r.as_ref().unwrap().entries[0].stamp.pid, 5);
     }
 
     #[test]
+    fn a_member_dead_before_seeing_does_not_hold_the_barrier() {
+        let (mut pa, mut pb, mut pc) = (Phase::Arriving, Phase::Arriving, Phase::Arriving);
+        let (r, _) = look(None, "a", 1, 3, &mut pa, &[]);
+        let (r, _) = look(r, "b", 2, 3, &mut pb, &[]);
+        let (r, _) = look(r, "c", 3, 3, &mut pc, &[]);
+        // b dies before it saw the group; a's look prunes it and finishes.
+        let (r, n) = look(r, "a", 1, 3, &mut pa, &[2]);
+        let Ok(Next::Done(g)) = n else {
+            panic!("{n:?}")
+        };
+        assert_eq!(ids(&g), ["a", "b", "c"]);
+        assert!(r.is_none());
+        let (_, n) = look(None, "c", 3, 3, &mut pc, &[2]);
+        assert!(matches!(n, Ok(Next::Done(_))));
+    }
+
+    #[test]
     fn a_newcomer_waits_while_a_group_finishes_and_sizes_must_agree() {
-        let (mut ja, mut jb, mut jx, mut jy) = (false, false, false, false);
-        let (r, _) = look(None, "a", 1, 2, &mut ja, &[]);
-        let (r, _) = look(r, "b", 2, 2, &mut jb, &[]);
-        let (r, n) = look(r, "x", 7, 2, &mut jx, &[]);
+        let (mut pa, mut pb, mut pc, mut px) = (
+            Phase::Arriving,
+            Phase::Arriving,
+            Phase::Arriving,
+            Phase::Arriving,
+        );
+        let (r, _) = look(None, "a", 1, 3, &mut pa, &[]);
+        let (r, _) = look(r, "b", 2, 3, &mut pb, &[]);
+        let (r, n) = look(r.clone(), "y", 8, 2, &mut Phase::Arriving, &[]);
+        assert!(n.unwrap_err().contains("waiting for 3 members, not 2"));
+        let (r, _) = look(r, "c", 3, 3, &mut pc, &[]);
+        // The group is complete; a and b have not seen it yet: x must wait.
+        let (r, n) = look(r, "x", 7, 3, &mut px, &[]);
         assert!(matches!(
             n,
             Ok(Next::Wait {
@@ -827,23 +915,9 @@ mod tests {
                 ..
             })
         ));
-        assert!(!jx);
-        let mut jz = false;
-        let (_, n) = look(
-            Some(Registry::new(3)).map(|mut g| {
-                g.entries = r.clone().unwrap().entries[..1].to_vec();
-                g.entries[0].seen = false;
-                g
-            }),
-            "y",
-            8,
-            2,
-            &mut jy,
-            &[],
-        );
-        assert!(n.unwrap_err().contains("waiting for 3 members, not 2"));
-        // When every member of the finished group is gone, a new group starts.
-        let (r, n) = look(r, "z", 9, 4, &mut jz, &[1, 2]);
+        assert_eq!(px, Phase::Arriving);
+        // Once every member of the finished group is gone, x starts the next one.
+        let (r, n) = look(r, "x", 7, 4, &mut px, &[1, 2, 3]);
         assert!(matches!(
             n,
             Ok(Next::Wait {
@@ -852,5 +926,16 @@ mod tests {
             })
         ));
         assert_eq!(r.unwrap().members, 4);
+    }
+
+    #[test]
+    fn a_lone_member_meets_itself() {
+        let mut p = Phase::Arriving;
+        let (r, n) = look(None, "solo", 1, 1, &mut p, &[]);
+        let Ok(Next::Done(g)) = n else {
+            panic!("{n:?}")
+        };
+        assert_eq!(ids(&g), ["solo"]);
+        assert!(r.is_none());
     }
 }

@@ -1,7 +1,9 @@
 //! Benchmarks of the discover scenario: how long 16 processes take to find
-//! each other and meet, beside the floor of starting and reaping 16 processes
-//! that do nothing (`true`) the same way.
+//! each other (until the last has printed the group, as the seed measures it)
+//! and to exit, beside the floor of 16 `echo` processes started, read and
+//! reaped the same way.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -12,27 +14,37 @@ use crate::{stats, Ctx, Figure, Floor};
 /// Members in the group, as in the seed's measurement.
 const MEMBERS: usize = 16;
 
-/// Starts every command at once, then reaps them all: wall time in ms.
-fn spawn_all_and_reap(cmds: Vec<Command>) -> anyhow::Result<f64> {
+/// Starts every command at once, then waits until each has printed its first
+/// line and until all have exited: both wall times, in ms, from the first start.
+fn start_all(cmds: Vec<Command>) -> anyhow::Result<(f64, f64)> {
     let start = Instant::now();
     let mut children = Vec::with_capacity(cmds.len());
     for mut c in cmds {
         c.stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null());
         children.push(c.spawn().context("spawning a benchmark process")?);
     }
+    // Reading the pipes one after another: the total is the latest line.
+    for child in &mut children {
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line)?;
+        if line.is_empty() {
+            bail!("a process ended without printing its line");
+        }
+    }
+    let printed = start.elapsed().as_secs_f64() * 1e3;
     let mut failed = 0;
     for mut child in children {
         if !child.wait()?.success() {
             failed += 1;
         }
     }
-    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let exited = start.elapsed().as_secs_f64() * 1e3;
     if failed > 0 {
         bail!("{failed} of the processes failed");
     }
-    Ok(ms)
+    Ok((printed, exited))
 }
 
 fn members(ctx: &Ctx, round: usize, m: usize) -> Vec<Command> {
@@ -47,22 +59,38 @@ fn members(ctx: &Ctx, round: usize, m: usize) -> Vec<Command> {
         .collect()
 }
 
-fn trues(n: usize) -> Vec<Command> {
-    (0..n).map(|_| Command::new("true")).collect()
+/// The floor: processes that print one line and exit (`echo`, not the shell builtin).
+fn echoes(n: usize) -> Vec<Command> {
+    (0..n)
+        .map(|_| {
+            let mut c = Command::new("echo");
+            c.arg("found");
+            c
+        })
+        .collect()
 }
 
 /// Measures the discover scenario's figures.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     let rounds = ctx.iters(15, 3);
-    let (mut meet, mut floor16, mut alone, mut floor1) = (vec![], vec![], vec![], vec![]);
+    let mut found = Vec::new();
+    let mut exited = Vec::new();
+    let mut floor_found = Vec::new();
+    let mut floor_exited = Vec::new();
+    let mut alone = Vec::new();
+    let mut floor_alone = Vec::new();
     // Warm up the page cache and the binary once.
-    spawn_all_and_reap(members(ctx, usize::MAX, 2))?;
+    start_all(members(ctx, usize::MAX, 2))?;
     for round in 0..rounds {
         // Interleaved, so a burst of machine load hits both sides alike.
-        floor16.push(spawn_all_and_reap(trues(MEMBERS))?);
-        meet.push(spawn_all_and_reap(members(ctx, round, MEMBERS)).context("16 members meeting")?);
-        floor1.push(spawn_all_and_reap(trues(1))?);
-        alone.push(spawn_all_and_reap(members(ctx, rounds + round, 1))?);
+        let (f, e) = start_all(echoes(MEMBERS))?;
+        floor_found.push(f);
+        floor_exited.push(e);
+        let (f, e) = start_all(members(ctx, round, MEMBERS)).context("16 members meeting")?;
+        found.push(f);
+        exited.push(e);
+        floor_alone.push(start_all(echoes(1))?.1);
+        alone.push(start_all(members(ctx, rounds + round, 1))?.1);
     }
     let fig = |what: &str, samples: &mut Vec<f64>, floor: &mut Vec<f64>, floor_name: &str, key| {
         let (median, p99) = stats::summarize(samples);
@@ -82,17 +110,24 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     };
     Ok(vec![
         fig(
-            "16 members meet (all started to all exited)",
-            &mut meet,
-            &mut floor16,
-            "16 × true, started and reaped the same way",
+            "16 members: all started → all have found all (printed)",
+            &mut found,
+            &mut floor_found,
+            "16 × echo, started → all printed",
             Some("discover_meet_ms"),
         ),
         fig(
-            "1 member alone (--members 1: join, barrier, leave)",
+            "16 members: all started → all exited",
+            &mut exited,
+            &mut floor_exited,
+            "16 × echo, started → all exited",
+            None,
+        ),
+        fig(
+            "1 member alone (--members 1): started → exited",
             &mut alone,
-            &mut floor1,
-            "1 × true",
+            &mut floor_alone,
+            "1 × echo",
             None,
         ),
     ])
