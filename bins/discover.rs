@@ -54,6 +54,13 @@ struct Args {
     json: bool,
 }
 
+/// `--json` output of a member: `{"id":"a","found":["a","b"]}`.
+#[derive(serde::Serialize)]
+struct FoundJson<'a> {
+    id: &'a str,
+    found: Vec<&'a str>,
+}
+
 fn main() -> ExitCode {
     syncomm_common::run("discover", || {
         let args = Args::parse();
@@ -89,7 +96,10 @@ fn main() -> ExitCode {
         let mut out = std::io::stdout().lock();
         if args.json {
             let group: Vec<&str> = found.group.iter().map(|i| i.as_str()).collect();
-            let v = serde_json::json!({ "id": found.id.as_str(), "found": group });
+            let v = FoundJson {
+                id: found.id.as_str(),
+                found: group,
+            };
             syncomm_common::output::write_json_line(&mut out, &v)?;
         } else {
             let group: Vec<&str> = found.group.iter().map(|i| i.as_str()).collect();
