@@ -394,6 +394,8 @@ pub fn read(paths: &Paths) -> Result<Loaded, FileError> {
 /// nobody is registered. Call with the lock held.
 pub fn write(paths: &Paths, reg: &Registry) -> Result<(), FileError> {
     if reg.entries.is_empty() {
+        // Also a temp file a writer killed mid-write may have left.
+        remove_if_present(&paths.temp)?;
         return remove_if_present(&paths.registry);
     }
     // A writer killed between create and rename left this behind; it is ours to replace.
