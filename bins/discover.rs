@@ -27,7 +27,13 @@ Each prints `ID found: [alice, bob, carol]` once all three are present.
 /// the full group, prints `ID found: [all M ids, sorted]` and exits 0.
 /// Members killed on the way are pruned; an id held by a live process is refused.
 #[derive(Parser, Debug)]
-#[command(name = "discover", version, after_help = EXAMPLE)]
+#[command(
+    name = "discover",
+    version,
+    after_help = EXAMPLE,
+    override_usage = "discover [--name N] --as ID --members M [--timeout DUR] [--json]\n       \
+                      discover --list [--name N] [--json]"
+)]
 struct Args {
     /// Rendezvous name: 1 to 64 of A-Z a-z 0-9 . _ -
     #[arg(long, default_value = "default")]

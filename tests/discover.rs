@@ -319,9 +319,10 @@ fn later_groups_and_size_mismatch() {
     }
 }
 
-/// A registry full of garbage (text or binary) is moved aside to
+/// A registry full of garbage (text, binary, or cut short) is moved aside to
 /// `.reg.corrupt` with a one-line notice, and the group meets; `--list` on
-/// garbage is a clear error. Never a panic or a hang.
+/// garbage is a clear error; garbage in the lock file does not matter (only
+/// its `flock` counts). Never a panic or a hang.
 #[test]
 fn a_garbage_registry_is_repaired() {
     for garbage in [
@@ -332,6 +333,7 @@ fn a_garbage_registry_is_repaired() {
         let env = Env::new();
         let name = unique_name("garbage");
         std::fs::write(registry(&env, &name), garbage).unwrap();
+        std::fs::write(lockfile(&env, &name), garbage).unwrap();
         let mut c = env.cmd("discover");
         c.args(["--list", "--name", &name]);
         let out = run(c);
