@@ -1,8 +1,148 @@
-//! `discover`: not yet built (placeholder so the workspace compiles).
+//! `discover`: find the other processes of a group, then meet.
+//!
+//! Thin entry point: parse the arguments, call `syncomm_discover`, print the
+//! outcome and map errors to exit codes (1 failed, 2 usage).
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use syncomm_common::shutdown::Shutdown;
+use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_discover::{MemberId, Options};
+
+const EXAMPLE: &str = "\
+Examples (each line in its own shell, in any order):
+  discover --name demo --as alice --members 3
+  discover --name demo --as bob   --members 3
+  discover --name demo --as carol --members 3
+Each prints `ID found: [alice, bob, carol]` once all three are present.
+  discover --list --name demo     # who is registered now";
+
+/// Find the other processes of a group, then meet.
+///
+/// Leaves ID (with its pid and process start time) in the registry of NAME,
+/// sleeps until M live members are present and every one of them has seen
+/// the full group, prints `ID found: [all M ids, sorted]` and exits 0.
+/// Members killed on the way are pruned; an id held by a live process is refused.
+#[derive(Parser, Debug)]
+#[command(
+    name = "discover",
+    version,
+    after_help = EXAMPLE,
+    override_usage = "discover [--name N] --as ID --members M [--timeout DUR] [--json]\n       \
+                      discover --list [--name N] [--json]"
+)]
+struct Args {
+    /// Rendezvous name: 1 to 64 of A-Z a-z 0-9 . _ -
+    #[arg(long, default_value = "default")]
+    name: String,
+
+    /// Our id in the group: 1 to 64 of A-Z a-z 0-9 . _ -
+    #[arg(long = "as", value_name = "ID", required_unless_present = "list")]
+    id: Option<String>,
+
+    /// M, the number of members to wait for (1 to 1024)
+    #[arg(long, value_name = "M", required_unless_present = "list")]
+    members: Option<usize>,
+
+    /// Give up after this long (250ms, 1.5s, 2m; a bare number is seconds): exit 1
+    #[arg(long, value_name = "DUR")]
+    timeout: Option<String>,
+
+    /// Print the live members of NAME instead of joining
+    #[arg(long, conflicts_with_all = ["id", "members", "timeout"])]
+    list: bool,
+
+    /// One JSON object per line instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--json` output of a member: `{"id":"a","found":["a","b"]}`.
+#[derive(serde::Serialize)]
+struct FoundJson<'a> {
+    id: &'a str,
+    found: Vec<&'a str>,
+}
 
 fn main() -> ExitCode {
     syncomm_common::run("discover", || {
-        Err(syncomm_common::Fail::failed("not built yet").into())
+        let args = Args::parse();
+        let name = Name::new(&args.name).map_err(|e| Fail::usage(e.to_string()))?;
+        if args.list {
+            return list(&name, args.json);
+        }
+        let id = args.id.as_deref().unwrap_or_default();
+        let id = MemberId::new(id).map_err(|e| Fail::usage(e.to_string()))?;
+        let timeout: Option<Duration> = args
+            .timeout
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| Fail::usage(format!("--timeout: {e}")))?;
+        let opts = Options {
+            name,
+            id,
+            members: args.members.unwrap_or_default(),
+            timeout,
+        };
+        let shutdown = Shutdown::install().context("installing signal handlers")?;
+        let found =
+            syncomm_discover::discover(&opts, &shutdown, &|notice| eprintln!("discover: {notice}"))
+                .map_err(|e| {
+                    let msg = e.to_string();
+                    if e.is_usage() {
+                        Fail::usage(msg)
+                    } else {
+                        Fail::failed(msg)
+                    }
+                })?;
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            let group: Vec<&str> = found.group.iter().map(|i| i.as_str()).collect();
+            let v = FoundJson {
+                id: found.id.as_str(),
+                found: group,
+            };
+            syncomm_common::output::write_json_line(&mut out, &v)?;
+        } else {
+            let group: Vec<&str> = found.group.iter().map(|i| i.as_str()).collect();
+            writeln!(out, "{} found: [{}]", found.id, group.join(", "))?;
+            out.flush()?;
+        }
+        Ok(0)
     })
+}
+
+fn list(name: &Name, json: bool) -> anyhow::Result<u8> {
+    let listing = syncomm_discover::list(name).map_err(|e| Fail::failed(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        for m in &listing.live {
+            syncomm_common::output::write_json_line(&mut out, m)?;
+        }
+        return Ok(0);
+    }
+    if listing.live.is_empty() {
+        writeln!(out, "{name}: no members")?;
+    } else {
+        let state = if listing.closed {
+            "group complete, finishing"
+        } else {
+            "waiting for more"
+        };
+        writeln!(
+            out,
+            "{name}: {} of {} members present ({state})",
+            listing.live.len(),
+            listing.members
+        )?;
+        for m in &listing.live {
+            writeln!(out, "{}\tpid {}\t{}", m.id, m.pid, m.state)?;
+        }
+    }
+    out.flush()?;
+    Ok(0)
 }

@@ -1,0 +1,641 @@
+//! The registry of one rendezvous name: its text format, and how it is read,
+//! replaced and locked so that a member killed at any moment never leaves it
+//! half-written.
+//!
+//! ## Files (in the runtime directory)
+//! - `discover.NAME.reg`: the registry. Only ever *replaced*: a writer writes
+//!   `discover.NAME.reg.tmp` and swaps it in with one atomic `renameat2(2)`
+//!   (or `rename(2)`), so a reader sees the old or the new file, never a mix. A
+//!   writer killed mid-write leaves only a stray temp file, which the next
+//!   writer removes. Readers therefore need no lock.
+//! - `discover.NAME.lock`: writers hold an exclusive `flock(2)` on it while they
+//!   read, decide and replace the registry, so two updates never race. The
+//!   kernel drops the lock of a killed holder. The last member out removes both
+//!   files; a locker checks after `flock` that the file it locked is still the
+//!   one at the path, and starts again if it was removed meanwhile.
+//!
+//! Neither file may be a symlink or anything but a regular file: such a file is
+//! refused with a clear error (never followed, never opened blocking, so a FIFO
+//! cannot hang us). A registry that does not parse is moved aside to
+//! `discover.NAME.reg.corrupt` and a fresh one started.
+//!
+//! ## Format
+//! ```text
+//! syncomm-discover registry v1
+//! members 3
+//! group -                          (or, once M members were present: group a b c)
+//! member a 4242 1234567 waiting    (id, pid, start time, waiting|seen)
+//! member b 4250 1234570 waiting
+//! end
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use syncomm_common::Name;
+
+use crate::id::MemberId;
+use crate::liveness::Stamp;
+
+/// The first line of every registry.
+pub const MAGIC: &str = "syncomm-discover registry v1";
+
+/// The largest registry read; anything longer is garbage.
+pub const MAX_REGISTRY_BYTES: u64 = 1 << 20;
+
+/// The most members a group may have.
+pub const MAX_MEMBERS: usize = 1024;
+
+/// One registered member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its id.
+    pub id: MemberId,
+    /// Its process (pid and start time).
+    pub stamp: Stamp,
+    /// Whether it has seen all M members (the barrier flag).
+    pub seen: bool,
+}
+
+/// The registry's contents.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Registry {
+    /// M, the group size.
+    pub members: usize,
+    /// The group, fixed the moment M members were present; `None` while open.
+    pub group: Option<Vec<MemberId>>,
+    /// The registered members.
+    pub entries: Vec<Entry>,
+}
+
+/// Why a registry's text does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {why}")]
+pub struct ParseError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub why: String,
+}
+
+impl Registry {
+    /// An empty, open registry for groups of `members`.
+    pub fn new(members: usize) -> Registry {
+        Registry {
+            members,
+            group: None,
+            entries: Vec::new(),
+        }
+    }
+
+    /// The entry of `id`, if registered.
+    pub fn entry(&self, id: &MemberId) -> Option<&Entry> {
+        self.entries.iter().find(|e| &e.id == id)
+    }
+
+    /// Whether the group is complete (M members were present).
+    pub fn is_closed(&self) -> bool {
+        self.group.is_some()
+    }
+
+    /// The text form (see the module doc).
+    pub fn render(&self) -> String {
+        let mut s = format!("{MAGIC}\nmembers {}\ngroup", self.members);
+        match &self.group {
+            None => s.push_str(" -"),
+            Some(ids) => ids.iter().for_each(|id| {
+                s.push(' ');
+                s.push_str(id.as_str());
+            }),
+        }
+        s.push('\n');
+        for e in &self.entries {
+            let state = if e.seen { "seen" } else { "waiting" };
+            s.push_str(&format!(
+                "member {} {} {} {state}\n",
+                e.id, e.stamp.pid, e.stamp.start
+            ));
+        }
+        s.push_str("end\n");
+        s
+    }
+
+    /// Parses the text form strictly: anything unexpected is an error.
+    pub fn parse(text: &str) -> Result<Registry, ParseError> {
+        let mut lines = text.split('\n').enumerate().map(|(i, l)| (i + 1, l));
+        let mut next = |want: &str| {
+            lines.next().ok_or_else(|| ParseError {
+                line: text.split('\n').count(),
+                why: format!("the file ends where {want} was expected"),
+            })
+        };
+        let bad = |line, why: String| Err(ParseError { line, why });
+
+        let (n, l) = next("the header")?;
+        if l != MAGIC {
+            return bad(n, format!("expected the header {MAGIC:?}"));
+        }
+        let (n, l) = next("\"members M\"")?;
+        let members = match l.strip_prefix("members ").map(str::parse::<usize>) {
+            Some(Ok(m)) if (1..=MAX_MEMBERS).contains(&m) => m,
+            _ => {
+                return bad(
+                    n,
+                    format!("expected \"members M\" with M in 1..={MAX_MEMBERS}"),
+                )
+            }
+        };
+        let (n, l) = next("\"group ...\"")?;
+        let group = match l.strip_prefix("group ") {
+            Some("-") => None,
+            Some(ids) => {
+                let mut v = Vec::new();
+                for w in ids.split(' ') {
+                    match MemberId::new(w) {
+                        Ok(id) if !v.contains(&id) => v.push(id),
+                        Ok(_) => return bad(n, format!("id {w} twice in the group")),
+                        Err(e) => return bad(n, e.to_string()),
+                    }
+                }
+                if v.len() != members {
+                    return bad(n, format!("the group has {} ids, not {members}", v.len()));
+                }
+                Some(v)
+            }
+            None => return bad(n, "expected \"group -\" or \"group ID...\"".into()),
+        };
+        let mut reg = Registry {
+            members,
+            group,
+            entries: Vec::new(),
+        };
+        loop {
+            let (n, l) = next("\"end\"")?;
+            if l == "end" {
+                break;
+            }
+            let w: Vec<&str> = l.split(' ').collect();
+            let entry = match w.as_slice() {
+                ["member", id, pid, start, state] => {
+                    let id = MemberId::new(id).map_err(|e| ParseError {
+                        line: n,
+                        why: e.to_string(),
+                    })?;
+                    let pid = match pid.parse::<i32>() {
+                        Ok(p) if p > 0 => p,
+                        _ => return bad(n, format!("bad pid {pid:?}")),
+                    };
+                    let Ok(start) = start.parse::<u64>() else {
+                        return bad(n, format!("bad start time {start:?}"));
+                    };
+                    let seen = match *state {
+                        "seen" => true,
+                        "waiting" => false,
+                        other => return bad(n, format!("bad state {other:?}")),
+                    };
+                    Entry {
+                        id,
+                        stamp: Stamp { pid, start },
+                        seen,
+                    }
+                }
+                _ => return bad(n, "expected \"member ID PID START waiting|seen\"".into()),
+            };
+            if reg.entry(&entry.id).is_some() {
+                return bad(n, format!("id {} registered twice", entry.id));
+            }
+            if let Some(group) = &reg.group {
+                if !group.contains(&entry.id) {
+                    return bad(n, format!("member {} is not in the group", entry.id));
+                }
+            } else if entry.seen {
+                return bad(
+                    n,
+                    format!("member {} has seen a group that is not complete", entry.id),
+                );
+            }
+            reg.entries.push(entry);
+            if reg.entries.len() > members {
+                return bad(n, format!("more than {members} members"));
+            }
+        }
+        match lines.next() {
+            Some((_, "")) if lines.next().is_none() => Ok(reg),
+            Some((n, _)) => bad(n, "text after \"end\"".into()),
+            None => bad(text.split('\n').count(), "no newline after \"end\"".into()),
+        }
+    }
+}
+
+/// What went wrong with a registry or lock file.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The path is a symlink; it is never followed.
+    #[error("{0} is a symlink; refusing to follow it (remove it)")]
+    Symlink(PathBuf),
+    /// The path is something other than a regular file.
+    #[error("{path} is a {kind}, not a regular file (remove it)")]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// An operation on the path failed.
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        /// What was attempted: "open", "read", "replace", ...
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FileError {
+    let path = path.to_owned();
+    move |source| FileError::Io { what, path, source }
+}
+
+/// The files of one rendezvous name.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The runtime directory (watched for changes).
+    pub dir: PathBuf,
+    /// `discover.NAME.reg`.
+    pub registry: PathBuf,
+    /// `discover.NAME.reg.tmp`, renamed over the registry.
+    pub temp: PathBuf,
+    /// `discover.NAME.reg.corrupt`, where an unreadable registry is moved.
+    pub corrupt: PathBuf,
+    /// `discover.NAME.lock`.
+    pub lock: PathBuf,
+}
+
+impl Paths {
+    /// The paths in runtime directory `dir`.
+    pub fn in_dir(dir: &Path, name: &Name) -> Paths {
+        let base = dir.join(format!("discover.{name}"));
+        let with = |ext: &str| {
+            let mut p = base.clone().into_os_string();
+            p.push(ext);
+            PathBuf::from(p)
+        };
+        Paths {
+            dir: dir.to_owned(),
+            registry: with(".reg"),
+            temp: with(".reg.tmp"),
+            corrupt: with(".reg.corrupt"),
+            lock: with(".lock"),
+        }
+    }
+
+    /// The registry's file name (to pick its events out of the directory's).
+    pub fn registry_file_name(&self) -> &std::ffi::OsStr {
+        self.registry
+            .file_name()
+            .expect("registry path has a file name")
+    }
+}
+
+/// Opens `path` without following a symlink and without blocking (a FIFO
+/// would otherwise block the open), then checks it is a regular file.
+fn open_regular(path: &Path, opts: &mut OpenOptions) -> Result<Option<File>, FileError> {
+    let file = match opts
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(FileError::Symlink(path.to_owned()))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+            return Err(FileError::NotRegular {
+                path: path.to_owned(),
+                kind: "directory",
+            })
+        }
+        Err(e) => return Err(io_err("open", path)(e)),
+    };
+    let ft = file
+        .metadata()
+        .map_err(io_err("inspect", path))?
+        .file_type();
+    if !ft.is_file() {
+        let kind = if ft.is_dir() {
+            "directory"
+        } else if ft.is_fifo() {
+            "FIFO"
+        } else if ft.is_socket() {
+            "socket"
+        } else {
+            "device"
+        };
+        return Err(FileError::NotRegular {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+    Ok(Some(file))
+}
+
+/// What reading the registry found.
+#[derive(Debug)]
+pub enum Loaded {
+    /// No registry: nobody is registered.
+    Missing,
+    /// A well-formed registry.
+    Found(Registry),
+    /// A file that is not a registry.
+    Corrupt(ParseError),
+}
+
+/// Reads the registry. Safe without the lock: the file is only ever replaced whole.
+pub fn read(paths: &Paths) -> Result<Loaded, FileError> {
+    let path = &paths.registry;
+    let Some(file) = open_regular(path, OpenOptions::new().read(true))? else {
+        return Ok(Loaded::Missing);
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_REGISTRY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err("read", path))?;
+    if bytes.len() as u64 > MAX_REGISTRY_BYTES {
+        return Ok(Loaded::Corrupt(ParseError {
+            line: 1,
+            why: format!("the file is larger than {MAX_REGISTRY_BYTES} bytes"),
+        }));
+    }
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Ok(Loaded::Corrupt(ParseError {
+            line: 1,
+            why: "the file is not text".into(),
+        }));
+    };
+    Ok(match Registry::parse(&text) {
+        Ok(reg) => Loaded::Found(reg),
+        Err(e) => Loaded::Corrupt(e),
+    })
+}
+
+/// Replaces the registry with `reg` (temp file + rename), or removes it when
+/// nobody is registered. Call with the lock held.
+pub fn write(paths: &Paths, reg: &Registry) -> Result<(), FileError> {
+    if reg.entries.is_empty() {
+        // Also a temp file a writer killed mid-write may have left.
+        remove_if_present(&paths.temp)?;
+        return remove_if_present(&paths.registry);
+    }
+    // A writer killed between create and rename left this behind; it is ours to replace.
+    remove_if_present(&paths.temp)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&paths.temp)
+        .map_err(io_err("create", &paths.temp))?;
+    file.write_all(reg.render().as_bytes())
+        .map_err(io_err("write", &paths.temp))?;
+    drop(file);
+    // Put the new file in place atomically. Exchanging the two names, rather
+    // than renaming over the old registry, spares us ext4's `auto_da_alloc`:
+    // a rename that replaces a file makes ext4 start writing the new file's
+    // data to disk (so that an editor's save survives a crash) — costly here
+    // and useless for a registry that means nothing after a reboot. Measured
+    // on ext4: replace 60 µs median, 0.9 ms p90; exchange 17 µs, 25 µs p90.
+    match exchange(&paths.temp, &paths.registry) {
+        // The temp name now holds the old registry.
+        Ok(()) => remove_if_present(&paths.temp),
+        // No registry yet (nothing to replace), or no RENAME_EXCHANGE here.
+        Err(_) => std::fs::rename(&paths.temp, &paths.registry)
+            .map_err(io_err("replace", &paths.registry)),
+    }
+}
+
+/// Swaps two names atomically (`renameat2(2)` with `RENAME_EXCHANGE`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exchange(a: &Path, b: &Path) -> nix::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags};
+    renameat2(None, a, None, b, RenameFlags::RENAME_EXCHANGE)
+}
+
+/// Without `renameat2` in the C library: always fall back to `rename(2)`.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn exchange(_a: &Path, _b: &Path) -> nix::Result<()> {
+    Err(Errno::ENOSYS)
+}
+
+/// Moves a corrupt registry aside (to `.corrupt`), so a fresh one can start.
+pub fn quarantine(paths: &Paths) -> Result<(), FileError> {
+    std::fs::rename(&paths.registry, &paths.corrupt).map_err(io_err("move aside", &paths.registry))
+}
+
+fn remove_if_present(path: &Path) -> Result<(), FileError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", path)(e)),
+    }
+}
+
+/// The registry's lock, held (an exclusive `flock` on `discover.NAME.lock`).
+/// Dropping it releases the lock.
+#[derive(Debug)]
+pub struct Locked {
+    _file: Flock<File>,
+    path: PathBuf,
+}
+
+impl Locked {
+    /// One attempt: opens the lock file and `flock`s it, waiting in the kernel
+    /// when `block`, else giving up at once (`Ok(None)`) when it is held.
+    fn attempt(paths: &Paths, block: bool) -> Result<Option<Locked>, FileError> {
+        let path = &paths.lock;
+        loop {
+            let mut opts = OpenOptions::new();
+            opts.read(true).write(true).create(true).mode(0o600);
+            let mut file = open_regular(path, &mut opts)?
+                .ok_or_else(|| io_err("create", path)(io::ErrorKind::NotFound.into()))?;
+            let meta = file.metadata().map_err(io_err("inspect", path))?;
+            let how = if block {
+                FlockArg::LockExclusive
+            } else {
+                FlockArg::LockExclusiveNonblock
+            };
+            let locked = loop {
+                match Flock::lock(file, how) {
+                    Ok(l) => break l,
+                    Err((f, Errno::EINTR)) => file = f,
+                    Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
+                    Err((_, e)) => return Err(io_err("lock", path)(e.into())),
+                }
+            };
+            // The last member out removes the lock file while holding it; if
+            // that happened while we waited, we hold a lock nobody else sees.
+            match std::fs::symlink_metadata(path) {
+                Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => {
+                    return Ok(Some(Locked {
+                        _file: locked,
+                        path: path.clone(),
+                    }))
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Takes the lock, waiting for it in the kernel as long as it takes.
+    pub fn take(paths: &Paths) -> Result<Locked, FileError> {
+        Ok(Self::attempt(paths, true)?.expect("a blocking flock does not give up"))
+    }
+
+    /// Takes the lock, but gives up (`Ok(None)`) at `deadline` or when `wake`
+    /// becomes readable (a shutdown signal).
+    ///
+    /// The lock is normally held for microseconds, so the first, non-blocking
+    /// attempt nearly always succeeds. Otherwise a helper thread waits in a
+    /// blocking `flock(2)` (the kernel queues us; no polling) while this
+    /// thread waits in `poll(2)` for that thread, the signal or the deadline.
+    /// A holder that is stopped (SIGSTOP) then cannot hold us past `--timeout`.
+    /// If we give up, the helper's lock, should it come, is dropped at once.
+    pub fn take_within(
+        paths: &Paths,
+        deadline: Option<Instant>,
+        wake: BorrowedFd<'_>,
+    ) -> Result<Option<Locked>, FileError> {
+        if let Some(l) = Self::attempt(paths, false)? {
+            return Ok(Some(l));
+        }
+        let sys = |e: io::Error| io_err("wait for the lock on", &paths.lock)(e);
+        let (done_r, done_w) = UnixStream::pair().map_err(sys)?;
+        let (tx, rx) = mpsc::channel();
+        let helper_paths = paths.clone();
+        std::thread::Builder::new()
+            .name("discover-lock".into())
+            .spawn(move || {
+                // If the receiver is gone, send fails and the lock is dropped here.
+                if tx.send(Self::take(&helper_paths)).is_ok() {
+                    let _ = (&done_w).write_all(&[1]);
+                }
+            })
+            .map_err(sys)?;
+        loop {
+            let timeout = match deadline {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    let ms = left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
+                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = [
+                PollFd::new(wake, PollFlags::POLLIN),
+                PollFd::new(done_r.as_fd(), PollFlags::POLLIN),
+            ];
+            match nix::poll::poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(sys(e.into())),
+            }
+            if fds[0].any().unwrap_or(false) {
+                return Ok(None);
+            }
+            if fds[1].any().unwrap_or(false) {
+                return rx
+                    .recv()
+                    .map_err(|_| sys(io::Error::other("lock helper thread died")))?
+                    .map(Some);
+            }
+        }
+    }
+
+    /// Removes the lock file, then releases the lock (the last member out).
+    pub fn remove_file(self) -> Result<(), FileError> {
+        remove_if_present(&self.path)
+    }
+}
+
+/// The pid holding a `flock` on the lock file, from `/proc/locks` (for messages).
+pub fn lock_holder(paths: &Paths) -> Option<i32> {
+    let ino = std::fs::symlink_metadata(&paths.lock).ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // "1: FLOCK  ADVISORY  WRITE 4242 00:1f:123456 0 EOF"
+    locks.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let (kind, pid, dev_ino) = (w.get(1)?, w.get(4)?, w.get(5)?);
+        let file_ino: u64 = dev_ino.rsplit(':').next()?.parse().ok()?;
+        (*kind == "FLOCK" && file_ino == ino).then(|| pid.parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> MemberId {
+        MemberId::new(s).unwrap()
+    }
+
+    fn sample() -> Registry {
+        Registry {
+            members: 2,
+            group: Some(vec![id("a"), id("b")]),
+            entries: vec![
+                Entry {
+                    id: id("a"),
+                    stamp: Stamp { pid: 10, start: 99 },
+                    seen: true,
+                },
+                Entry {
+                    id: id("b"),
+                    stamp: Stamp {
+                        pid: 11,
+                        start: 100,
+                    },
+                    seen: false,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        for reg in [sample(), Registry::new(5)] {
+            assert_eq!(Registry::parse(&reg.render()).unwrap(), reg);
+        }
+    }
+
+    #[test]
+    fn refuses_every_truncation_and_garbage() {
+        let text = sample().render();
+        for cut in 0..text.len() {
+            assert!(Registry::parse(&text[..cut]).is_err(), "cut at {cut}");
+        }
+        for bad in [
+            "hello\n",
+            &text.replace("members 2", "members 0"),
+            &text.replace("member b 11", "member a 11"),
+            &text.replace("waiting", "sleeping"),
+            &text.replace(" 11 ", " -11 "),
+            &text.replace("group a b", "group a c"),
+            &format!("{text}extra\n"),
+        ] {
+            assert!(Registry::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
