@@ -464,8 +464,7 @@ pub fn render(report: &Report, markdown: bool) -> String {
     if markdown {
         let _ = writeln!(
             out,
-            "Measured {} ({mode} run) on {}.\n",
-            report.machine.date,
+            "Measured with `syncomm-bench` ({mode} run) on {}.\n",
             report.machine.summary()
         );
     } else {
@@ -478,7 +477,7 @@ pub fn render(report: &Report, markdown: bool) -> String {
         if markdown {
             let _ = writeln!(out, "The seed's Python ({}):\n", report.python.status);
         } else {
-            let _ = writeln!(out, "seed Python: {}", report.python.status);
+            let _ = writeln!(out, "seed Python: {}\n", report.python.status);
         }
         out += &python_table(&report.python);
         out.push('\n');
@@ -597,7 +596,7 @@ fn panel(title: &str, note: &str, bars: &[Bar], y: f64, width: f64) -> (String, 
         .fold(1.0f64, f64::max)
         .ceil()
         .max(lo + 1.0);
-    let plot_w = width - LABEL_W - 90.0;
+    let plot_w = width - LABEL_W - 200.0;
     let x_of = |l: f64| LABEL_W + (l - lo) / (hi - lo) * plot_w;
     let bottom = top + ROW_H * bars.len() as f64;
     for d in (lo as i32)..=(hi as i32) {
@@ -659,7 +658,14 @@ fn panel(title: &str, note: &str, bars: &[Bar], y: f64, width: f64) -> (String, 
 /// one of the speed-up over the seed's Python.
 pub fn svg(report: &Report) -> String {
     let width = 980.0;
-    let label = |f: &Figure| format!("{}: {}", f.scenario, f.what);
+    let label = |f: &Figure| {
+        let l = format!("{}: {}", f.scenario, f.what);
+        if l.chars().count() > 56 {
+            l.chars().take(55).chain(std::iter::once('…')).collect()
+        } else {
+            l
+        }
+    };
     let mut floor_bars = Vec::new();
     let mut py_bars = Vec::new();
     for row in &report.rows {
