@@ -72,6 +72,14 @@ impl Ctx {
         c
     }
 
+    /// Measures one of the four raw floors now (a one-byte round trip between
+    /// two processes), using `syncomm-bench` in [`Ctx::bin_dir`] as the peer.
+    pub fn measure_floor(&self, kind: floor::FloorKind) -> anyhow::Result<Floor> {
+        let (warmup, n) = floor::rounds(self.quick);
+        let mut samples = floor::measure(kind, &self.bin_dir.join("syncomm-bench"), warmup, n)?;
+        Ok(Floor::new(kind.name(), stats::median(&mut samples)))
+    }
+
     /// `full` iterations in a full run, `quick` in a quick one.
     pub fn iters(&self, full: usize, quick: usize) -> usize {
         if self.quick {

@@ -456,6 +456,31 @@ vs Python: how many times faster than the seed's Python doing the same (bench/se
 p99 is shown where a figure has per-operation samples. \
 Floors: a 1-byte round trip between two processes that do nothing else.";
 
+/// How many targets were met, missed, and how many rows were not measured.
+pub fn tally(report: &Report) -> (usize, usize, usize) {
+    let (mut met, mut missed, mut not) = (0, 0, 0);
+    for r in &report.rows {
+        match r {
+            Row::Measured(f) => match &f.target {
+                Some(t) if t.met => met += 1,
+                Some(_) => missed += 1,
+                None => {}
+            },
+            Row::NotMeasured { .. } => not += 1,
+        }
+    }
+    (met, missed, not)
+}
+
+/// One line: `Targets: 9 met, 2 missed; 1 row not measured.`
+pub fn tally_line(report: &Report) -> String {
+    let (met, missed, not) = tally(report);
+    format!(
+        "Targets: {met} met, {missed} missed; {not} row{} not measured.",
+        if not == 1 { "" } else { "s" }
+    )
+}
+
 /// The whole human-readable output: title, machine, table, Python figures, legend.
 /// With `markdown`, the same as Markdown ready to paste into the README.
 pub fn render(report: &Report, markdown: bool) -> String {
@@ -473,6 +498,8 @@ pub fn render(report: &Report, markdown: bool) -> String {
     }
     out += &table(report);
     out.push('\n');
+    out += &tally_line(report);
+    out.push_str("\n\n");
     if !report.python.figures.is_empty() {
         if markdown {
             let _ = writeln!(out, "The seed's Python ({}):\n", report.python.status);
@@ -533,6 +560,11 @@ pub fn to_json(report: &Report) -> Value {
             "loadavg": report.machine.loadavg,
         },
         "mode": if report.quick { "quick" } else { "full" },
+        "targets": {
+            "met": tally(report).0,
+            "missed": tally(report).1,
+            "not_measured": tally(report).2,
+        },
         "rows": rows,
         "python": {
             "status": report.python.status,
