@@ -548,7 +548,7 @@ def guarded(timeout):
 
 
 def guard_overhead_ms(quick):
-    runs = 2 if quick else 5
+    runs = 3 if quick else 5
     samples = []
     for _ in range(runs):
         start = time.monotonic()

@@ -1,6 +1,7 @@
 //! `syncomm-bench`: the benchmark suite. Measures the raw floors, every
 //! scenario's figures and the seed's Python, prints one table, and writes
 //! `results.json` and `ratios.svg`. The work is in the `syncomm-benchsuite` crate.
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -87,7 +88,9 @@ fn main() -> ExitCode {
         // Modules that use the libraries directly meet nothing of the user's.
         std::env::set_var("SYNCOMM_DIR", scratch.path());
 
-        let report = suite::run(&opts, &mut |what| eprintln!("syncomm-bench: {what}"));
+        let report = suite::run(&opts, &mut |what| {
+            let _ = writeln!(std::io::stderr(), "syncomm-bench: {what}");
+        });
 
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
@@ -99,8 +102,12 @@ fn main() -> ExitCode {
         std::fs::write(&svg_path, report::svg(&report))
             .with_context(|| format!("writing {}", svg_path.display()))?;
 
-        print!("{}", report::render(&report, args.markdown));
-        eprintln!(
+        // A closed stdout (`| head`) is a broken pipe, which the runner treats as success.
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(report::render(&report, args.markdown).as_bytes())?;
+        stdout.flush()?;
+        let _ = writeln!(
+            std::io::stderr(),
             "syncomm-bench: wrote {} and {}",
             json_path.display(),
             svg_path.display()

@@ -580,6 +580,15 @@ fn xml(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// `s` cut to `n` characters, an ellipsis marking the cut.
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
+    } else {
+        s.to_string()
+    }
+}
+
 /// One horizontal bar on a log scale.
 struct Bar {
     label: String,
@@ -656,7 +665,7 @@ fn panel(title: &str, note: &str, bars: &[Bar], y: f64, width: f64) -> (String, 
         };
         let _ = writeln!(
             s,
-            r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="end">{}</text>"#,
+            r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"#,
             LABEL_W - 8.0,
             ry + 14.0,
             xml(&b.label)
@@ -690,14 +699,7 @@ fn panel(title: &str, note: &str, bars: &[Bar], y: f64, width: f64) -> (String, 
 /// one of the speed-up over the seed's Python.
 pub fn svg(report: &Report) -> String {
     let width = 980.0;
-    let label = |f: &Figure| {
-        let l = format!("{}: {}", f.scenario, f.what);
-        if l.chars().count() > 56 {
-            l.chars().take(55).chain(std::iter::once('…')).collect()
-        } else {
-            l
-        }
-    };
+    let label = |f: &Figure| clip(&format!("{}: {}", f.scenario, f.what), 52);
     let mut floor_bars = Vec::new();
     let mut py_bars = Vec::new();
     for row in &report.rows {
@@ -712,7 +714,7 @@ pub fn svg(report: &Report) -> String {
             floor_bars.push(Bar {
                 label: label(f),
                 value: r,
-                text: format!("{}× {floor_name}", sig3(r)),
+                text: clip(&format!("{}× {floor_name}", sig3(r)), 52),
                 color,
             });
         }
