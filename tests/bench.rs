@@ -127,7 +127,7 @@ fn quick_run_prints_a_well_formed_table_and_writes_json_and_svg() {
     .expect("results.json is JSON");
     let m = &json["machine"];
     assert!(m["nproc"].as_u64().is_some_and(|n| n >= 1));
-    for k in ["cpu_model", "kernel", "date", "loadavg"] {
+    for k in ["cpu_model", "kernel", "date", "loadavg", "build"] {
         assert!(m[k].is_string(), "machine.{k} in {json}");
     }
     assert_eq!(json["mode"], "quick");

@@ -34,6 +34,9 @@ pub struct Machine {
     pub date: String,
     /// /proc/loadavg's 1-, 5- and 15-minute load averages when the run started.
     pub loadavg: String,
+    /// `release`, or `debug` when the suite itself was built without
+    /// optimisations (then its sibling binaries are debug builds too).
+    pub build: String,
 }
 
 impl Machine {
@@ -70,15 +73,28 @@ impl Machine {
             kernel,
             date: utc_now(),
             loadavg,
+            build: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+            .to_string(),
         }
     }
 
     /// One line: `2 × Intel(R) ... , Linux 6.1.0, 2026-11-26T07:00:00Z, load 0.1 0.2 0.3`.
     pub fn summary(&self) -> String {
-        format!(
+        let mut s = format!(
             "{} × {}, {}, {}, load {}",
             self.nproc, self.cpu_model, self.kernel, self.date, self.loadavg
-        )
+        );
+        if self.build != "release" {
+            s += &format!(
+                ", {} build (not representative: use ./launch bench)",
+                self.build
+            );
+        }
+        s
     }
 }
 
@@ -558,6 +574,7 @@ pub fn to_json(report: &Report) -> Value {
             "kernel": report.machine.kernel,
             "date": report.machine.date,
             "loadavg": report.machine.loadavg,
+            "build": report.machine.build,
         },
         "mode": if report.quick { "quick" } else { "full" },
         "targets": {

@@ -93,7 +93,7 @@ impl Options {
 
     /// How long one module may take before it is reported as not measured.
     pub fn module_limit(&self) -> Duration {
-        Duration::from_secs(if self.quick { 30 } else { 240 })
+        Duration::from_secs(if self.quick { 20 } else { 240 })
     }
 
     /// How long the seed's Python may take.
