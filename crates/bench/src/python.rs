@@ -118,11 +118,15 @@ pub fn run_seed(
             Err(e) => break Err(format!("waiting for it: {e}")),
         }
     };
+    if let Err(why) = status {
+        // Not waiting for the readers: a grandchild may still hold the pipes.
+        return failed(why);
+    }
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
     let last_err = stderr.lines().rev().find(|l| !l.trim().is_empty());
-    let status = match status {
-        Ok(s) if s.success() => s,
+    match status {
+        Ok(s) if s.success() => {}
         Ok(s) => {
             return failed(format!(
                 "{s}{}",
@@ -130,8 +134,7 @@ pub fn run_seed(
             ))
         }
         Err(why) => return failed(why),
-    };
-    let _ = status;
+    }
     let Some(line) = stdout.lines().rev().find(|l| !l.trim().is_empty()) else {
         return failed("printed nothing".to_string());
     };
@@ -148,5 +151,44 @@ pub fn run_seed(
     Python {
         status: format!("{shown} ({ok} of {} figures)", figures.len()),
         figures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `body` as the "seed script" under /bin/sh.
+    fn seed(body: &str, limit: Duration) -> Python {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("seed.sh");
+        std::fs::write(&script, body).unwrap();
+        run_seed(Path::new("/bin/sh"), &script, true, None, limit)
+    }
+
+    #[test]
+    fn figures_and_nulls_are_read() {
+        let py = seed(
+            "echo progress >&2; echo '{\"ping_rtt_us\": 12.5, \"gate_cycle_us\": null}'\n",
+            Duration::from_secs(20),
+        );
+        assert_eq!(py.get("ping_rtt_us"), Some(12.5));
+        assert_eq!(py.get("gate_cycle_us"), None);
+        assert!(py.figures.contains_key("gate_cycle_us"));
+        assert!(py.status.contains("1 of 2 figures"), "{}", py.status);
+    }
+
+    #[test]
+    fn failures_become_a_status_line() {
+        let py = seed(
+            "echo 'Traceback: boom' >&2; exit 1\n",
+            Duration::from_secs(20),
+        );
+        assert!(py.figures.is_empty());
+        assert!(py.status.contains("Traceback: boom"), "{}", py.status);
+        let py = seed("echo not json\n", Duration::from_secs(20));
+        assert!(py.status.contains("not JSON"), "{}", py.status);
+        let py = seed("exec sleep 30\n", Duration::from_millis(200));
+        assert!(py.status.contains("did not finish"), "{}", py.status);
     }
 }

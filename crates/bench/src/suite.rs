@@ -239,3 +239,58 @@ fn run_python(opts: &Options, progress: &mut dyn FnMut(&str)) -> Python {
         opts.python_limit(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Ctx {
+        Ctx::new(true, "/nonexistent", std::env::temp_dir())
+    }
+    fn panics(_: &Ctx) -> anyhow::Result<Vec<Figure>> {
+        panic!("boom\nsecond line")
+    }
+    fn fails(_: &Ctx) -> anyhow::Result<Vec<Figure>> {
+        Err(anyhow::anyhow!("no server").context("starting ping-server"))
+    }
+    fn empty(_: &Ctx) -> anyhow::Result<Vec<Figure>> {
+        Ok(Vec::new())
+    }
+    fn slow(_: &Ctx) -> anyhow::Result<Vec<Figure>> {
+        std::thread::sleep(Duration::from_secs(5));
+        Ok(Vec::new())
+    }
+    fn one(_: &Ctx) -> anyhow::Result<Vec<Figure>> {
+        Ok(vec![Figure::new("demo", "x", crate::Unit::Micros, 1.0)])
+    }
+
+    #[test]
+    fn a_failing_module_becomes_a_one_line_reason() {
+        let lim = Duration::from_secs(10);
+        let why = run_module("p", panics, ctx(), lim).unwrap_err();
+        assert_eq!(why, "panicked: boom second line");
+        let why = run_module("f", fails, ctx(), lim).unwrap_err();
+        assert_eq!(why, "starting ping-server: no server");
+        let why = run_module("e", empty, ctx(), lim).unwrap_err();
+        assert!(why.contains("no figures"), "{why}");
+        let why = run_module("s", slow, ctx(), Duration::from_millis(50)).unwrap_err();
+        assert!(why.starts_with("did not finish within"), "{why}");
+        assert_eq!(run_module("o", one, ctx(), lim).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn only_accepts_known_names() {
+        let mut o = Options {
+            quick: true,
+            only: vec!["floors".into(), "ping".into()],
+            python: false,
+            peer_exe: "/x".into(),
+            bin_dir: "/x".into(),
+            work_dir: "/x".into(),
+            seed_script: None,
+        };
+        assert!(o.check_only().is_ok());
+        o.only.push("pong".into());
+        assert!(o.check_only().unwrap_err().contains("\"pong\""));
+    }
+}
