@@ -17,7 +17,8 @@ Examples:
   syncomm-bench --markdown > table.md
   ./launch bench                     # builds in release mode first
 
-Scenarios for --only: floors, notify, pipeline, worker, ping, scribe, gate, guard, discover";
+Scenarios for --only: floors, notify, pipeline, worker, ping, scribe, gate, guard, discover
+(also data-sharing = notify, shared-file = scribe, limited-access = gate)";
 
 /// Measure every syncomm mechanism beside the raw-syscall floor and the seed's Python.
 #[derive(Parser, Debug)]

@@ -49,10 +49,26 @@ pub const SCENARIOS: [(&str, RunFn, &[&str]); 8] = [
 /// The name `--only` takes for the floors alone.
 pub const FLOORS: &str = "floors";
 
+/// `./launch` scenario names that another module measures: name, module.
+pub const ALIASES: [(&str, &str); 3] = [
+    ("data-sharing", "notify"),
+    ("shared-file", "scribe"),
+    ("limited-access", "gate"),
+];
+
+/// The module an `--only` name selects (a module name, or an alias of one).
+fn module_of(name: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, module)| module)
+}
+
 /// Every name `--only` accepts.
 pub fn selectable() -> Vec<&'static str> {
     std::iter::once(FLOORS)
         .chain(SCENARIOS.iter().map(|s| s.0))
+        .chain(ALIASES.iter().map(|a| a.0))
         .collect()
 }
 
@@ -88,7 +104,7 @@ impl Options {
     }
 
     fn selected(&self, name: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|o| o == name)
+        self.only.is_empty() || self.only.iter().any(|o| module_of(o) == name)
     }
 
     /// How long one module may take before it is reported as not measured.
@@ -290,6 +306,10 @@ mod tests {
             seed_script: None,
         };
         assert!(o.check_only().is_ok());
+        assert!(!o.selected("gate"));
+        o.only.push("limited-access".into());
+        assert!(o.check_only().is_ok());
+        assert!(o.selected("gate") && o.selected("ping") && !o.selected("notify"));
         o.only.push("pong".into());
         assert!(o.check_only().unwrap_err().contains("\"pong\""));
     }
