@@ -8,12 +8,28 @@
 //! - [`Figure`]: one measured figure: median, p99, the floor beside it, the target.
 //! - [`scenarios`]: one module per scenario, each `pub fn run(&Ctx) -> anyhow::Result<Vec<Figure>>`.
 //! - [`stats`]: medians and percentiles.
+//! - [`floor`]: the four raw floors (pipe, Unix socket, TCP loopback, futex
+//!   round trips between two processes), measured in the same run.
+//! - [`suite`]: runs the floors, every scenario module and the seed's Python;
+//!   a failing module becomes a "not measured" row, never an abort.
+//! - [`report`]: the one table (text or Markdown), `results.json`, `ratios.svg`.
+//! - [`python`]: runs `bench/seed.py` and reads its figures.
+//!
+//! ## Writing a scenario module
+//! `pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>>`: start the release
+//! binaries with [`Ctx::cmd`], measure each figure beside its own floor in the
+//! same unit, set `python_key` to one of [`report::PYTHON_KEYS`], and keep
+//! `ctx.quick` to a few seconds.
 #![deny(missing_docs)]
 
 use std::path::PathBuf;
 use std::process::Command;
 
+pub mod floor;
+pub mod python;
+pub mod report;
 pub mod stats;
+pub mod suite;
 
 /// One module per scenario; each measures its figures.
 pub mod scenarios {
@@ -39,12 +55,29 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// A context: quick or full, the binaries' directory, a scratch directory.
+    pub fn new(quick: bool, bin_dir: impl Into<PathBuf>, work_dir: impl Into<PathBuf>) -> Ctx {
+        Ctx {
+            quick,
+            bin_dir: bin_dir.into(),
+            work_dir: work_dir.into(),
+        }
+    }
+
     /// A command for one of syncomm's binaries, with `SYNCOMM_DIR` set to the scratch directory.
     pub fn cmd(&self, bin: &str) -> Command {
         let mut c = Command::new(self.bin_dir.join(bin));
         c.env("SYNCOMM_DIR", &self.work_dir);
         c.env_remove("RUST_LOG");
         c
+    }
+
+    /// Measures one of the four raw floors now (a one-byte round trip between
+    /// two processes), using `syncomm-bench` in [`Ctx::bin_dir`] as the peer.
+    pub fn measure_floor(&self, kind: floor::FloorKind) -> anyhow::Result<Floor> {
+        let (warmup, n) = floor::rounds(self.quick);
+        let mut samples = floor::measure(kind, &self.bin_dir.join("syncomm-bench"), warmup, n)?;
+        Ok(Floor::new(kind.name(), stats::median(&mut samples)))
     }
 
     /// `full` iterations in a full run, `quick` in a quick one.
@@ -105,4 +138,69 @@ pub struct Figure {
     pub python_key: Option<&'static str>,
     /// The target, and whether it was met.
     pub target: Option<Target>,
+}
+
+impl Floor {
+    /// A floor named `name` with median `median`.
+    pub fn new(name: impl Into<String>, median: f64) -> Floor {
+        Floor {
+            name: name.into(),
+            median,
+        }
+    }
+}
+
+impl Target {
+    /// A target as written, and whether it was met.
+    pub fn new(text: impl Into<String>, met: bool) -> Target {
+        Target {
+            text: text.into(),
+            met,
+        }
+    }
+}
+
+impl Figure {
+    /// A figure with its median only; add the rest with the `with_*` methods.
+    pub fn new(scenario: &'static str, what: impl Into<String>, unit: Unit, median: f64) -> Figure {
+        Figure {
+            scenario,
+            what: what.into(),
+            unit,
+            median,
+            p99: None,
+            floor: None,
+            python_key: None,
+            target: None,
+        }
+    }
+
+    /// Sets the 99th percentile.
+    pub fn with_p99(mut self, p99: f64) -> Figure {
+        self.p99 = Some(p99);
+        self
+    }
+
+    /// Sets the floor measured beside it.
+    pub fn with_floor(mut self, name: impl Into<String>, median: f64) -> Figure {
+        self.floor = Some(Floor::new(name, median));
+        self
+    }
+
+    /// Sets the seed Python's comparison key.
+    pub fn with_python(mut self, key: &'static str) -> Figure {
+        self.python_key = Some(key);
+        self
+    }
+
+    /// Sets the target and whether it was met.
+    pub fn with_target(mut self, text: impl Into<String>, met: bool) -> Figure {
+        self.target = Some(Target::new(text, met));
+        self
+    }
+
+    /// Cost relative to the floor: 1.0 = as fast as the floor (see [`report`]).
+    pub fn ratio_to_floor(&self) -> Option<f64> {
+        report::ratio_to_floor(self)
+    }
 }
