@@ -372,8 +372,9 @@ impl Server {
                 .unwrap_or(s.to_string()),
             None => "request".to_owned(),
         };
+        let calls = if in_flight == 1 { "call" } else { "calls" };
         self.say(format!(
-            "stopping ({sig}): finishing {in_flight} calls in flight"
+            "stopping ({sig}): finishing {in_flight} {calls} in flight"
         ));
     }
 
