@@ -512,3 +512,63 @@ fn eight_clients_ten_thousand_pipelined_calls_each() {
     let total: i64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(total, 8 * CALLS);
 }
+
+/// `worker call --timeout`: a call that outlasts it fails with one line and
+/// exit 1 (the pool is unaffected).
+#[test]
+fn call_timeout_gives_up_with_one_line() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 1, &[]);
+    let mut c = env.cmd("worker");
+    c.args([
+        "call",
+        "--name",
+        &pool.name,
+        "--timeout",
+        "200ms",
+        "sleep_ms",
+        "3000",
+    ]);
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "worker: sleep_ms failed: no answer within 200ms\n"
+    );
+    assert_eq!(
+        pool.client().call("add", &[int(1), int(1)]).unwrap(),
+        Ok(int(2))
+    );
+}
+
+/// A caller that writes its requests and shuts down its sending side still
+/// gets every answer, then the end of the stream.
+#[test]
+fn half_closed_caller_still_gets_its_answers() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 2, &[]);
+    let mut s = UnixStream::connect(&pool.path).unwrap();
+    let mut wire = Vec::new();
+    for i in 0..50u64 {
+        let req = syncomm_worker::Request {
+            id: i,
+            function: "neg".into(),
+            args: vec![int(i as i64)],
+        };
+        frame::encode_frame_into(&req, &mut wire).unwrap();
+    }
+    s.write_all(&wire).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(HANG)).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(msg) = frame::read_frame::<_, ToClient>(&mut s, 1 << 20).unwrap() {
+        match msg {
+            ToClient::Answer(r) => {
+                assert_eq!(r.result, Ok(int(-(r.id as i64))));
+                assert!(seen.insert(r.id));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen.len(), 50);
+}

@@ -484,16 +484,8 @@ impl Server {
             return;
         }
         match c.inbuf.fill(&mut c.stream, READ_LIMIT) {
-            Ok(Fill::Eof) => {
-                c.read_closed = true;
-                if c.inbuf.pending() > 0 {
-                    let err = c.inbuf.truncated();
-                    // Frames before the cut are still served.
-                    self.take_requests(id);
-                    self.doom(id, &err);
-                    return;
-                }
-            }
+            // The rest (and a frame cut by the end) is seen in take_requests.
+            Ok(Fill::Eof) => c.read_closed = true,
             Ok(_) => {}
             Err(_) => {
                 // Reset by the caller: it is gone, its answers are dropped.
@@ -513,6 +505,12 @@ impl Server {
                 return;
             };
             if c.doomed || c.in_flight >= MAX_IN_FLIGHT_PER_CONN {
+                return;
+            }
+            if c.read_closed && c.inbuf.pending() > 0 && !c.inbuf.frame_ready(max) {
+                // The caller's stream ended inside a frame.
+                let err = c.inbuf.truncated();
+                self.doom(id, &err);
                 return;
             }
             let req = match c.inbuf.next_frame(max) {

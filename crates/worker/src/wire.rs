@@ -87,6 +87,17 @@ impl InBuf {
         Ok(Some(&self.buf[body]))
     }
 
+    /// Whether [`InBuf::next_frame`] would return something now: a whole
+    /// frame, or the error for a header over `max`.
+    pub fn frame_ready(&self, max: u32) -> bool {
+        let avail = &self.buf[self.start..];
+        if avail.len() < HEADER_LEN {
+            return false;
+        }
+        let len = u32::from_le_bytes(avail[..HEADER_LEN].try_into().expect("4 bytes"));
+        len > max || avail.len() >= HEADER_LEN + len as usize
+    }
+
     /// Bytes received but not yet taken as frames.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.start
