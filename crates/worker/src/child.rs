@@ -15,6 +15,7 @@ use std::io::{self, BufReader};
 use std::os::fd::AsFd;
 use std::panic::{self, AssertUnwindSafe};
 
+use nix::sys::signal::{SigHandler, Signal};
 use syncomm_common::frame::{self, FrameError};
 
 use crate::protocol::{CallError, CallErrorKind, Request, Response};
@@ -38,15 +39,15 @@ pub enum ChildError {
 ///
 /// `max_frame` bounds the request bodies accepted.
 pub fn run_stdio(max_frame: u32) -> Result<(), ChildError> {
-    // Ctrl-C in a terminal signals the whole foreground process group; the
-    // server decides when its children stop (by closing their stdin).
-    // SAFETY: SIG_IGN installs no handler code; nothing else in this process
-    // relies on SIGINT.
-    unsafe {
-        let _ = nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGINT,
-            nix::sys::signal::SigHandler::SigIgn,
-        );
+    // Ctrl-C in a terminal signals the whole foreground process group, and
+    // a service manager may SIGTERM the whole group: the server decides when
+    // its children stop (it closes their stdin after the calls in flight),
+    // so they ignore both. SIGKILL (from the server, from PR_SET_PDEATHSIG,
+    // or from a user) still ends them at once.
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: SIG_IGN installs no handler code; nothing else in this
+        // process relies on these signals.
+        let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigIgn) };
     }
     // A panic is reported to the caller as an error result; the default hook
     // would also print it on the server's stderr.

@@ -231,7 +231,12 @@ enum Ending {
     /// Its stdout ended (it died or exited on its own).
     Ended,
     /// We killed it: its front job ran past the task timeout.
-    TimedOut(Duration),
+    TimedOut {
+        /// The limit.
+        limit: Duration,
+        /// The job that ran past it.
+        job: u64,
+    },
     /// It sent something that is not a response to its front job.
     Misbehaved(String),
 }
@@ -578,7 +583,9 @@ impl Server {
         }
     }
 
-    fn worker_readable(&mut self, i: usize) -> Result<(), ServeError> {
+    /// Reads what child `i` has written and passes its answers on. Returns
+    /// how the read ended and, if the child broke the protocol, how.
+    fn read_answers(&mut self, i: usize) -> (io::Result<Fill>, Option<String>) {
         let w = &mut self.workers[i];
         let fill = w.inbuf.fill(&mut w.stdout, READ_LIMIT);
         let mut done = Vec::new();
@@ -589,6 +596,7 @@ impl Server {
                 Ok(Some(body)) => match frame::decode_body::<Response>(body) {
                     Ok(resp) if w.running.front().is_some_and(|j| j.req.id == resp.id) => {
                         let job = w.running.pop_front().expect("front checked");
+                        // The next job starts now.
                         w.head_since = Instant::now();
                         done.push((job, resp.result));
                     }
@@ -610,10 +618,14 @@ impl Server {
         for (job, result) in done {
             self.answer(job, result);
         }
-        match (bad, fill) {
-            (Some(why), _) => self.replace(i, Ending::Misbehaved(why)),
-            (None, Ok(Fill::Eof) | Err(_)) => self.replace(i, Ending::Ended),
-            (None, Ok(_)) => Ok(()),
+        (fill, bad)
+    }
+
+    fn worker_readable(&mut self, i: usize) -> Result<(), ServeError> {
+        match self.read_answers(i) {
+            (_, Some(why)) => self.replace(i, Ending::Misbehaved(why)),
+            (Ok(Fill::Eof) | Err(_), None) => self.replace(i, Ending::Ended),
+            (Ok(_), None) => Ok(()),
         }
     }
 
@@ -621,10 +633,19 @@ impl Server {
         let Some(limit) = self.cfg.task_timeout else {
             return Ok(());
         };
+        let overdue = |w: &Worker| !w.running.is_empty() && w.head_since.elapsed() >= limit;
         for i in 0..self.workers.len() {
-            let w = &self.workers[i];
-            if !w.running.is_empty() && w.head_since.elapsed() >= limit {
-                self.replace(i, Ending::TimedOut(limit))?;
+            if overdue(&self.workers[i]) {
+                // An answer may have arrived since poll returned: take it first.
+                match self.read_answers(i) {
+                    (_, Some(why)) => self.replace(i, Ending::Misbehaved(why))?,
+                    (Ok(Fill::Eof) | Err(_), None) => self.replace(i, Ending::Ended)?,
+                    (Ok(_), None) if overdue(&self.workers[i]) => {
+                        let job = self.workers[i].running[0].req.id;
+                        self.replace(i, Ending::TimedOut { limit, job })?
+                    }
+                    (Ok(_), None) => {}
+                }
             }
         }
         Ok(())
@@ -643,16 +664,29 @@ impl Server {
             },
             Err(e) => format!("could not be reaped ({e})"),
         };
+        if !matches!(ending, Ending::Misbehaved(_)) {
+            // Answers it wrote before it died are still in the pipe: they
+            // count (the pipe ends now that the child is gone).
+            while let (Ok(Fill::Limit), None) = self.read_answers(i) {}
+        }
+        let w = &mut self.workers[i];
         let who = format!("worker {} (pid {})", w.index, w.pid);
         let mut jobs = std::mem::take(&mut w.running);
         let index = w.index;
-        let front = jobs.pop_front();
+        let mut front = jobs.pop_front();
+        if let (Ending::TimedOut { job, .. }, Some(f)) = (&ending, &front) {
+            if f.req.id != *job {
+                // The overdue job answered just before the kill; the one
+                // after it had barely started: it goes round again.
+                jobs.push_front(front.take().expect("checked"));
+            }
+        }
         // The others had not started: back to the front of the queue, in order.
         for job in jobs.into_iter().rev() {
             self.pending.push_front(job);
         }
         let line = match (&ending, front) {
-            (Ending::TimedOut(limit), Some(job)) => {
+            (Ending::TimedOut { limit, .. }, Some(job)) => {
                 let line = format!(
                     "{who} ran {} past the task timeout of {}: killed",
                     job.req.function,
