@@ -82,7 +82,11 @@ fn wait_sleeping(pid: i32) {
     wait_until("the child to be sleeping", || {
         let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
         let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
-        wchan.contains("nanosleep") || syscall.starts_with("230 ") || syscall.starts_with("115 ")
+        // clock_nanosleep / nanosleep on x86_64 (230, 35) and aarch64 (115, 101).
+        wchan.contains("nanosleep")
+            || ["230 ", "35 ", "115 ", "101 "]
+                .iter()
+                .any(|n| syscall.starts_with(n))
     });
 }
 
