@@ -576,3 +576,23 @@ fn half_closed_caller_still_gets_its_answers() {
     }
     assert_eq!(seen.len(), 50);
 }
+
+/// Something at the socket path that is not a socket (a user's file) is
+/// never removed: `serve` refuses and says what to do.
+#[test]
+fn a_file_at_the_socket_path_is_not_clobbered() {
+    let env = Env::new();
+    let name = unique_name("file");
+    let path = env.dir().join(format!("worker.{name}.sock"));
+    std::fs::write(&path, b"precious").unwrap();
+    let mut cmd = env.cmd("worker");
+    cmd.args(["serve", "--name", &name, "--workers", "1"]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("exists and is not a socket"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+}

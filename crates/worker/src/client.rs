@@ -54,7 +54,7 @@ pub enum ClientError {
     #[error("the server closed the connection: {0}")]
     Refused(String),
     /// The connection ended with calls unanswered.
-    #[error("the server closed the connection with {0} calls unanswered")]
+    #[error("the server closed the connection with {0} {} unanswered", if *.0 == 1 { "call" } else { "calls" })]
     Closed(usize),
     /// No answer within the timeout.
     #[error("no answer within {0}")]
