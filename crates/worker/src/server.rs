@@ -295,11 +295,12 @@ impl Server {
             server.say(format!("worker {index} started (pid {})", w.pid));
             server.workers.push(w);
         }
+        let n = server.workers.len();
         server.say(format!(
-            "serving {} at {} ({} workers)",
+            "serving {} at {} ({n} {})",
             server.cfg.name,
             server.path.display(),
-            server.workers.len()
+            if n == 1 { "worker" } else { "workers" }
         ));
         Ok(server)
     }
