@@ -596,3 +596,30 @@ fn a_file_at_the_socket_path_is_not_clobbered() {
     );
     assert_eq!(std::fs::read(&path).unwrap(), b"precious");
 }
+
+/// A child busy with a long call is passed over: while worker 1 sleeps for
+/// ten minutes, a burst of pipelined calls is all answered by worker 2
+/// instead of queueing behind the sleeper.
+#[test]
+fn calls_do_not_queue_behind_a_long_call() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 2, &[]);
+    let mut sleeper = pool.client();
+    sleeper.send("sleep_ms", &[int(600_000)]).unwrap();
+    sleeper.flush().unwrap();
+    wait_sleeping(pool.pids[0]);
+    let mut c = pool.client();
+    // A failure must not wait ten minutes for the sleeper.
+    c.set_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    // Runs on worker 2 (idle); when it returns, worker 1's call has run
+    // longer than server::SLOW_CALL.
+    assert_eq!(c.call("sleep_ms", &[int(5)]).unwrap(), Ok(Value::UInt(5)));
+    let ids: Vec<u64> = (0..40).map(|_| c.send("pid", &[]).unwrap()).collect();
+    for id in ids {
+        assert_eq!(
+            c.wait_for(id).unwrap(),
+            Ok(Value::UInt(pool.pids[1] as u64))
+        );
+    }
+}

@@ -9,7 +9,8 @@
 //! in `pending` until a child has room: each child takes up to
 //! [`PIPELINE_DEPTH`] jobs at once, so its pipe never runs dry under load,
 //! and jobs go to the child with the fewest, so a lone call always goes to an
-//! idle child. A child answers its jobs in the order it got them, so its
+//! idle child; a child busy with one call for over [`SLOW_CALL`] is passed
+//! over while another child can take the job. A child answers its jobs in the order it got them, so its
 //! `running` queue is a FIFO: the front job is the one it is running now.
 //!
 //! ## Faults
@@ -52,6 +53,10 @@ use crate::wire::{Fill, InBuf, OutBuf};
 
 /// Jobs a child holds at once (one running, the rest waiting in its pipe).
 pub const PIPELINE_DEPTH: usize = 8;
+
+/// A child whose current call has run longer than this gets new calls
+/// only when every child is in such a call.
+pub const SLOW_CALL: Duration = Duration::from_millis(2);
 
 /// Calls one connection may have in flight before the server stops reading
 /// from it (back-pressure on a caller that sends faster than the pool works).
@@ -729,6 +734,13 @@ impl Server {
 
     /// Hands pending jobs to the children with the fewest jobs.
     fn dispatch(&mut self) {
+        let now = Instant::now();
+        // A child whose current call has run for a while may be in a long
+        // one: queue behind it only when every child is like that (else the
+        // job waits here for a quick child to have room).
+        let slow =
+            |w: &Worker| !w.running.is_empty() && now.duration_since(w.head_since) > SLOW_CALL;
+        let all_slow = self.workers.iter().all(slow);
         while let Some(job) = self.pending.front() {
             if !self.conns.contains_key(&job.conn) {
                 // Its caller left before it started: nobody wants the answer.
@@ -738,7 +750,7 @@ impl Server {
             let Some(w) = self
                 .workers
                 .iter_mut()
-                .filter(|w| w.running.len() < PIPELINE_DEPTH)
+                .filter(|w| w.running.len() < PIPELINE_DEPTH && (all_slow || !slow(w)))
                 .min_by_key(|w| w.running.len())
             else {
                 return;
