@@ -5,13 +5,14 @@
 //! - the shutdown descriptor (SIGINT / SIGTERM).
 //!
 //! ## Calls
-//! A request from a caller becomes a [`Job`] with a server-wide id. Jobs wait
+//! A request from a caller becomes a `Job` with a server-wide id. Jobs wait
 //! in `pending` until a child has room: each child takes up to
 //! [`PIPELINE_DEPTH`] jobs at once, so its pipe never runs dry under load,
 //! and jobs go to the child with the fewest, so a lone call always goes to an
 //! idle child; a child busy with one call for over [`SLOW_CALL`] is passed
-//! over while another child can take the job. A child answers its jobs in the order it got them, so its
-//! `running` queue is a FIFO: the front job is the one it is running now.
+//! over while another child can take the job. A child answers its jobs in
+//! the order it got them, so its `running` queue is a FIFO: the front job is
+//! the one it is running now.
 //!
 //! ## Faults
 //! - A child's stdout ends (it aborted, was killed, exited): the front job's
@@ -850,9 +851,8 @@ fn spawn_worker(cfg: &Config, index: usize) -> Result<Worker, ServeError> {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             // The parent may have died between fork and prctl.
             if nix::unistd::getppid() != parent {
-                return Err(io::Error::other(
-                    "the server exited while starting a worker",
-                ));
+                // ESRCH: no such (parent) process. A raw errno: no allocation.
+                return Err(nix::errno::Errno::ESRCH.into());
             }
             Ok(())
         });
