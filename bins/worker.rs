@@ -1,8 +1,248 @@
-//! `worker`: not yet built (placeholder so the workspace compiles).
+//! `worker`: a supervised pool of worker processes that any process can send
+//! function calls to (see the syncomm-worker crate).
+//!
+//! `worker serve` runs the pool, `worker call` sends one call, `worker list`
+//! asks the pool what it offers. `worker --stdio` is the child mode the server
+//! starts for itself.
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use syncomm_common::frame::DEFAULT_MAX_FRAME;
+use syncomm_common::shutdown::Shutdown;
+use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_worker::{Client, Config, Server, Value};
+
+const EXAMPLES: &str = "\
+Examples:
+  worker serve --workers 2 &          # start a pool of 2 children
+  worker call add 2 3                 # prints 5
+  worker call --json factor 360       # {\"function\":\"factor\",...,\"result\":[2,2,2,3,3,5]}
+  worker call div 1 0                 # worker: div failed: division by zero (exit 1)
+  worker list                         # the functions, with their signatures";
+
+#[derive(Parser)]
+#[command(name = "worker", version, about = "Send function calls to a supervised pool of worker processes", after_help = EXAMPLES)]
+struct Cli {
+    /// Child mode (started by `worker serve`): read request frames on stdin,
+    /// write response frames on stdout.
+    #[arg(long, hide = true)]
+    stdio: bool,
+    /// Largest request body the child accepts (child mode).
+    #[arg(long, hide = true, default_value_t = DEFAULT_MAX_FRAME + 4096)]
+    child_max_frame: u32,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the pool: listen on the local socket, supervise W children.
+    #[command(after_help = "Example:\n  worker serve --name calc --workers 4 --task-timeout 5s")]
+    Serve {
+        /// Rendezvous name.
+        #[arg(long, default_value = "default")]
+        name: Name,
+        /// Number of child processes (default: number of CPUs).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Kill and replace a child whose call runs longer than this (e.g. 5s).
+        #[arg(long, value_parser = parse_duration)]
+        task_timeout: Option<Duration>,
+        /// Largest request frame body accepted from a caller, in bytes.
+        #[arg(long, default_value_t = DEFAULT_MAX_FRAME)]
+        max_frame: u32,
+    },
+    /// Send one call and print its result.
+    #[command(
+        after_help = "Example:\n  worker call fib 90\n  worker call --json upper 'hello world'"
+    )]
+    Call {
+        /// Rendezvous name.
+        #[arg(long, default_value = "default")]
+        name: Name,
+        /// Give up when no answer comes within this long.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        /// Print one JSON object instead of the bare result.
+        #[arg(long)]
+        json: bool,
+        /// The function (see `worker list`).
+        function: String,
+        /// Its arguments; each is read as the function's parameter type.
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// List the functions the pool offers, with their signatures.
+    List {
+        /// Rendezvous name.
+        #[arg(long, default_value = "default")]
+        name: Name,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 fn main() -> ExitCode {
     syncomm_common::run("worker", || {
-        Err(syncomm_common::Fail::failed("not built yet").into())
+        let cli = Cli::parse();
+        if cli.stdio {
+            syncomm_worker::child::run_stdio(cli.child_max_frame).context("worker --stdio")?;
+            return Ok(0);
+        }
+        match cli.command {
+            Some(Cmd::Serve {
+                name,
+                workers,
+                task_timeout,
+                max_frame,
+            }) => serve(name, workers, task_timeout, max_frame),
+            Some(Cmd::Call {
+                name,
+                timeout,
+                json,
+                function,
+                args,
+            }) => call(&name, timeout, json, &function, &args),
+            Some(Cmd::List { name, json }) => list(&name, json),
+            None => {
+                Err(Fail::usage("a command is required: serve, call or list (see --help)").into())
+            }
+        }
     })
+}
+
+fn serve(
+    name: Name,
+    workers: Option<usize>,
+    task_timeout: Option<Duration>,
+    max_frame: u32,
+) -> anyhow::Result<u8> {
+    let workers =
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if workers == 0 || workers > 1024 {
+        return Err(Fail::usage(format!("--workers {workers}: must be 1 to 1024")).into());
+    }
+    if task_timeout == Some(Duration::ZERO) {
+        return Err(Fail::usage("--task-timeout must be more than 0").into());
+    }
+    let exe = std::env::current_exe().context("finding this program to start children")?;
+    let cfg = Config {
+        name: name.clone(),
+        workers,
+        task_timeout,
+        max_frame,
+        child_command: vec![
+            exe.to_string_lossy().into_owned(),
+            "--stdio".to_owned(),
+            format!("--child-max-frame={}", max_frame.saturating_add(4096)),
+        ],
+    };
+    let shutdown = Shutdown::install().context("installing signal handlers")?;
+    let server = Server::start(cfg, Box::new(std::io::stdout()))
+        .with_context(|| format!("serving {name}"))?;
+    server
+        .run(&shutdown)
+        .with_context(|| format!("serving {name}"))?;
+    Ok(0)
+}
+
+fn connect(name: &Name, timeout: Option<Duration>) -> anyhow::Result<Client> {
+    let mut client = Client::connect(name).context("connecting")?;
+    client.set_timeout(timeout)?;
+    Ok(client)
+}
+
+fn call(
+    name: &Name,
+    timeout: Option<Duration>,
+    json: bool,
+    function: &str,
+    words: &[String],
+) -> anyhow::Result<u8> {
+    let args = syncomm_worker::registry::parse_args(function, words);
+    let mut client = connect(name, timeout)?;
+    let outcome = client
+        .call(function, &args)
+        .with_context(|| format!("{function} failed"))?;
+    if json {
+        let mut obj = serde_json::json!({
+            "function": function,
+            "args": args.iter().map(to_json).collect::<Vec<_>>(),
+        });
+        match &outcome {
+            Ok(v) => obj["result"] = to_json(v),
+            Err(e) => {
+                obj["error"] = e.message.clone().into();
+                obj["error_kind"] = format!("{:?}", e.kind).into();
+            }
+        }
+        syncomm_common::output::print_json(&obj)?;
+    }
+    match outcome {
+        Ok(v) => {
+            if !json {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{v}")?;
+                out.flush()?;
+            }
+            Ok(0)
+        }
+        Err(e) => Err(Fail::failed(format!("{function} failed: {e}")).into()),
+    }
+}
+
+fn list(name: &Name, json: bool) -> anyhow::Result<u8> {
+    let mut client = connect(name, None)?;
+    let outcome = client
+        .call("functions", &[])
+        .context("asking for the functions")?;
+    let lines = match outcome {
+        Ok(Value::List(items)) => items,
+        Ok(other) => vec![other],
+        Err(e) => return Err(Fail::failed(format!("asking for the functions: {e}")).into()),
+    };
+    if json {
+        let functions: Vec<serde_json::Value> = syncomm_worker::registry::FUNCTIONS
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "name": f.name,
+                    "signature": f.signature(),
+                    "about": f.about,
+                })
+            })
+            .collect();
+        // The pool's own list decides which functions are offered.
+        let offered: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        let functions: Vec<_> = functions
+            .into_iter()
+            .filter(|f| {
+                let sig = f["signature"].as_str().unwrap_or_default();
+                offered.iter().any(|l| l.starts_with(sig))
+            })
+            .collect();
+        syncomm_common::output::print_json(&serde_json::json!({ "functions": functions }))?;
+    } else {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for line in lines {
+            writeln!(out, "{line}")?;
+        }
+        out.flush()?;
+    }
+    Ok(0)
+}
+
+fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Bool(b) => (*b).into(),
+        Value::Int(i) => (*i).into(),
+        Value::UInt(u) => (*u).into(),
+        Value::Text(t) => t.clone().into(),
+        Value::List(items) => items.iter().map(to_json).collect::<Vec<_>>().into(),
+    }
 }

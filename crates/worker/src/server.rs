@@ -1,0 +1,881 @@
+//! The server: `worker serve`. One thread, one `poll(2)` loop, over
+//! - the listening local socket (new callers),
+//! - every caller's connection (requests in, answers out),
+//! - every child's stdout pipe (answers in) and stdin pipe (requests out),
+//! - the shutdown descriptor (SIGINT / SIGTERM).
+//!
+//! ## Calls
+//! A request from a caller becomes a `Job` with a server-wide id. Jobs wait
+//! in `pending` until a child has room: each child takes up to
+//! [`PIPELINE_DEPTH`] jobs at once, so its pipe never runs dry under load,
+//! and jobs go to the child with the fewest, so a lone call always goes to an
+//! idle child; a child busy with one call for over [`SLOW_CALL`] is passed
+//! over while another child can take the job. A child answers its jobs in
+//! the order it got them, so its `running` queue is a FIFO: the front job is
+//! the one it is running now.
+//!
+//! ## Faults
+//! - A child's stdout ends (it aborted, was killed, exited): the front job's
+//!   caller gets `worker 2 (pid N) died from signal 6 while running abort`;
+//!   the child's other jobs had not started, so they go back to the front of
+//!   `pending` (never lost, never run twice); a new child takes the slot.
+//! - The front job runs past `--task-timeout`: the child is killed, its
+//!   caller gets a timeout error, the rest as above.
+//! - A caller sends something that is not a frame of a [`Request`]: it gets
+//!   a [`ToClient::ConnectionError`] and its connection is closed.
+//! - A caller goes away with calls in flight: their answers are dropped.
+//! - SIGINT/SIGTERM: stop accepting, remove the socket, finish every call
+//!   already accepted, close the children's stdin (they exit), exit.
+//! - The server is killed with SIGKILL: each child was started with
+//!   `PR_SET_PDEATHSIG = SIGKILL`, so the kernel kills it too.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use syncomm_common::duration::format_duration;
+use syncomm_common::frame::{self, FrameError};
+use syncomm_common::shutdown::Shutdown;
+use syncomm_common::Name;
+
+use crate::protocol::{CallError, CallErrorKind, Request, Response, ToClient};
+use crate::registry;
+use crate::wire::{Fill, InBuf, OutBuf};
+
+/// Jobs a child holds at once (one running, the rest waiting in its pipe).
+pub const PIPELINE_DEPTH: usize = 8;
+
+/// A child whose current call has run longer than this gets new calls
+/// only when every child is in such a call.
+pub const SLOW_CALL: Duration = Duration::from_millis(2);
+
+/// Calls one connection may have in flight before the server stops reading
+/// from it (back-pressure on a caller that sends faster than the pool works).
+pub const MAX_IN_FLIGHT_PER_CONN: usize = 4096;
+
+/// How long the server waits, after the last call is finished at shutdown,
+/// for callers to read their answers and for children to exit.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Bytes read from one descriptor per turn of the loop (fairness).
+const READ_LIMIT: usize = 1 << 20;
+
+/// How to run a pool.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The rendezvous name.
+    pub name: Name,
+    /// Number of child processes.
+    pub workers: usize,
+    /// A call running longer than this gets its child killed and replaced.
+    pub task_timeout: Option<Duration>,
+    /// The largest request body accepted from a caller.
+    pub max_frame: u32,
+    /// The child program and its arguments (normally this same binary with
+    /// `--stdio`).
+    pub child_command: Vec<String>,
+}
+
+/// Why the server could not start or went down.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another server is live on the name.
+    #[error("a server is already serving {name}{} (socket {path})", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    AlreadyServing {
+        /// The name.
+        name: Name,
+        /// The socket path.
+        path: PathBuf,
+        /// The live server's pid, when the kernel told us.
+        pid: Option<i32>,
+    },
+    /// Something is at the socket path that is not a socket.
+    #[error("{0} exists and is not a socket; remove it or pick another --name")]
+    NotASocket(PathBuf),
+    /// The runtime directory is unusable.
+    #[error(transparent)]
+    RunDir(#[from] syncomm_common::rundir::RunDirError),
+    /// A child could not be started.
+    #[error("starting worker {index}: {source}")]
+    Spawn {
+        /// Its slot.
+        index: usize,
+        /// Why.
+        source: io::Error,
+    },
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ServeError {
+    let what = what.into();
+    move |source| ServeError::Io { what, source }
+}
+
+/// The socket path for `name`: `{rundir}/worker.NAME.sock`.
+pub fn socket_path(name: &Name) -> Result<PathBuf, syncomm_common::rundir::RunDirError> {
+    syncomm_common::rundir::file_path("worker", name, "sock")
+}
+
+/// Binds the listening socket (mode 0600) at `path`, taking over a stale
+/// socket file left by a crashed server and refusing when a server answers.
+///
+/// Returns the listener and whether a stale file was removed.
+pub fn bind(name: &Name, path: &Path) -> Result<(UnixListener, bool), ServeError> {
+    let mut took_over = false;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(ServeError::NotASocket(path.to_owned()));
+        }
+        match UnixStream::connect(path) {
+            Ok(live) => {
+                let pid =
+                    nix::sys::socket::getsockopt(&live, nix::sys::socket::sockopt::PeerCredentials)
+                        .ok()
+                        .map(|c| c.pid());
+                return Err(ServeError::AlreadyServing {
+                    name: name.clone(),
+                    path: path.to_owned(),
+                    pid,
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                // Nobody listens: a server died without removing it.
+                std::fs::remove_file(path)
+                    .map_err(io_err(format!("removing stale socket {}", path.display())))?;
+                took_over = true;
+            }
+            Err(e) => return Err(io_err(format!("probing {}", path.display()))(e)),
+        }
+    }
+    let fs_name = path
+        .to_fs_name::<GenericFilePath>()
+        .map_err(io_err(format!("socket name {}", path.display())))?;
+    let listener = ListenerOptions::new()
+        .name(fs_name)
+        .mode(0o600)
+        .reclaim_name(false)
+        .create_sync()
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                ServeError::AlreadyServing {
+                    name: name.clone(),
+                    path: path.to_owned(),
+                    pid: None,
+                }
+            } else {
+                io_err(format!("listening on {}", path.display()))(e)
+            }
+        })?;
+    let interprocess::local_socket::Listener::UdSocket(listener) = listener;
+    let listener = UnixListener::from(listener);
+    listener
+        .set_nonblocking(true)
+        .map_err(io_err("making the listener non-blocking"))?;
+    Ok((listener, took_over))
+}
+
+/// One call on its way through the pool.
+#[derive(Debug)]
+struct Job {
+    /// The caller's connection.
+    conn: u64,
+    /// The caller's own request id.
+    caller_id: u64,
+    /// The request as sent to a child (its id is the server-wide job id).
+    req: Request,
+}
+
+/// One caller's connection.
+struct Conn {
+    stream: UnixStream,
+    inbuf: InBuf,
+    outbuf: OutBuf,
+    /// Calls accepted and not yet answered.
+    in_flight: usize,
+    /// The caller shut down its sending side; answer what is in flight, then close.
+    read_closed: bool,
+    /// The caller broke the protocol; send the error, then close.
+    doomed: bool,
+}
+
+/// One child process and its two pipes.
+struct Worker {
+    /// 1-based slot number, kept by replacements ("worker 2").
+    index: usize,
+    pid: i32,
+    process: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+    inbuf: InBuf,
+    outbuf: OutBuf,
+    /// Jobs sent to it, oldest first; the front one is running.
+    running: VecDeque<Job>,
+    /// When the front job started running.
+    head_since: Instant,
+}
+
+/// How a child left.
+enum Ending {
+    /// Its stdout ended (it died or exited on its own).
+    Ended,
+    /// We killed it: its front job ran past the task timeout.
+    TimedOut {
+        /// The limit.
+        limit: Duration,
+        /// The job that ran past it.
+        job: u64,
+    },
+    /// It sent something that is not a response to its front job.
+    Misbehaved(String),
+}
+
+/// A running pool: listener, connections, children.
+pub struct Server {
+    cfg: Config,
+    path: PathBuf,
+    listener: Option<UnixListener>,
+    conns: BTreeMap<u64, Conn>,
+    next_conn: u64,
+    workers: Vec<Worker>,
+    pending: VecDeque<Job>,
+    next_job: u64,
+    draining: Option<Instant>,
+    log: Box<dyn Write>,
+}
+
+/// What a turn of the poll loop watches.
+#[derive(Clone, Copy)]
+enum Source {
+    Wake,
+    Listener,
+    Conn(u64),
+    WorkerOut(usize),
+    WorkerIn,
+}
+
+impl Server {
+    /// Binds the socket and starts the children. `log` receives one line per
+    /// event (children started and replaced, shutdown).
+    pub fn start(cfg: Config, mut log: Box<dyn Write>) -> Result<Server, ServeError> {
+        let path = socket_path(&cfg.name)?;
+        let (listener, took_over) = bind(&cfg.name, &path)?;
+        if took_over {
+            let _ = writeln!(
+                log,
+                "removed stale socket {} (its server is gone)",
+                path.display()
+            );
+        }
+        let mut server = Server {
+            cfg,
+            path,
+            listener: Some(listener),
+            conns: BTreeMap::new(),
+            next_conn: 0,
+            workers: Vec::new(),
+            pending: VecDeque::new(),
+            next_job: 0,
+            draining: None,
+            log,
+        };
+        for index in 1..=server.cfg.workers {
+            let w = spawn_worker(&server.cfg, index)?;
+            server.say(format!("worker {index} started (pid {})", w.pid));
+            server.workers.push(w);
+        }
+        let n = server.workers.len();
+        server.say(format!(
+            "serving {} at {} ({n} {})",
+            server.cfg.name,
+            server.path.display(),
+            if n == 1 { "worker" } else { "workers" }
+        ));
+        Ok(server)
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The children's pids, by slot.
+    pub fn worker_pids(&self) -> Vec<i32> {
+        self.workers.iter().map(|w| w.pid).collect()
+    }
+
+    fn say(&mut self, line: String) {
+        let _ = writeln!(self.log, "{line}");
+        let _ = self.log.flush();
+    }
+
+    /// Serves until `shutdown` is requested and every accepted call is
+    /// answered; then stops the children and removes the socket.
+    pub fn run(mut self, shutdown: &Shutdown) -> Result<(), ServeError> {
+        loop {
+            if shutdown.requested() && self.draining.is_none() {
+                self.begin_drain(shutdown);
+            }
+            if let Some(since) = self.draining {
+                let calls_done =
+                    self.pending.is_empty() && self.workers.iter().all(|w| w.running.is_empty());
+                let answers_out = self.conns.values().all(|c| c.outbuf.is_empty());
+                if calls_done && (answers_out || since.elapsed() > SHUTDOWN_GRACE) {
+                    break;
+                }
+            }
+            let ready = self.wait(shutdown)?;
+            for (source, revents) in ready {
+                match source {
+                    Source::Wake => shutdown.drain(),
+                    Source::Listener => self.accept(),
+                    Source::Conn(id) => {
+                        self.conn_readable(id);
+                        if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                            // Both directions closed: the caller is gone,
+                            // its answers are dropped.
+                            self.conns.remove(&id);
+                        }
+                    }
+                    Source::WorkerOut(i) => self.worker_readable(i)?,
+                    Source::WorkerIn => {} // flushed below
+                }
+            }
+            self.check_timeouts()?;
+            // Requests left unread by back-pressure may now fit.
+            let ids: Vec<u64> = self.conns.keys().copied().collect();
+            for id in ids {
+                self.take_requests(id);
+            }
+            self.dispatch();
+            self.flush_all();
+        }
+        self.stop_children();
+        self.say("stopped".to_owned());
+        Ok(())
+    }
+
+    fn begin_drain(&mut self, shutdown: &Shutdown) {
+        self.draining = Some(Instant::now());
+        self.listener = None;
+        let _ = std::fs::remove_file(&self.path);
+        let in_flight =
+            self.pending.len() + self.workers.iter().map(|w| w.running.len()).sum::<usize>();
+        let sig = match shutdown.signal() {
+            Some(s) => Signal::try_from(s)
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or(s.to_string()),
+            None => "request".to_owned(),
+        };
+        let calls = if in_flight == 1 { "call" } else { "calls" };
+        self.say(format!(
+            "stopping ({sig}): finishing {in_flight} {calls} in flight"
+        ));
+    }
+
+    /// One `poll(2)`: which descriptors are ready.
+    fn wait(&self, shutdown: &Shutdown) -> Result<Vec<(Source, PollFlags)>, ServeError> {
+        // Two parallel lists: what each descriptor is, and the descriptor.
+        let mut sources = Vec::with_capacity(2 + self.conns.len() + 2 * self.workers.len());
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(sources.capacity());
+        let mut watch = |fd, flags, s| {
+            sources.push(s);
+            fds.push(PollFd::new(fd, flags));
+        };
+        watch(shutdown.wake_fd(), PollFlags::POLLIN, Source::Wake);
+        if let Some(l) = &self.listener {
+            watch(l.as_fd(), PollFlags::POLLIN, Source::Listener);
+        }
+        for (id, c) in &self.conns {
+            let mut flags = PollFlags::empty();
+            if !c.read_closed && !c.doomed && c.in_flight < MAX_IN_FLIGHT_PER_CONN {
+                flags |= PollFlags::POLLIN;
+            }
+            if !c.outbuf.is_empty() {
+                flags |= PollFlags::POLLOUT;
+            }
+            watch(c.stream.as_fd(), flags, Source::Conn(*id));
+        }
+        for (i, w) in self.workers.iter().enumerate() {
+            watch(w.stdout.as_fd(), PollFlags::POLLIN, Source::WorkerOut(i));
+            if !w.outbuf.is_empty() {
+                watch(w.stdin.as_fd(), PollFlags::POLLOUT, Source::WorkerIn);
+            }
+        }
+        let timeout = self.poll_timeout();
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("poll")(e.into())),
+        }
+        Ok(sources
+            .into_iter()
+            .zip(fds.iter())
+            .filter_map(|(s, fd)| fd.revents().filter(|r| !r.is_empty()).map(|r| (s, r)))
+            .collect())
+    }
+
+    /// Until the earliest task deadline; bounded while draining.
+    fn poll_timeout(&self) -> PollTimeout {
+        let now = Instant::now();
+        let mut until: Option<Duration> = self.draining.map(|_| Duration::from_millis(50));
+        if let Some(limit) = self.cfg.task_timeout {
+            for w in &self.workers {
+                if !w.running.is_empty() {
+                    let left = (w.head_since + limit).saturating_duration_since(now);
+                    until = Some(until.map_or(left, |u| u.min(left)));
+                }
+            }
+        }
+        match until {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                // Round up so we never wake just before the deadline.
+                let ms = d.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    self.next_conn += 1;
+                    self.conns.insert(
+                        self.next_conn,
+                        Conn {
+                            stream,
+                            inbuf: InBuf::default(),
+                            outbuf: OutBuf::default(),
+                            in_flight: 0,
+                            read_closed: false,
+                            doomed: false,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: log, keep serving those we have.
+                    tracing::warn!("accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn conn_readable(&mut self, id: u64) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.read_closed || c.doomed {
+            return;
+        }
+        match c.inbuf.fill(&mut c.stream, READ_LIMIT) {
+            // The rest (and a frame cut by the end) is seen in take_requests.
+            Ok(Fill::Eof) => c.read_closed = true,
+            Ok(_) => {}
+            Err(_) => {
+                // Reset by the caller: it is gone, its answers are dropped.
+                self.conns.remove(&id);
+                return;
+            }
+        }
+        self.take_requests(id);
+    }
+
+    /// Turns the whole frames a connection has sent into jobs.
+    fn take_requests(&mut self, id: u64) {
+        let max = self.cfg.max_frame;
+        let draining = self.draining.is_some();
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if c.doomed || c.in_flight >= MAX_IN_FLIGHT_PER_CONN {
+                return;
+            }
+            if c.read_closed && c.inbuf.pending() > 0 && !c.inbuf.frame_ready(max) {
+                // The caller's stream ended inside a frame.
+                let err = c.inbuf.truncated();
+                self.doom(id, &err);
+                return;
+            }
+            let req = match c.inbuf.next_frame(max) {
+                Ok(None) => return,
+                Ok(Some(body)) => frame::decode_body::<Request>(body),
+                Err(e) => Err(e),
+            };
+            let req = match req {
+                Ok(req) => req,
+                Err(e) => {
+                    self.doom(id, &e);
+                    return;
+                }
+            };
+            let refusal = if draining {
+                Some(CallError::new(
+                    CallErrorKind::ShuttingDown,
+                    "the server is shutting down",
+                ))
+            } else {
+                registry::check(&req.function, &req.args).err()
+            };
+            if let Some(err) = refusal {
+                let _ = c.outbuf.push(&ToClient::Answer(Response {
+                    id: req.id,
+                    result: Err(err),
+                }));
+                continue;
+            }
+            c.in_flight += 1;
+            self.next_job += 1;
+            self.pending.push_back(Job {
+                conn: id,
+                caller_id: req.id,
+                req: Request {
+                    id: self.next_job,
+                    function: req.function,
+                    args: req.args,
+                },
+            });
+        }
+    }
+
+    /// Sends a protocol error to a connection and marks it for closing.
+    fn doom(&mut self, id: u64, err: &FrameError) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            let msg = match err {
+                FrameError::Malformed(_) => format!("{err} (expected a Request frame)"),
+                _ => err.to_string(),
+            };
+            let _ = c.outbuf.push(&ToClient::ConnectionError(msg));
+            c.doomed = true;
+            c.inbuf.clear();
+        }
+    }
+
+    /// Sends a job's result to its caller, if the caller is still there.
+    fn answer(&mut self, job: Job, result: Result<crate::protocol::Value, CallError>) {
+        if let Some(c) = self.conns.get_mut(&job.conn) {
+            c.in_flight = c.in_flight.saturating_sub(1);
+            let _ = c.outbuf.push(&ToClient::Answer(Response {
+                id: job.caller_id,
+                result,
+            }));
+        }
+    }
+
+    /// Reads what child `i` has written and passes its answers on. Returns
+    /// how the read ended and, if the child broke the protocol, how.
+    fn read_answers(&mut self, i: usize) -> (io::Result<Fill>, Option<String>) {
+        let w = &mut self.workers[i];
+        let fill = w.inbuf.fill(&mut w.stdout, READ_LIMIT);
+        let mut done = Vec::new();
+        let mut bad = None;
+        loop {
+            match w.inbuf.next_frame(u32::MAX) {
+                Ok(None) => break,
+                Ok(Some(body)) => match frame::decode_body::<Response>(body) {
+                    Ok(resp) if w.running.front().is_some_and(|j| j.req.id == resp.id) => {
+                        let job = w.running.pop_front().expect("front checked");
+                        // The next job starts now.
+                        w.head_since = Instant::now();
+                        done.push((job, resp.result));
+                    }
+                    Ok(resp) => {
+                        bad = Some(format!("answered job {} out of turn", resp.id));
+                        break;
+                    }
+                    Err(e) => {
+                        bad = Some(e.to_string());
+                        break;
+                    }
+                },
+                Err(e) => {
+                    bad = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        for (job, result) in done {
+            self.answer(job, result);
+        }
+        (fill, bad)
+    }
+
+    fn worker_readable(&mut self, i: usize) -> Result<(), ServeError> {
+        match self.read_answers(i) {
+            (_, Some(why)) => self.replace(i, Ending::Misbehaved(why)),
+            (Ok(Fill::Eof) | Err(_), None) => self.replace(i, Ending::Ended),
+            (Ok(_), None) => Ok(()),
+        }
+    }
+
+    fn check_timeouts(&mut self) -> Result<(), ServeError> {
+        let Some(limit) = self.cfg.task_timeout else {
+            return Ok(());
+        };
+        let overdue = |w: &Worker| !w.running.is_empty() && w.head_since.elapsed() >= limit;
+        for i in 0..self.workers.len() {
+            if overdue(&self.workers[i]) {
+                // An answer may have arrived since poll returned: take it first.
+                match self.read_answers(i) {
+                    (_, Some(why)) => self.replace(i, Ending::Misbehaved(why))?,
+                    (Ok(Fill::Eof) | Err(_), None) => self.replace(i, Ending::Ended)?,
+                    (Ok(_), None) if overdue(&self.workers[i]) => {
+                        let job = self.workers[i].running[0].req.id;
+                        self.replace(i, Ending::TimedOut { limit, job })?
+                    }
+                    (Ok(_), None) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reaps the child in slot `i`, settles its jobs and starts another.
+    fn replace(&mut self, i: usize, ending: Ending) -> Result<(), ServeError> {
+        let w = &mut self.workers[i];
+        // Already dead, or closed its stdout, or overdue: make sure it is gone.
+        let _ = kill(Pid::from_raw(w.pid), Signal::SIGKILL);
+        let how = match w.process.wait() {
+            Ok(status) => match (status.signal(), status.code()) {
+                (Some(sig), _) => format!("died from signal {sig}"),
+                (None, Some(code)) => format!("exited with status {code}"),
+                _ => "ended".to_owned(),
+            },
+            Err(e) => format!("could not be reaped ({e})"),
+        };
+        if !matches!(ending, Ending::Misbehaved(_)) {
+            // Answers it wrote before it died are still in the pipe: they
+            // count (the pipe ends now that the child is gone).
+            while let (Ok(Fill::Limit), None) = self.read_answers(i) {}
+        }
+        let w = &mut self.workers[i];
+        let who = format!("worker {} (pid {})", w.index, w.pid);
+        let mut jobs = std::mem::take(&mut w.running);
+        let index = w.index;
+        let mut front = jobs.pop_front();
+        if let (Ending::TimedOut { job, .. }, Some(f)) = (&ending, &front) {
+            if f.req.id != *job {
+                // The overdue job answered just before the kill; the one
+                // after it had barely started: it goes round again.
+                jobs.push_front(front.take().expect("checked"));
+            }
+        }
+        // The others had not started: back to the front of the queue, in order.
+        for job in jobs.into_iter().rev() {
+            self.pending.push_front(job);
+        }
+        let line = match (&ending, front) {
+            (Ending::TimedOut { limit, .. }, Some(job)) => {
+                let line = format!(
+                    "{who} ran {} past the task timeout of {}: killed",
+                    job.req.function,
+                    format_duration(*limit)
+                );
+                let msg = format!(
+                    "timed out after {} ({who} was killed and replaced)",
+                    format_duration(*limit)
+                );
+                self.answer(job, Err(CallError::new(CallErrorKind::Timeout, msg)));
+                line
+            }
+            (Ending::Misbehaved(why), front) => {
+                if let Some(job) = front {
+                    let msg = format!(
+                        "{who} broke the protocol while running {}: {why}",
+                        job.req.function
+                    );
+                    self.answer(job, Err(CallError::new(CallErrorKind::WorkerDied, msg)));
+                }
+                format!("{who} broke the protocol ({why}): killed")
+            }
+            (_, Some(job)) => {
+                let msg = format!("{who} {how} while running {}", job.req.function);
+                self.answer(
+                    job,
+                    Err(CallError::new(CallErrorKind::WorkerDied, msg.clone())),
+                );
+                msg
+            }
+            (_, None) => format!("{who} {how} while idle"),
+        };
+        self.say(line);
+        let fresh = spawn_worker(&self.cfg, index)?;
+        self.say(format!("worker {index} started (pid {})", fresh.pid));
+        self.workers[i] = fresh;
+        Ok(())
+    }
+
+    /// Hands pending jobs to the children with the fewest jobs.
+    fn dispatch(&mut self) {
+        let now = Instant::now();
+        // A child whose current call has run for a while may be in a long
+        // one: queue behind it only when every child is like that (else the
+        // job waits here for a quick child to have room).
+        let slow =
+            |w: &Worker| !w.running.is_empty() && now.duration_since(w.head_since) > SLOW_CALL;
+        let all_slow = self.workers.iter().all(slow);
+        while let Some(job) = self.pending.front() {
+            if !self.conns.contains_key(&job.conn) {
+                // Its caller left before it started: nobody wants the answer.
+                self.pending.pop_front();
+                continue;
+            }
+            let Some(w) = self
+                .workers
+                .iter_mut()
+                .filter(|w| w.running.len() < PIPELINE_DEPTH && (all_slow || !slow(w)))
+                .min_by_key(|w| w.running.len())
+            else {
+                return;
+            };
+            let job = self.pending.pop_front().expect("front checked");
+            if w.outbuf.push(&job.req).is_err() {
+                // Cannot happen for values that decoded; answer rather than lose it.
+                self.answer(
+                    job,
+                    Err(CallError::new(
+                        CallErrorKind::Failed,
+                        "cannot encode the request",
+                    )),
+                );
+                continue;
+            }
+            if w.running.is_empty() {
+                w.head_since = Instant::now();
+            }
+            w.running.push_back(job);
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for w in &mut self.workers {
+            // EPIPE means the child died; its stdout's end tells us the rest.
+            let _ = w.outbuf.flush_to(&mut w.stdin);
+        }
+        self.conns.retain(|_, c| {
+            if c.outbuf.flush_to(&mut c.stream).is_err() {
+                return false; // the caller is gone
+            }
+            let finished = c.outbuf.is_empty() && (c.doomed || (c.read_closed && c.in_flight == 0));
+            !finished
+        });
+    }
+
+    /// Closes every child's stdin (they exit at the end of their input) and
+    /// reaps them, killing any that does not exit within the grace period.
+    fn stop_children(&mut self) {
+        let workers = std::mem::take(&mut self.workers);
+        let mut procs = Vec::new();
+        for w in workers {
+            drop(w.stdin);
+            procs.push((w.index, w.pid, w.process));
+        }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        for (index, pid, mut p) in procs {
+            loop {
+                match p.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        tracing::warn!("worker {index} (pid {pid}) did not exit: killing it");
+                        let _ = p.kill();
+                        let _ = p.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // However we leave (error included), the children go and the socket too.
+        for w in &mut self.workers {
+            let _ = w.process.kill();
+            let _ = w.process.wait();
+        }
+        if self.listener.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Starts the child for slot `index`: the child command with its stdin and
+/// stdout as pipes, killed by the kernel if this process dies.
+fn spawn_worker(cfg: &Config, index: usize) -> Result<Worker, ServeError> {
+    let spawn_err = |source| ServeError::Spawn { index, source };
+    let (program, args) = cfg
+        .child_command
+        .split_first()
+        .ok_or_else(|| spawn_err(io::Error::other("empty child command")))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // two async-signal-safe system calls (prctl, getppid); it allocates
+    // nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The parent may have died between fork and prctl.
+            if nix::unistd::getppid() != parent {
+                // ESRCH: no such (parent) process. A raw errno: no allocation.
+                return Err(nix::errno::Errno::ESRCH.into());
+            }
+            Ok(())
+        });
+    }
+    let mut process = cmd.spawn().map_err(spawn_err)?;
+    let stdin = process.stdin.take().expect("piped");
+    let stdout = process.stdout.take().expect("piped");
+    for fd in [stdin.as_raw_fd(), stdout.as_raw_fd()] {
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| spawn_err(e.into()))?;
+    }
+    Ok(Worker {
+        index,
+        pid: process.id() as i32,
+        process,
+        stdin,
+        stdout,
+        inbuf: InBuf::default(),
+        outbuf: OutBuf::default(),
+        running: VecDeque::new(),
+        head_since: Instant::now(),
+    })
+}

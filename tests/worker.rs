@@ -1,0 +1,625 @@
+//! End-to-end tests of `worker`: the real binary serving, real children on
+//! real pipes, real faults (abort, SIGKILL, panics, timeouts, garbage bytes,
+//! stale sockets, SIGTERM), checked through the CLI and the library client.
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use common::*;
+use nix::sys::signal::Signal;
+use syncomm_common::frame;
+use syncomm_worker::{CallErrorKind, Client, ToClient, Value};
+
+/// A running `worker serve` and what it printed at start.
+struct Pool {
+    proc: Proc,
+    lines: Lines,
+    name: String,
+    path: PathBuf,
+    /// Child pids by slot (index 0 is worker 1).
+    pids: Vec<i32>,
+}
+
+impl Pool {
+    fn start(env: &Env, workers: usize, extra: &[&str]) -> Pool {
+        Pool::start_named(env, &unique_name("pool"), workers, extra)
+    }
+
+    fn start_named(env: &Env, name: &str, workers: usize, extra: &[&str]) -> Pool {
+        let mut cmd = env.cmd("worker");
+        cmd.args(["serve", "--name", name, "--workers", &workers.to_string()]);
+        cmd.args(extra);
+        let mut proc = Proc::spawn(cmd);
+        let lines = proc.stdout_lines();
+        let mut pids = Vec::new();
+        loop {
+            let line = lines.next_line().expect("serve printed its start");
+            if let Some(pid) = started_pid(&line) {
+                pids.push(pid);
+            }
+            if line.starts_with("serving ") {
+                break;
+            }
+        }
+        assert_eq!(pids.len(), workers);
+        Pool {
+            proc,
+            lines,
+            name: name.to_owned(),
+            path: env.dir().join(format!("worker.{name}.sock")),
+            pids,
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::connect_path(&self.path).expect("connect to the pool")
+    }
+
+    /// Waits for the server to report a new child in slot `index`; returns its pid.
+    fn wait_started(&self, index: usize) -> i32 {
+        let prefix = format!("worker {index} started (pid ");
+        let line = self.lines.wait_for(|l| l.starts_with(&prefix));
+        started_pid(&line).unwrap()
+    }
+}
+
+/// The pid in "worker N started (pid P)".
+fn started_pid(line: &str) -> Option<i32> {
+    let rest = line.split(" started (pid ").nth(1)?;
+    rest.trim_end_matches(')').parse().ok()
+}
+
+fn int(i: i64) -> Value {
+    Value::Int(i)
+}
+
+/// Waits until process `pid` sleeps in the kernel (a `sleep_ms` call is running).
+fn wait_sleeping(pid: i32) {
+    wait_until("the child to be sleeping", || {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        // clock_nanosleep / nanosleep on x86_64 (230, 35) and aarch64 (115, 101).
+        wchan.contains("nanosleep")
+            || ["230 ", "35 ", "115 ", "101 "]
+                .iter()
+                .any(|n| syscall.starts_with(n))
+    });
+}
+
+/// `worker call` prints results on stdout, `--json` one object, errors one
+/// line `worker: FUNCTION failed: why` with exit 1; `worker list` shows the
+/// registry's signatures.
+#[test]
+fn call_prints_results_and_errors() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 2, &[]);
+    let call = |args: &[&str]| {
+        let mut c = env.cmd("worker");
+        c.args(["call", "--name", &pool.name]).args(args);
+        run(c)
+    };
+    let out = call(&["add", "2", "3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "5\n");
+    assert_eq!(text(&call(&["fib", "93"]).stdout), "12200160415121876738\n");
+    assert_eq!(text(&call(&["factor", "360"]).stdout), "2 2 2 3 3 5\n");
+    assert_eq!(text(&call(&["upper", "42 apples"]).stdout), "42 APPLES\n");
+    assert_eq!(text(&call(&["neg", "-7"]).stdout), "7\n");
+
+    let out = call(&["--json", "factor", "12"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["function"], "factor");
+    assert_eq!(v["result"], serde_json::json!([2, 2, 3]));
+
+    let out = call(&["div", "1", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "worker: div failed: division by zero\n");
+    let out = call(&["fib", "94"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("worker: fib failed: fib 94 does not fit"));
+
+    let mut c = env.cmd("worker");
+    c.args(["list", "--name", &pool.name]);
+    let out = run(c);
+    assert!(out.status.success());
+    let listing = text(&out.stdout);
+    for sig in [
+        "add(a: int, b: int) -> int",
+        "fib(n: uint) -> uint",
+        "upper(text: text) -> text",
+    ] {
+        assert!(listing.contains(sig), "{sig} in {listing}");
+    }
+    assert_eq!(
+        listing.lines().count(),
+        syncomm_worker::registry::FUNCTIONS.len()
+    );
+}
+
+/// Without a server, `worker call` says so in one line and exits 1; a bad
+/// name is a usage error.
+#[test]
+fn call_without_server_fails_clearly() {
+    let env = Env::new();
+    let mut c = env.cmd("worker");
+    c.args(["call", "--name", "nobody-here", "add", "1", "2"]);
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("worker: ") && err.contains("no server is serving nobody-here"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1);
+    let mut c = env.cmd("worker");
+    c.args(["call", "--name", "../x", "add", "1", "2"]);
+    assert_eq!(run(c).status.code(), Some(2));
+}
+
+/// Unknown function, wrong number or types of arguments: an error result
+/// naming what was expected; the connection stays usable.
+#[test]
+fn bad_calls_name_what_was_expected() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 1, &[]);
+    let mut c = pool.client();
+    let e = c.call("frobnicate", &[]).unwrap().unwrap_err();
+    assert_eq!(e.kind, CallErrorKind::UnknownFunction);
+    assert!(e.message.contains("unknown function \"frobnicate\"") && e.message.contains("add"));
+    let e = c.call("add", &[int(1)]).unwrap().unwrap_err();
+    assert_eq!(e.kind, CallErrorKind::BadArguments);
+    assert!(
+        e.message
+            .contains("expected 2 arguments (add(a: int, b: int) -> int), got 1"),
+        "{e}"
+    );
+    let e = c
+        .call("add", &[int(1), Value::Text("two".into())])
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("argument b must be an int, got text \"two\""),
+        "{e}"
+    );
+    let e = c.call("fib", &[int(-1)]).unwrap().unwrap_err();
+    assert!(e.message.contains("argument n must be an uint"), "{e}");
+    assert_eq!(c.call("add", &[int(1), int(2)]).unwrap(), Ok(int(3)));
+}
+
+/// A child that aborts mid-call: its caller gets "worker 1 (pid N) died from
+/// signal 6 while running abort", the calls queued behind it on the same
+/// child are answered (re-sent to the replacement), and a new child appears.
+#[test]
+fn abort_is_reported_others_answered_child_replaced() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 1, &[]);
+    let old = pool.pids[0];
+    let mut c = pool.client();
+    let before: Vec<u64> = (0..3)
+        .map(|i| c.send("add", &[int(i), int(100)]).unwrap())
+        .collect();
+    let abort = c.send("abort", &[]).unwrap();
+    let after: Vec<u64> = (0..20)
+        .map(|i| c.send("mul", &[int(i), int(3)]).unwrap())
+        .collect();
+    let mut answers = HashMap::new();
+    for _ in 0..24 {
+        let (id, r) = c.recv().unwrap();
+        assert!(answers.insert(id, r).is_none(), "answer {id} twice");
+    }
+    let e = answers[&abort].clone().unwrap_err();
+    assert_eq!(e.kind, CallErrorKind::WorkerDied);
+    assert_eq!(
+        e.message,
+        format!("worker 1 (pid {old}) died from signal 6 while running abort")
+    );
+    for (i, id) in before.iter().enumerate() {
+        assert_eq!(answers[id], Ok(int(i as i64 + 100)));
+    }
+    for (i, id) in after.iter().enumerate() {
+        assert_eq!(answers[id], Ok(int(i as i64 * 3)));
+    }
+    let fresh = pool.wait_started(1);
+    assert_ne!(fresh, old);
+    assert!(pid_alive(fresh));
+    assert_eq!(c.call("pid", &[]).unwrap(), Ok(Value::UInt(fresh as u64)));
+}
+
+/// `kill -9` of a child from outside while it runs a call: that caller gets
+/// the death message, every other call (on both children) is answered, and
+/// a replacement child serves afterwards.
+#[test]
+fn child_killed_mid_call_is_reported_and_replaced() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 2, &[]);
+    let victim = pool.pids[0];
+    let mut c = pool.client();
+    // The first call goes to worker 1 (both idle, lowest slot first).
+    let sleeper = c.send("sleep_ms", &[int(600_000)]).unwrap();
+    c.flush().unwrap();
+    wait_sleeping(victim);
+    let others: Vec<u64> = (0..30)
+        .map(|i| c.send("add", &[int(i), int(i)]).unwrap())
+        .collect();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    let mut answers = HashMap::new();
+    for _ in 0..31 {
+        let (id, r) = c.recv().unwrap();
+        assert!(answers.insert(id, r).is_none());
+    }
+    let e = answers[&sleeper].clone().unwrap_err();
+    assert_eq!(
+        e.message,
+        format!("worker 1 (pid {victim}) died from signal 9 while running sleep_ms")
+    );
+    for (i, id) in others.iter().enumerate() {
+        assert_eq!(answers[id], Ok(int(2 * i as i64)));
+    }
+    let fresh = pool.wait_started(1);
+    assert!(pid_alive(fresh) && !pid_alive(victim));
+}
+
+/// A panic inside a function is an error result; the child lives on (same pid).
+#[test]
+fn panic_is_an_error_and_the_child_lives_on() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 1, &[]);
+    let mut c = pool.client();
+    let pid = pool.pids[0] as u64;
+    assert_eq!(c.call("pid", &[]).unwrap(), Ok(Value::UInt(pid)));
+    let e = c.call("panic", &[]).unwrap().unwrap_err();
+    assert_eq!(e.kind, CallErrorKind::Panicked);
+    assert!(e.message.contains("panicked"), "{e}");
+    assert_eq!(c.call("pid", &[]).unwrap(), Ok(Value::UInt(pid)));
+    let mut cmd = env.cmd("worker");
+    cmd.args(["call", "--name", &pool.name, "panic"]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("worker: panic failed: panicked"));
+}
+
+/// A call past --task-timeout: the caller gets a timeout error, the child is
+/// killed and replaced, the call queued behind it is still answered.
+#[test]
+fn task_timeout_kills_and_replaces_the_child() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 1, &["--task-timeout", "300ms"]);
+    let old = pool.pids[0];
+    let mut c = pool.client();
+    let slow = c.send("sleep_ms", &[int(600_000)]).unwrap();
+    let quick = c.send("add", &[int(1), int(2)]).unwrap();
+    let e = c.wait_for(slow).unwrap().unwrap_err();
+    assert_eq!(e.kind, CallErrorKind::Timeout);
+    assert!(e.message.starts_with("timed out after 300ms"), "{e}");
+    assert_eq!(c.wait_for(quick).unwrap(), Ok(int(3)));
+    let fresh = pool.wait_started(1);
+    assert_ne!(fresh, old);
+    wait_until("the timed-out child to be gone", || !pid_alive(old));
+    assert_eq!(c.call("pid", &[]).unwrap(), Ok(Value::UInt(fresh as u64)));
+}
+
+/// A caller that disconnects with calls in flight: the server drops their
+/// answers and keeps serving everyone else.
+#[test]
+fn caller_leaving_with_calls_in_flight_does_not_hurt_the_server() {
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 1, &[]);
+    {
+        let mut gone = pool.client();
+        for _ in 0..5 {
+            gone.send("sleep_ms", &[int(100)]).unwrap();
+        }
+        for i in 0..200 {
+            gone.send("add", &[int(i), int(1)]).unwrap();
+        }
+        gone.flush().unwrap();
+        wait_sleeping(pool.pids[0]);
+    } // dropped: the connection closes with 205 calls in flight
+    let mut c = pool.client();
+    assert_eq!(c.call("add", &[int(20), int(22)]).unwrap(), Ok(int(42)));
+    assert!(pool.proc.is_running());
+    assert_eq!(
+        c.call("pid", &[]).unwrap(),
+        Ok(Value::UInt(pool.pids[0] as u64))
+    );
+}
+
+/// Reads the server's reply on a raw connection: one ConnectionError, then
+/// the end of the stream.
+fn expect_connection_error(mut s: UnixStream) -> String {
+    s.set_read_timeout(Some(HANG)).unwrap();
+    let msg = match frame::read_frame::<_, ToClient>(&mut s, 1 << 20).expect("a reply frame") {
+        Some(ToClient::ConnectionError(why)) => why,
+        other => panic!("expected a connection error, got {other:?}"),
+    };
+    assert!(
+        frame::read_frame::<_, ToClient>(&mut s, 1 << 20)
+            .unwrap()
+            .is_none(),
+        "closed after the error"
+    );
+    msg
+}
+
+/// Garbage bytes, a frame over --max-frame, and a body that does not decode:
+/// each such connection gets an error and is closed; a caller connected all
+/// along is served before and after.
+#[test]
+fn garbage_oversize_and_undecodable_frames_close_only_that_connection() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 1, &["--max-frame", "1024"]);
+    let mut good = pool.client();
+    assert_eq!(good.call("add", &[int(1), int(1)]).unwrap(), Ok(int(2)));
+
+    let mut s = UnixStream::connect(&pool.path).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let why = expect_connection_error(s);
+    assert!(why.contains("over the limit of 1024 bytes"), "{why}");
+
+    let mut s = UnixStream::connect(&pool.path).unwrap();
+    s.write_all(&2000u32.to_le_bytes()).unwrap();
+    let why = expect_connection_error(s);
+    assert!(
+        why.contains("frame of 2000 bytes is over the limit"),
+        "{why}"
+    );
+
+    let mut s = UnixStream::connect(&pool.path).unwrap();
+    let mut bad = 5u32.to_le_bytes().to_vec();
+    bad.extend_from_slice(&[0xff; 5]);
+    s.write_all(&bad).unwrap();
+    let why = expect_connection_error(s);
+    assert!(why.contains("malformed frame body"), "{why}");
+
+    // A frame cut short by a half-closed caller.
+    let mut s = UnixStream::connect(&pool.path).unwrap();
+    s.write_all(&[10, 0, 0, 0, 1, 2]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let why = expect_connection_error(s);
+    assert!(why.contains("stream ended inside a frame"), "{why}");
+
+    assert_eq!(good.call("add", &[int(2), int(2)]).unwrap(), Ok(int(4)));
+    assert_eq!(
+        good.call("pid", &[]).unwrap(),
+        Ok(Value::UInt(pool.pids[0] as u64))
+    );
+}
+
+/// `kill -9` of the server: its children die with it (PR_SET_PDEATHSIG), and
+/// the socket file it left is taken over by the next server on that name.
+#[test]
+fn killed_server_takes_children_along_and_its_stale_socket_is_taken_over() {
+    let env = Env::new();
+    let name = unique_name("stale");
+    let first = Pool::start_named(&env, &name, 2, &[]);
+    let mode = std::fs::metadata(&first.path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "socket is private");
+    first.proc.kill9();
+    for pid in &first.pids {
+        wait_until("the children to die with the server", || !pid_alive(*pid));
+    }
+    assert!(
+        first.path.exists(),
+        "the killed server left its socket behind"
+    );
+    drop(first);
+    let mut cmd = env.cmd("worker");
+    cmd.args(["serve", "--name", &name, "--workers", "1"]);
+    let mut second = Proc::spawn(cmd);
+    let lines = second.stdout_lines();
+    let line =
+        lines.wait_for(|l| l.starts_with("removed stale socket") || l.starts_with("serving"));
+    assert!(line.starts_with("removed stale socket"), "{line}");
+    lines.wait_for(|l| l.starts_with("serving"));
+    let mut c = Client::connect_path(&env.dir().join(format!("worker.{name}.sock"))).unwrap();
+    assert_eq!(c.call("add", &[int(40), int(2)]).unwrap(), Ok(int(42)));
+    assert!(second.is_running());
+}
+
+/// `serve` on a name a live server holds: refused, naming the live server's
+/// pid; the live server keeps serving.
+#[test]
+fn second_server_on_a_live_name_is_refused() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 1, &[]);
+    let mut cmd = env.cmd("worker");
+    cmd.args(["serve", "--name", &pool.name, "--workers", "1"]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "a server is already serving {} (pid {})",
+            pool.name,
+            pool.proc.pid()
+        )),
+        "{err}"
+    );
+    assert_eq!(pool.client().call("neg", &[int(5)]).unwrap(), Ok(int(-5)));
+}
+
+/// SIGTERM: the server stops accepting, finishes the calls in flight
+/// (their callers get the answers), stops its children, removes its
+/// socket and exits 0.
+#[test]
+fn sigterm_finishes_calls_in_flight_then_cleans_up() {
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 3, &[]);
+    let mut c = pool.client();
+    let slow: Vec<u64> = (0..2)
+        .map(|_| c.send("sleep_ms", &[int(1500)]).unwrap())
+        .collect();
+    let quick = c.send("add", &[int(1), int(1)]).unwrap();
+    // Answered only after the server has read (and accepted) everything before it.
+    assert_eq!(
+        c.call("word_count", &[Value::Text("a b c".into())])
+            .unwrap(),
+        Ok(Value::UInt(3))
+    );
+    pool.proc.signal(Signal::SIGTERM);
+    for id in &slow {
+        assert_eq!(c.wait_for(*id).unwrap(), Ok(Value::UInt(1500)));
+    }
+    assert_eq!(c.wait_for(quick).unwrap(), Ok(int(2)));
+    let status = pool.proc.wait_timeout(HANG);
+    assert_eq!(status.code(), Some(0));
+    let rest = pool.lines.rest();
+    assert!(
+        rest.iter().any(|l| l.starts_with("stopping (SIGTERM)")),
+        "{rest:?}"
+    );
+    assert!(rest.iter().any(|l| l == "stopped"), "{rest:?}");
+    assert!(!pool.path.exists(), "socket removed");
+    for pid in &pool.pids {
+        wait_until("children to be reaped", || !pid_alive(*pid));
+    }
+}
+
+/// Load: 8 clients × 10,000 pipelined calls at once; every answer is
+/// correct, none lost, none duplicated.
+#[test]
+fn eight_clients_ten_thousand_pipelined_calls_each() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 2, &[]);
+    const CALLS: i64 = 10_000;
+    const WINDOW: usize = 64;
+    let handles: Vec<_> = (0..8i64)
+        .map(|k| {
+            let mut c = pool.client();
+            std::thread::spawn(move || {
+                let mut expect: HashMap<u64, i64> = HashMap::new();
+                let mut seen = 0i64;
+                let mut next = 0i64;
+                while seen < CALLS {
+                    while next < CALLS && c.in_flight() < WINDOW {
+                        let id = c.send("add", &[int(next), int(k * 1_000_000)]).unwrap();
+                        expect.insert(id, next + k * 1_000_000);
+                        next += 1;
+                    }
+                    let (id, r) = c.recv().unwrap();
+                    let want = expect
+                        .remove(&id)
+                        .unwrap_or_else(|| panic!("unknown or duplicate answer {id}"));
+                    assert_eq!(r, Ok(int(want)));
+                    seen += 1;
+                }
+                assert!(expect.is_empty());
+                seen
+            })
+        })
+        .collect();
+    let total: i64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(total, 8 * CALLS);
+}
+
+/// `worker call --timeout`: a call that outlasts it fails with one line and
+/// exit 1 (the pool is unaffected).
+#[test]
+fn call_timeout_gives_up_with_one_line() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 1, &[]);
+    let mut c = env.cmd("worker");
+    c.args([
+        "call",
+        "--name",
+        &pool.name,
+        "--timeout",
+        "200ms",
+        "sleep_ms",
+        "3000",
+    ]);
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "worker: sleep_ms failed: no answer within 200ms\n"
+    );
+    assert_eq!(
+        pool.client().call("add", &[int(1), int(1)]).unwrap(),
+        Ok(int(2))
+    );
+}
+
+/// A caller that writes its requests and shuts down its sending side still
+/// gets every answer, then the end of the stream.
+#[test]
+fn half_closed_caller_still_gets_its_answers() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 2, &[]);
+    let mut s = UnixStream::connect(&pool.path).unwrap();
+    let mut wire = Vec::new();
+    for i in 0..50u64 {
+        let req = syncomm_worker::Request {
+            id: i,
+            function: "neg".into(),
+            args: vec![int(i as i64)],
+        };
+        frame::encode_frame_into(&req, &mut wire).unwrap();
+    }
+    s.write_all(&wire).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(HANG)).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(msg) = frame::read_frame::<_, ToClient>(&mut s, 1 << 20).unwrap() {
+        match msg {
+            ToClient::Answer(r) => {
+                assert_eq!(r.result, Ok(int(-(r.id as i64))));
+                assert!(seen.insert(r.id));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen.len(), 50);
+}
+
+/// Something at the socket path that is not a socket (a user's file) is
+/// never removed: `serve` refuses and says what to do.
+#[test]
+fn a_file_at_the_socket_path_is_not_clobbered() {
+    let env = Env::new();
+    let name = unique_name("file");
+    let path = env.dir().join(format!("worker.{name}.sock"));
+    std::fs::write(&path, b"precious").unwrap();
+    let mut cmd = env.cmd("worker");
+    cmd.args(["serve", "--name", &name, "--workers", "1"]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("exists and is not a socket"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+}
+
+/// A child busy with a long call is passed over: while worker 1 sleeps for
+/// ten minutes, a burst of pipelined calls is all answered by worker 2
+/// instead of queueing behind the sleeper.
+#[test]
+fn calls_do_not_queue_behind_a_long_call() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 2, &[]);
+    let mut sleeper = pool.client();
+    sleeper.send("sleep_ms", &[int(600_000)]).unwrap();
+    sleeper.flush().unwrap();
+    wait_sleeping(pool.pids[0]);
+    let mut c = pool.client();
+    // A failure must not wait ten minutes for the sleeper.
+    c.set_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    // Runs on worker 2 (idle); when it returns, worker 1's call has run
+    // longer than server::SLOW_CALL.
+    assert_eq!(c.call("sleep_ms", &[int(5)]).unwrap(), Ok(Value::UInt(5)));
+    let ids: Vec<u64> = (0..40).map(|_| c.send("pid", &[]).unwrap()).collect();
+    for id in ids {
+        assert_eq!(
+            c.wait_for(id).unwrap(),
+            Ok(Value::UInt(pool.pids[1] as u64))
+        );
+    }
+}
