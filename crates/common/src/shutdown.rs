@@ -5,7 +5,7 @@
 //! a flag that loops check, the number of the signal, and a byte written to a
 //! socket pair whose read end any `poll(2)` loop can wait on beside its other
 //! descriptors. The program then releases what it holds and removes what it
-//! created. A second signal while shutting down exits at once (status 130),
+//! created. A second signal while shutting down exits at once (status 128+N, as a shell reports a death by signal N),
 //! so a stuck cleanup never traps the user.
 
 use std::io::{self, Read};
@@ -37,7 +37,7 @@ impl Shutdown {
         write.set_nonblocking(true)?;
         for sig in SHUTDOWN_SIGNALS {
             // Registered first, so it sees the flag as the previous signal left it.
-            signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag))?;
+            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&flag))?;
             signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
             signal_hook::flag::register(sig, Arc::clone(&flag))?;
             signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
