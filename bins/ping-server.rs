@@ -1,8 +1,105 @@
-//! `ping-server`: not yet built (placeholder so the workspace compiles).
+//! `ping-server`: answers `ping` with `pong` over TCP and a local socket.
+use std::io::{BufWriter, Write};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use syncomm_common::shutdown::Shutdown;
+use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_ping::server::{Server, ServerConfig, MAX_LINGERING};
+use syncomm_ping::{raise_nofile_limit, Endpoint, DEFAULT_TCP};
+
+/// Answer `ping` with `pong`, one line per request, over TCP and a local socket.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Examples:\n  ping-server                                   serve 127.0.0.1:7878\n  ping-server --tcp 127.0.0.1:0 --local demo    a free port, and the local socket 'demo'\n  echo ping | nc 127.0.0.1 7878                 prints: pong\n\nRequests: `ping` -> `pong`, `ping PAYLOAD` -> `pong PAYLOAD`; lines up to 64 KiB."
+)]
+struct Args {
+    /// TCP address to serve; port 0 picks a free one (printed as `listening on ADDR`).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_TCP)]
+    tcp: String,
+    /// Serve no TCP at all (needs --local).
+    #[arg(long, conflicts_with = "tcp")]
+    no_tcp: bool,
+    /// Also serve the local socket NAME in the runtime directory.
+    #[arg(long, value_name = "NAME")]
+    local: Option<Name>,
+    /// Most connections served at once; more get `error: server busy`.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    max_conns: usize,
+    /// Drop a connection that completes no request for this long (0: never).
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Do not log each request.
+    #[arg(short, long)]
+    quiet: bool,
+}
 
 fn main() -> ExitCode {
     syncomm_common::run("ping-server", || {
-        Err(syncomm_common::Fail::failed("not built yet").into())
+        let args = Args::parse();
+        if args.max_conns == 0 {
+            return Err(Fail::usage("--max-conns must be at least 1").into());
+        }
+        if args.no_tcp && args.local.is_none() {
+            return Err(Fail::usage("--no-tcp needs --local NAME (nothing to serve)").into());
+        }
+        let tcp = if args.no_tcp {
+            None
+        } else {
+            match Endpoint::tcp(&args.tcp) {
+                Ok(Endpoint::Tcp(a)) => Some(a),
+                _ => {
+                    return Err(Fail::usage(format!(
+                        "invalid --tcp {:?}: expected HOST:PORT such as 127.0.0.1:7878",
+                        args.tcp
+                    ))
+                    .into())
+                }
+            }
+        };
+        // A thousand clients need a thousand descriptors: take what the hard limit allows.
+        let mut max_conns = args.max_conns;
+        match raise_nofile_limit() {
+            Ok(limit) => {
+                let room = (limit as usize).saturating_sub(MAX_LINGERING + 64).max(1);
+                if max_conns > room {
+                    tracing::warn!(
+                        "--max-conns {max_conns} lowered to {room} (open-file limit {limit})"
+                    );
+                    max_conns = room;
+                }
+            }
+            Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+        }
+        let shutdown = Shutdown::install().context("installing signal handlers")?;
+        let server = Server::bind(ServerConfig {
+            tcp,
+            local: args.local.clone(),
+            max_conns,
+            idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+        })?;
+        let stdout = std::io::stdout();
+        let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+        if let Some(addr) = server.tcp_addr() {
+            writeln!(out, "listening on {addr}")?;
+        }
+        if let Some(path) = server.local_path() {
+            writeln!(out, "listening on local socket {}", path.display())?;
+        }
+        out.flush()?;
+        let log: Option<&mut dyn Write> = if args.quiet { None } else { Some(&mut out) };
+        let stats = server.run(&shutdown, log)?;
+        if !args.quiet {
+            let _ = writeln!(
+                out,
+                "Server stopped: {} connections, {} requests answered",
+                stats.accepted, stats.requests
+            );
+            let _ = out.flush();
+        }
+        Ok(0)
     })
 }
