@@ -1,5 +1,5 @@
 //! `ping-server`: answers `ping` with `pong` over TCP and a local socket.
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -81,8 +81,7 @@ fn main() -> ExitCode {
             max_conns,
             idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         })?;
-        let stdout = std::io::stdout();
-        let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+        let mut out = std::io::stdout().lock();
         if let Some(addr) = server.tcp_addr() {
             writeln!(out, "listening on {addr}")?;
         }
@@ -90,8 +89,14 @@ fn main() -> ExitCode {
             writeln!(out, "listening on local socket {}", path.display())?;
         }
         out.flush()?;
-        let log: Option<&mut dyn Write> = if args.quiet { None } else { Some(&mut out) };
+        drop(out);
+        let log: Option<Box<dyn Write + Send>> = if args.quiet {
+            None
+        } else {
+            Some(Box::new(std::io::stdout()))
+        };
         let stats = server.run(&shutdown, log)?;
+        let mut out = std::io::stdout().lock();
         if !args.quiet {
             let _ = writeln!(
                 out,

@@ -468,3 +468,38 @@ fn usage_errors_exit_2() {
         assert_eq!(out.status.code(), Some(2), "ping-server {args:?}");
     }
 }
+
+/// A reader of the request log that stops reading (a paused terminal, a
+/// stuck pipe) does not stall the server: requests keep being answered and
+/// the log lines that cannot be written are dropped and counted.
+#[test]
+fn a_stalled_log_reader_does_not_stall_the_server() {
+    let env = Env::new();
+    let mut c = env.cmd("ping-server");
+    c.args(["--tcp", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut proc = Proc::spawn_raw(c);
+    let mut out = BufReader::new(proc.child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let port = first.trim().rsplit(':').next().unwrap().to_owned();
+    // 20,000 log lines are about 900 KB: far more than a pipe holds unread.
+    let mut conn = Conn::new(TcpStream::connect(format!("127.0.0.1:{port}")).unwrap());
+    for _ in 0..20 {
+        conn.send("ping\n".repeat(1000).as_bytes());
+        for _ in 0..1000 {
+            assert_eq!(conn.line(), "pong\n");
+        }
+    }
+    // Now read the log: the gap is reported.
+    proc.signal(Signal::SIGTERM);
+    let mut log = String::new();
+    out.read_to_string(&mut log).unwrap();
+    assert!(
+        log.contains("log lines dropped: output too slow"),
+        "{}",
+        &log[..log.len().min(300)]
+    );
+    assert_eq!(proc.wait_timeout(HANG).code(), Some(0));
+}

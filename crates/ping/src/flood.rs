@@ -174,10 +174,11 @@ fn client_loop(cfg: &FloodConfig, stop: &AtomicBool, tickets: &AtomicU64) -> Flo
         let t0 = Instant::now();
         let result = match conn.as_mut() {
             Some(s) => Ok(s),
-            None => Stream::connect(&cfg.endpoint, Some(FLOOD_TIMEOUT))
+            // A plain blocking connect (on loopback it is answered at once)
+            // and a read timeout, so a stuck server cannot hang the flood.
+            None => Stream::connect(&cfg.endpoint, None)
                 .and_then(|s| {
                     s.set_read_timeout(Some(FLOOD_TIMEOUT))?;
-                    s.set_write_timeout(Some(FLOOD_TIMEOUT))?;
                     Ok(s)
                 })
                 .map(|s| conn.insert(s))

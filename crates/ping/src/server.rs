@@ -10,7 +10,12 @@
 //!    for `EPOLLOUT`, and reading pauses meanwhile: back-pressure);
 //! 4. the sweep (a few times per idle timeout): drop connections whose
 //!    deadline passed;
-//! 5. flush the request log (buffered, so logging costs one `write` per turn).
+//! 5. hand this turn's request log lines to the log thread ([`RequestLog`]).
+//!
+//! ## The request log
+//! Log lines are collected per turn and passed to a helper thread that
+//! writes them, so a slow or paused reader of stdout never stalls the loop:
+//! when the thread falls behind, lines are dropped and counted instead.
 //!
 //! ## Idle deadline
 //! A connection's deadline is reset when it completes a request or when one
@@ -30,6 +35,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -45,6 +53,8 @@ use crate::Endpoint;
 pub const LINGER: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the last answers to be written.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// At most this many bytes of request log wait for a slow reader; past it lines are dropped.
+pub const LOG_BACKLOG: usize = 256 * 1024;
 /// At most this many closing connections linger at once; past it they are closed at once.
 pub const MAX_LINGERING: usize = 256;
 
@@ -162,7 +172,7 @@ struct Conn {
 }
 
 /// Everything the handlers share besides the connection table.
-struct Ctx<'a> {
+struct Ctx {
     epoll: Epoll,
     now: Instant,
     idle: Option<Duration>,
@@ -171,7 +181,7 @@ struct Ctx<'a> {
     open: usize,
     stats: Stats,
     scratch: Vec<u8>,
-    log: Option<&'a mut dyn Write>,
+    log: Option<RequestLog>,
     log_broken: bool,
 }
 
@@ -213,11 +223,11 @@ impl Server {
     /// Serves until `shutdown` is requested, logging each request to `log` if given.
     ///
     /// A log that fails with a broken pipe (its reader went away) ends the
-    /// run like a shutdown request.
+    /// run like a shutdown request. The log is flushed before this returns.
     pub fn run(
         mut self,
         shutdown: &Shutdown,
-        log: Option<&mut dyn Write>,
+        log: Option<Box<dyn Write + Send>>,
     ) -> Result<Stats, ServerError> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll_create"))?;
         let readable = EpollFlags::EPOLLIN;
@@ -251,7 +261,7 @@ impl Server {
             open: 0,
             stats: Stats::default(),
             scratch: vec![0; MAX_LINE + 1],
-            log,
+            log: log.map(RequestLog::start),
             log_broken: false,
         };
         let mut conns = Slab::default();
@@ -308,24 +318,23 @@ impl Server {
                 }
             }
             if let Some(log) = ctx.log.as_mut() {
-                if let Err(e) = log.flush() {
-                    if e.kind() == io::ErrorKind::BrokenPipe {
-                        ctx.log_broken = true;
-                        ctx.log = None;
-                    }
-                }
+                ctx.log_broken |= log.pass_on();
             }
             if let Some(until) = drain_until {
                 if conns.is_empty() || ctx.now >= until {
-                    return Ok(ctx.stats);
+                    break;
                 }
             }
         }
+        if let Some(log) = ctx.log.take() {
+            log.finish();
+        }
+        Ok(ctx.stats)
     }
 
     /// Accepts every waiting connection on one listener. Returns true when
     /// the listener had to be paused (out of file descriptors).
-    fn accept_all(&self, token: u64, ctx: &mut Ctx<'_>, conns: &mut Slab) -> bool {
+    fn accept_all(&self, token: u64, ctx: &mut Ctx, conns: &mut Slab) -> bool {
         // Bounded, so one busy listener cannot starve the connections.
         for _ in 0..256 {
             let accepted = match token {
@@ -398,7 +407,7 @@ impl Server {
         false
     }
 
-    fn set_listen_interest(&self, ctx: &Ctx<'_>, flags: EpollFlags) {
+    fn set_listen_interest(&self, ctx: &Ctx, flags: EpollFlags) {
         if let Some(l) = &self.tcp {
             let _ = ctx
                 .epoll
@@ -427,7 +436,7 @@ impl Drop for Server {
 }
 
 /// Tells a connection past `--max-conns` that the server is busy, and closes it.
-fn refuse_busy(fd: OwnedFd, peer: Peer, ctx: &mut Ctx<'_>, conns: &mut Slab) {
+fn refuse_busy(fd: OwnedFd, peer: Peer, ctx: &mut Ctx, conns: &mut Slab) {
     // A fresh socket's send buffer is empty: this write does not block.
     let _ = nix::unistd::write(&fd, protocol::BUSY);
     if let Some(log) = ctx.log.as_mut() {
@@ -438,7 +447,7 @@ fn refuse_busy(fd: OwnedFd, peer: Peer, ctx: &mut Ctx<'_>, conns: &mut Slab) {
 
 /// Closes the sending side and keeps the socket a moment, discarding input,
 /// so the peer reads our last line before the connection goes away.
-fn start_lingering(fd: OwnedFd, peer: Peer, ctx: &mut Ctx<'_>, conns: &mut Slab) {
+fn start_lingering(fd: OwnedFd, peer: Peer, ctx: &mut Ctx, conns: &mut Slab) {
     let _ = shutdown(fd.as_raw_fd(), How::Write);
     if ctx.lingering >= MAX_LINGERING || ctx.draining {
         return; // dropped: closed at once
@@ -468,7 +477,7 @@ fn start_lingering(fd: OwnedFd, peer: Peer, ctx: &mut Ctx<'_>, conns: &mut Slab)
 }
 
 /// Updates the counters for a connection leaving the table (its socket closes on drop).
-fn forget(conn: Conn, ctx: &mut Ctx<'_>) {
+fn forget(conn: Conn, ctx: &mut Ctx) {
     match conn.state {
         State::Open | State::Closing => ctx.open -= 1,
         State::Lingering => ctx.lingering -= 1,
@@ -478,7 +487,7 @@ fn forget(conn: Conn, ctx: &mut Ctx<'_>) {
 }
 
 /// Handles readiness of one connection. Returns false when it must be closed.
-fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx<'_>) -> bool {
+fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx) -> bool {
     if events.contains(EpollFlags::EPOLLOUT) && !flush(conn, ctx) {
         return false;
     }
@@ -518,7 +527,7 @@ fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx<'_>) -> bool {
 }
 
 /// Answers every complete line in the connection's input buffer.
-fn answer(conn: &mut Conn, ctx: &mut Ctx<'_>) {
+fn answer(conn: &mut Conn, ctx: &mut Ctx) {
     let peer = conn.peer;
     let log = &mut ctx.log;
     let mut answered = 0u64;
@@ -612,7 +621,7 @@ pub fn answer_lines(
 
 /// Writes what the connection has to say; chooses the events to wait for.
 /// Returns false when the connection must be closed.
-fn flush(conn: &mut Conn, ctx: &mut Ctx<'_>) -> bool {
+fn flush(conn: &mut Conn, ctx: &mut Ctx) -> bool {
     let mut written = 0;
     while written < conn.outbuf.len() {
         match nix::unistd::write(&conn.fd, &conn.outbuf[written..]) {
@@ -662,7 +671,7 @@ fn flush(conn: &mut Conn, ctx: &mut Ctx<'_>) -> bool {
 }
 
 /// Drops connections whose deadline passed.
-fn sweep(ctx: &mut Ctx<'_>, conns: &mut Slab) {
+fn sweep(ctx: &mut Ctx, conns: &mut Slab) {
     let now = ctx.now;
     let expired: Vec<usize> = conns
         .iter()
@@ -684,7 +693,7 @@ fn sweep(ctx: &mut Ctx<'_>, conns: &mut Slab) {
 }
 
 /// Shutdown: answer what every connection already sent, then close them all.
-fn begin_drain(ctx: &mut Ctx<'_>, conns: &mut Slab) {
+fn begin_drain(ctx: &mut Ctx, conns: &mut Slab) {
     let slots: Vec<usize> = conns.iter().map(|(s, _)| s).collect();
     for slot in slots {
         let conn = conns.get_mut(slot).expect("listed");
@@ -720,6 +729,112 @@ fn begin_drain(ctx: &mut Ctx<'_>, conns: &mut Slab) {
             let conn = conns.remove(slot);
             forget(conn, ctx);
         }
+    }
+}
+
+/// The request log: lines gathered during a turn of the loop, written by a
+/// helper thread. When that thread falls behind (a paused terminal, a slow
+/// pipe) whole turns of lines are dropped and counted, never waited for.
+pub struct RequestLog {
+    buf: Vec<u8>,
+    lines: u64,
+    dropped: u64,
+    tx: Option<SyncSender<Vec<u8>>>,
+    /// Bytes handed to the writer and not yet written.
+    backlog: Arc<AtomicUsize>,
+    broken: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RequestLog {
+    /// Starts the writer thread for `out`.
+    pub fn start(mut out: Box<dyn Write + Send>) -> RequestLog {
+        let (tx, rx) = sync_channel::<Vec<u8>>(256);
+        let broken = Arc::new(AtomicBool::new(false));
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let (flag, pending) = (Arc::clone(&broken), Arc::clone(&backlog));
+        let thread = std::thread::spawn(move || {
+            for chunk in rx {
+                if let Err(e) = out.write_all(&chunk).and_then(|()| out.flush()) {
+                    if e.kind() == io::ErrorKind::BrokenPipe {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                pending.fetch_sub(chunk.len(), Ordering::Relaxed);
+            }
+        });
+        RequestLog {
+            buf: Vec::with_capacity(64 * 1024),
+            lines: 0,
+            dropped: 0,
+            tx: Some(tx),
+            backlog,
+            broken,
+            thread: Some(thread),
+        }
+    }
+
+    /// Hands this turn's lines to the writer without waiting. Returns true
+    /// once the output is gone for good (its reader closed it).
+    fn pass_on(&mut self) -> bool {
+        if self.buf.is_empty() && self.dropped == 0 {
+            return self.broken.load(Ordering::Relaxed);
+        }
+        self.note_dropped();
+        let len = self.buf.len();
+        if self.backlog.load(Ordering::Relaxed) + len > LOG_BACKLOG {
+            self.dropped += self.lines;
+            self.lines = 0;
+            self.buf.clear();
+            return self.broken.load(Ordering::Relaxed);
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(4096));
+        self.backlog.fetch_add(len, Ordering::Relaxed);
+        match self.tx.as_ref().map(|tx| tx.try_send(chunk)) {
+            Some(Ok(())) => self.dropped = 0,
+            Some(Err(TrySendError::Full(mut chunk))) => {
+                self.backlog.fetch_sub(len, Ordering::Relaxed);
+                self.dropped += self.lines;
+                chunk.clear();
+                self.buf = chunk;
+            }
+            Some(Err(TrySendError::Disconnected(_))) | None => return true,
+        }
+        self.lines = 0;
+        self.broken.load(Ordering::Relaxed)
+    }
+
+    /// Puts the count of dropped lines before this turn's lines.
+    fn note_dropped(&mut self) {
+        if self.dropped > 0 {
+            let note = format!("({} log lines dropped: output too slow)\n", self.dropped);
+            self.buf.splice(0..0, note.into_bytes());
+        }
+    }
+
+    /// Writes what is left and waits for the writer.
+    fn finish(mut self) {
+        self.note_dropped();
+        if let Some(tx) = self.tx.take() {
+            if !self.buf.is_empty() {
+                let _ = tx.send(std::mem::take(&mut self.buf));
+            }
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Write for RequestLog {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.lines += b.iter().filter(|&&c| c == b'\n').count() as u64;
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
