@@ -343,6 +343,9 @@ pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::R
                 }),
         }
         .and_then(|s| {
+            // The round trip is timed from the request on: a new connection's
+            // handshake is not part of it (ping(8) times the echo alone).
+            let sent = Instant::now();
             ping_once(
                 s,
                 &request,
@@ -351,10 +354,11 @@ pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::R
                 Some(deadline),
                 cfg.timeout,
             )
+            .map(|()| sent.elapsed())
         });
         match result {
-            Ok(()) => {
-                let ms = start.elapsed().as_secs_f64() * 1e3;
+            Ok(rtt) => {
+                let ms = rtt.as_secs_f64() * 1e3;
                 sum.add(ms);
                 if cfg.json {
                     json_line(

@@ -504,6 +504,9 @@ fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx) -> bool {
             };
             if n == 0 {
                 // The peer finished sending: answer what it sent, then close.
+                if conn.inbuf.is_empty() && conn.outbuf.is_empty() {
+                    return false; // nothing left to say: close at once
+                }
                 if !conn.inbuf.is_empty() {
                     conn.inbuf.push(b'\n');
                     answer(conn, ctx);
