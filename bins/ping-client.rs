@@ -15,6 +15,7 @@ use syncomm_ping::{raise_nofile_limit, Endpoint, DEFAULT_TCP};
 /// Ping a ping-server like ping(8): one line per reply, then a summary.
 #[derive(Parser, Debug)]
 #[command(
+    name = "ping-client",
     version,
     after_help = "Examples:\n  ping-client -c 3                          three pings to 127.0.0.1:7878\n  ping-client --local demo -c 5 -i 200ms -s 32\n  ping-client --flood --clients 32 --duration 5s\n  ping-client --flood --reconnect -c 10000\n\nExit status: 0 every ping answered, 1 some lost, 2 usage error."
 )]

@@ -13,6 +13,7 @@ use syncomm_ping::{raise_nofile_limit, Endpoint, DEFAULT_TCP};
 /// Answer `ping` with `pong`, one line per request, over TCP and a local socket.
 #[derive(Parser, Debug)]
 #[command(
+    name = "ping-server",
     version,
     after_help = "Examples:\n  ping-server                                   serve 127.0.0.1:7878\n  ping-server --tcp 127.0.0.1:0 --local demo    a free port, and the local socket 'demo'\n  echo ping | nc 127.0.0.1 7878                 prints: pong\n\nRequests: `ping` -> `pong`, `ping PAYLOAD` -> `pong PAYLOAD`; lines up to 64 KiB."
 )]
