@@ -331,18 +331,19 @@ pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::R
         sum.sent += 1;
         let start = Instant::now();
         let deadline = start + cfg.timeout;
-        let result = match conn.as_mut() {
-            Some(s) => Ok(s),
-            None => Stream::connect(ep, Some(cfg.timeout))
-                .map(|s| conn.insert(s))
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-                        PingError::Timeout(cfg.timeout)
-                    }
-                    _ => PingError::Connect(e),
-                }),
-        }
-        .and_then(|s| {
+        let mut attempt = |conn: &mut Option<Stream>| {
+            let s =
+                match conn {
+                    Some(s) => s,
+                    None => conn.insert(Stream::connect(ep, Some(cfg.timeout)).map_err(|e| {
+                        match e.kind() {
+                            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                                PingError::Timeout(cfg.timeout)
+                            }
+                            _ => PingError::Connect(e),
+                        }
+                    })?),
+                };
             // The round trip is timed from the request on: a new connection's
             // handshake is not part of it (ping(8) times the echo alone).
             let sent = Instant::now();
@@ -355,7 +356,15 @@ pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::R
                 cfg.timeout,
             )
             .map(|()| sent.elapsed())
-        });
+        };
+        let reused = conn.is_some();
+        let mut result = attempt(&mut conn);
+        if reused && matches!(result, Err(PingError::Closed)) {
+            // The server closed the connection kept from the last ping (it
+            // restarted, or dropped us as idle): try once on a new one.
+            conn = None;
+            result = attempt(&mut conn);
+        }
         match result {
             Ok(rtt) => {
                 let ms = rtt.as_secs_f64() * 1e3;
