@@ -53,6 +53,8 @@ use crate::Endpoint;
 pub const LINGER: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the last answers to be written.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// Capacity an empty connection buffer keeps; larger ones are given back.
+const KEEP_BUFFER: usize = 4096;
 /// At most this many bytes of request log wait for a slow reader; past it lines are dropped.
 pub const LOG_BACKLOG: usize = 256 * 1024;
 /// At most this many closing connections linger at once; past it they are closed at once.
@@ -638,6 +640,13 @@ fn flush(conn: &mut Conn, ctx: &mut Ctx) -> bool {
         conn.outbuf.drain(..written);
         if conn.state == State::Open {
             conn.deadline = ctx.idle.map(|d| ctx.now + d);
+        }
+    }
+    // A thousand idle connections should not each keep the memory of their
+    // biggest line: give large empty buffers back.
+    for buf in [&mut conn.inbuf, &mut conn.outbuf] {
+        if buf.is_empty() && buf.capacity() > KEEP_BUFFER {
+            buf.shrink_to(KEEP_BUFFER);
         }
     }
     let want = if !conn.outbuf.is_empty() {
