@@ -33,6 +33,9 @@ struct Args {
     /// Drop a connection that completes no request for this long (0: never).
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
+    /// Event loops (threads) sharing the work [default: one per CPU].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     /// Do not log each request.
     #[arg(short, long)]
     quiet: bool,
@@ -41,6 +44,9 @@ struct Args {
 fn main() -> ExitCode {
     syncomm_common::run("ping-server", || {
         let args = Args::parse();
+        if args.threads == Some(0) {
+            return Err(Fail::usage("--threads must be at least 1").into());
+        }
         if args.max_conns == 0 {
             return Err(Fail::usage("--max-conns must be at least 1").into());
         }
@@ -81,6 +87,9 @@ fn main() -> ExitCode {
             local: args.local.clone(),
             max_conns,
             idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+            threads: args
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         })?;
         let mut out = std::io::stdout().lock();
         if let Some(addr) = server.tcp_addr() {

@@ -209,7 +209,7 @@ fn max_conns_refuses_with_busy() {
 #[test]
 fn idle_clients_are_dropped_without_holding_others() {
     let env = Env::new();
-    let server = start(&env, &["--idle-timeout", "2s", "--quiet"]);
+    let server = start(&env, &["--idle-timeout", "2s", "--quiet", "--threads", "1"]);
     let mut silent = server.connect();
     let mut half = server.connect();
     half.send(b"pi");
@@ -315,7 +315,7 @@ fn live_server_is_not_displaced() {
 fn sigterm_answers_in_flight_and_cleans_up() {
     let env = Env::new();
     let name = unique_name("term");
-    let server = start(&env, &["--local", &name]);
+    let server = start(&env, &["--local", &name, "--threads", "1"]);
     let mut c = server.connect();
     assert_eq!(c.ask("ping\n"), "pong\n");
     c.send(b"ping last\n");

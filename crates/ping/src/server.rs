@@ -71,6 +71,10 @@ pub struct ServerConfig {
     pub max_conns: usize,
     /// Drop a connection that completes no request for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// Event loops (threads) sharing the listeners; each owns the
+    /// connections it accepts. 1 is the simplest to follow; one per core
+    /// uses every core.
+    pub threads: usize,
 }
 
 /// Why the server could not start or stopped.
@@ -173,17 +177,18 @@ struct Conn {
     token: u64,
 }
 
-/// Everything the handlers share besides the connection table.
-struct Ctx {
+/// Everything one loop's handlers share besides its connection table.
+struct Ctx<'s> {
     epoll: Epoll,
     now: Instant,
     idle: Option<Duration>,
     draining: bool,
     lingering: usize,
-    open: usize,
+    /// Connections served (open or closing) by all loops together.
+    open: &'s AtomicUsize,
     stats: Stats,
     scratch: Vec<u8>,
-    log: Option<RequestLog>,
+    log: Option<LogSender>,
     log_broken: bool,
 }
 
@@ -224,48 +229,97 @@ impl Server {
 
     /// Serves until `shutdown` is requested, logging each request to `log` if given.
     ///
+    /// Runs `threads` copies of the event loop (see [`ServerConfig::threads`]).
     /// A log that fails with a broken pipe (its reader went away) ends the
     /// run like a shutdown request. The log is flushed before this returns.
     pub fn run(
-        mut self,
+        self,
         shutdown: &Shutdown,
         log: Option<Box<dyn Write + Send>>,
     ) -> Result<Stats, ServerError> {
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll_create"))?;
-        let readable = EpollFlags::EPOLLIN;
-        epoll
-            .add(shutdown.wake_fd(), EpollEvent::new(readable, WAKE))
-            .map_err(sys("epoll_ctl"))?;
-        if let Some(l) = &self.tcp {
-            l.set_nonblocking(true).map_err(|e| ServerError::Sys {
+        let nonblocking = |r: io::Result<()>| {
+            r.map_err(|e| ServerError::Sys {
                 what: "set_nonblocking",
                 source: e,
-            })?;
-            epoll
-                .add(l, EpollEvent::new(readable, TCP_LISTENER))
-                .map_err(sys("epoll_ctl"))?;
+            })
+        };
+        if let Some(l) = &self.tcp {
+            nonblocking(l.set_nonblocking(true))?;
         }
         if let Some((l, _, _)) = &self.local {
-            l.set_nonblocking(true).map_err(|e| ServerError::Sys {
-                what: "set_nonblocking",
-                source: e,
-            })?;
-            epoll
-                .add(l, EpollEvent::new(readable, LOCAL_LISTENER))
-                .map_err(sys("epoll_ctl"))?;
+            nonblocking(l.set_nonblocking(true))?;
         }
+        let writer = log.map(LogWriter::start);
+        let open = AtomicUsize::new(0);
+        let unlinked = AtomicBool::new(false);
+        let shared = Shared {
+            shutdown,
+            open: &open,
+            unlinked: &unlinked,
+        };
+        let results: Vec<Result<Stats, ServerError>> = std::thread::scope(|scope| {
+            let this = &self;
+            let shared = &shared;
+            let others: Vec<_> = (1..self.config.threads.max(1))
+                .map(|_| {
+                    let log = writer.as_ref().map(LogWriter::sender);
+                    scope.spawn(move || this.event_loop(shared, log))
+                })
+                .collect();
+            let mut results = vec![this.event_loop(shared, writer.as_ref().map(LogWriter::sender))];
+            if results[0].is_err() {
+                // This loop failed: make the others stop too.
+                shutdown.request();
+            }
+            results.extend(
+                others
+                    .into_iter()
+                    .map(|h| h.join().expect("event loop panicked")),
+            );
+            results
+        });
+        if let Some(w) = writer {
+            w.finish();
+        }
+        let mut total = Stats::default();
+        for r in results {
+            let s = r?;
+            total.accepted += s.accepted;
+            total.busy += s.busy;
+            total.requests += s.requests;
+            total.idle_drops += s.idle_drops;
+        }
+        Ok(total)
+    }
+
+    /// One event loop: its own epoll set and connections, the listeners
+    /// shared with the other loops.
+    fn event_loop(
+        &self,
+        shared: &Shared<'_>,
+        log: Option<LogSender>,
+    ) -> Result<Stats, ServerError> {
+        let shutdown = shared.shutdown;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll_create"))?;
+        epoll
+            .add(
+                shutdown.wake_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, WAKE),
+            )
+            .map_err(sys("epoll_ctl"))?;
         let mut ctx = Ctx {
             epoll,
             now: Instant::now(),
             idle: self.config.idle_timeout,
             draining: false,
             lingering: 0,
-            open: 0,
+            open: shared.open,
             stats: Stats::default(),
             scratch: vec![0; MAX_LINE + 1],
-            log: log.map(RequestLog::start),
+            log,
             log_broken: false,
         };
+        self.listen(&ctx, true).map_err(sys("epoll_ctl"))?;
         let mut conns = Slab::default();
         let sweep_every = match self.config.idle_timeout {
             Some(d) => (d / 4).clamp(Duration::from_millis(5), Duration::from_secs(1)),
@@ -289,7 +343,9 @@ impl Server {
             ctx.now = Instant::now();
             for ev in &events[..n] {
                 match ev.data() {
-                    WAKE => shutdown.drain(),
+                    // Seen through `shutdown.requested()` below; the byte is
+                    // left in place so that every loop wakes up.
+                    WAKE => {}
                     TCP_LISTENER | LOCAL_LISTENER if !ctx.draining => {
                         let paused = self.accept_all(ev.data(), &mut ctx, &mut conns);
                         listeners_paused |= paused;
@@ -306,17 +362,25 @@ impl Server {
                 }
             }
             if (shutdown.requested() || ctx.log_broken) && !ctx.draining {
+                // Stop accepting, stop watching the signal, answer what is in flight.
                 ctx.draining = true;
-                self.close_listeners();
+                if !listeners_paused {
+                    let _ = self.listen(&ctx, false);
+                }
+                let _ = ctx.epoll.delete(shutdown.wake_fd());
+                if !shared.unlinked.swap(true, Ordering::SeqCst) {
+                    if let Some((_, path, id)) = &self.local {
+                        remove_if_ours(path, *id);
+                    }
+                }
                 drain_until = Some(ctx.now + DRAIN_LIMIT);
                 begin_drain(&mut ctx, &mut conns);
             }
             if ctx.now >= next_sweep {
                 next_sweep = ctx.now + sweep_every;
                 sweep(&mut ctx, &mut conns);
-                if listeners_paused && !ctx.draining {
+                if listeners_paused && !ctx.draining && self.listen(&ctx, true).is_ok() {
                     listeners_paused = false;
-                    self.set_listen_interest(&ctx, EpollFlags::EPOLLIN);
                 }
             }
             if let Some(log) = ctx.log.as_mut() {
@@ -336,7 +400,7 @@ impl Server {
 
     /// Accepts every waiting connection on one listener. Returns true when
     /// the listener had to be paused (out of file descriptors).
-    fn accept_all(&self, token: u64, ctx: &mut Ctx, conns: &mut Slab) -> bool {
+    fn accept_all(&self, token: u64, ctx: &mut Ctx<'_>, conns: &mut Slab) -> bool {
         // Bounded, so one busy listener cannot starve the connections.
         for _ in 0..256 {
             let accepted = match token {
@@ -368,8 +432,7 @@ impl Server {
                     // Out of descriptors: stop listening until the next sweep,
                     // or level-triggered epoll would report the listener forever.
                     tracing::warn!("accept: {e}; pausing new connections briefly");
-                    self.set_listen_interest(ctx, EpollFlags::empty());
-                    return true;
+                    return self.listen(ctx, false).is_ok();
                 }
                 Err(e) => {
                     // ECONNABORTED and friends: that one connection is gone.
@@ -378,7 +441,15 @@ impl Server {
                 }
             };
             ctx.stats.accepted += 1;
-            if ctx.open >= self.config.max_conns {
+            // Take a place among the --max-conns (shared by all loops), if one is free.
+            let max = self.config.max_conns;
+            let placed = ctx
+                .open
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .is_ok();
+            if !placed {
                 ctx.stats.busy += 1;
                 refuse_busy(fd, peer, ctx, conns);
                 continue;
@@ -402,24 +473,29 @@ impl Server {
                 .is_err()
             {
                 conns.remove(slot);
-                continue;
+                ctx.open.fetch_sub(1, Ordering::Relaxed);
             }
-            ctx.open += 1;
         }
         false
     }
 
-    fn set_listen_interest(&self, ctx: &Ctx, flags: EpollFlags) {
+    /// Adds the listeners to (or removes them from) this loop's epoll set.
+    /// `EPOLLEXCLUSIVE`: a new connection wakes one waiting loop, not all.
+    fn listen(&self, ctx: &Ctx<'_>, on: bool) -> nix::Result<()> {
+        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE;
         if let Some(l) = &self.tcp {
-            let _ = ctx
-                .epoll
-                .modify(l, &mut EpollEvent::new(flags, TCP_LISTENER));
+            match on {
+                true => ctx.epoll.add(l, EpollEvent::new(flags, TCP_LISTENER))?,
+                false => ctx.epoll.delete(l)?,
+            }
         }
         if let Some((l, _, _)) = &self.local {
-            let _ = ctx
-                .epoll
-                .modify(l, &mut EpollEvent::new(flags, LOCAL_LISTENER));
+            match on {
+                true => ctx.epoll.add(l, EpollEvent::new(flags, LOCAL_LISTENER))?,
+                false => ctx.epoll.delete(l)?,
+            }
         }
+        Ok(())
     }
 
     fn close_listeners(&mut self) {
@@ -438,7 +514,7 @@ impl Drop for Server {
 }
 
 /// Tells a connection past `--max-conns` that the server is busy, and closes it.
-fn refuse_busy(fd: OwnedFd, peer: Peer, ctx: &mut Ctx, conns: &mut Slab) {
+fn refuse_busy(fd: OwnedFd, peer: Peer, ctx: &mut Ctx<'_>, conns: &mut Slab) {
     // A fresh socket's send buffer is empty: this write does not block.
     let _ = nix::unistd::write(&fd, protocol::BUSY);
     if let Some(log) = ctx.log.as_mut() {
@@ -449,7 +525,7 @@ fn refuse_busy(fd: OwnedFd, peer: Peer, ctx: &mut Ctx, conns: &mut Slab) {
 
 /// Closes the sending side and keeps the socket a moment, discarding input,
 /// so the peer reads our last line before the connection goes away.
-fn start_lingering(fd: OwnedFd, peer: Peer, ctx: &mut Ctx, conns: &mut Slab) {
+fn start_lingering(fd: OwnedFd, peer: Peer, ctx: &mut Ctx<'_>, conns: &mut Slab) {
     let _ = shutdown(fd.as_raw_fd(), How::Write);
     if ctx.lingering >= MAX_LINGERING || ctx.draining {
         return; // dropped: closed at once
@@ -479,9 +555,11 @@ fn start_lingering(fd: OwnedFd, peer: Peer, ctx: &mut Ctx, conns: &mut Slab) {
 }
 
 /// Updates the counters for a connection leaving the table (its socket closes on drop).
-fn forget(conn: Conn, ctx: &mut Ctx) {
+fn forget(conn: Conn, ctx: &mut Ctx<'_>) {
     match conn.state {
-        State::Open | State::Closing => ctx.open -= 1,
+        State::Open | State::Closing => {
+            ctx.open.fetch_sub(1, Ordering::Relaxed);
+        }
         State::Lingering => ctx.lingering -= 1,
     }
     // Closing the descriptor also removes it from the epoll set.
@@ -489,7 +567,7 @@ fn forget(conn: Conn, ctx: &mut Ctx) {
 }
 
 /// Handles readiness of one connection. Returns false when it must be closed.
-fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx) -> bool {
+fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx<'_>) -> bool {
     if events.contains(EpollFlags::EPOLLOUT) && !flush(conn, ctx) {
         return false;
     }
@@ -532,7 +610,7 @@ fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx) -> bool {
 }
 
 /// Answers every complete line in the connection's input buffer.
-fn answer(conn: &mut Conn, ctx: &mut Ctx) {
+fn answer(conn: &mut Conn, ctx: &mut Ctx<'_>) {
     let peer = conn.peer;
     let log = &mut ctx.log;
     let mut answered = 0u64;
@@ -626,7 +704,7 @@ pub fn answer_lines(
 
 /// Writes what the connection has to say; chooses the events to wait for.
 /// Returns false when the connection must be closed.
-fn flush(conn: &mut Conn, ctx: &mut Ctx) -> bool {
+fn flush(conn: &mut Conn, ctx: &mut Ctx<'_>) -> bool {
     let mut written = 0;
     while written < conn.outbuf.len() {
         match nix::unistd::write(&conn.fd, &conn.outbuf[written..]) {
@@ -662,7 +740,7 @@ fn flush(conn: &mut Conn, ctx: &mut Ctx) -> bool {
                     return false;
                 }
                 conn.state = State::Lingering;
-                ctx.open -= 1;
+                ctx.open.fetch_sub(1, Ordering::Relaxed);
                 ctx.lingering += 1;
                 conn.deadline = Some(ctx.now + LINGER);
                 EpollFlags::EPOLLIN
@@ -683,7 +761,7 @@ fn flush(conn: &mut Conn, ctx: &mut Ctx) -> bool {
 }
 
 /// Drops connections whose deadline passed.
-fn sweep(ctx: &mut Ctx, conns: &mut Slab) {
+fn sweep(ctx: &mut Ctx<'_>, conns: &mut Slab) {
     let now = ctx.now;
     let expired: Vec<usize> = conns
         .iter()
@@ -705,7 +783,7 @@ fn sweep(ctx: &mut Ctx, conns: &mut Slab) {
 }
 
 /// Shutdown: answer what every connection already sent, then close them all.
-fn begin_drain(ctx: &mut Ctx, conns: &mut Slab) {
+fn begin_drain(ctx: &mut Ctx<'_>, conns: &mut Slab) {
     let slots: Vec<usize> = conns.iter().map(|(s, _)| s).collect();
     for slot in slots {
         let conn = conns.get_mut(slot).expect("listed");
@@ -744,23 +822,19 @@ fn begin_drain(ctx: &mut Ctx, conns: &mut Slab) {
     }
 }
 
-/// The request log: lines gathered during a turn of the loop, written by a
-/// helper thread. When that thread falls behind (a paused terminal, a slow
-/// pipe) whole turns of lines are dropped and counted, never waited for.
-pub struct RequestLog {
-    buf: Vec<u8>,
-    lines: u64,
-    dropped: u64,
-    tx: Option<SyncSender<Vec<u8>>>,
+/// The request log's writer: a helper thread that writes the lines the
+/// loops hand it. When it falls behind (a paused terminal, a slow pipe),
+/// the loops drop whole turns of lines and count them, never wait.
+struct LogWriter {
+    tx: SyncSender<Vec<u8>>,
     /// Bytes handed to the writer and not yet written.
     backlog: Arc<AtomicUsize>,
     broken: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
-impl RequestLog {
-    /// Starts the writer thread for `out`.
-    pub fn start(mut out: Box<dyn Write + Send>) -> RequestLog {
+impl LogWriter {
+    fn start(mut out: Box<dyn Write + Send>) -> LogWriter {
         let (tx, rx) = sync_channel::<Vec<u8>>(256);
         let broken = Arc::new(AtomicBool::new(false));
         let backlog = Arc::new(AtomicUsize::new(0));
@@ -776,17 +850,44 @@ impl RequestLog {
                 pending.fetch_sub(chunk.len(), Ordering::Relaxed);
             }
         });
-        RequestLog {
-            buf: Vec::with_capacity(64 * 1024),
-            lines: 0,
-            dropped: 0,
-            tx: Some(tx),
+        LogWriter {
+            tx,
             backlog,
             broken,
-            thread: Some(thread),
+            thread,
         }
     }
 
+    /// A loop's end of the log.
+    fn sender(&self) -> LogSender {
+        LogSender {
+            buf: Vec::with_capacity(64 * 1024),
+            lines: 0,
+            dropped: 0,
+            tx: self.tx.clone(),
+            backlog: Arc::clone(&self.backlog),
+            broken: Arc::clone(&self.broken),
+        }
+    }
+
+    /// Waits until everything handed over is written (every sender is gone by now).
+    fn finish(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
+    }
+}
+
+/// One loop's end of the request log: the lines of the current turn.
+struct LogSender {
+    buf: Vec<u8>,
+    lines: u64,
+    dropped: u64,
+    tx: SyncSender<Vec<u8>>,
+    backlog: Arc<AtomicUsize>,
+    broken: Arc<AtomicBool>,
+}
+
+impl LogSender {
     /// Hands this turn's lines to the writer without waiting. Returns true
     /// once the output is gone for good (its reader closed it).
     fn pass_on(&mut self) -> bool {
@@ -803,15 +904,15 @@ impl RequestLog {
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(4096));
         self.backlog.fetch_add(len, Ordering::Relaxed);
-        match self.tx.as_ref().map(|tx| tx.try_send(chunk)) {
-            Some(Ok(())) => self.dropped = 0,
-            Some(Err(TrySendError::Full(mut chunk))) => {
+        match self.tx.try_send(chunk) {
+            Ok(()) => self.dropped = 0,
+            Err(TrySendError::Full(mut chunk)) => {
                 self.backlog.fetch_sub(len, Ordering::Relaxed);
                 self.dropped += self.lines;
                 chunk.clear();
                 self.buf = chunk;
             }
-            Some(Err(TrySendError::Disconnected(_))) | None => return true,
+            Err(TrySendError::Disconnected(_)) => return true,
         }
         self.lines = 0;
         self.broken.load(Ordering::Relaxed)
@@ -825,21 +926,16 @@ impl RequestLog {
         }
     }
 
-    /// Writes what is left and waits for the writer.
+    /// Hands over what is left (waiting, this once).
     fn finish(mut self) {
         self.note_dropped();
-        if let Some(tx) = self.tx.take() {
-            if !self.buf.is_empty() {
-                let _ = tx.send(std::mem::take(&mut self.buf));
-            }
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if !self.buf.is_empty() {
+            let _ = self.tx.send(std::mem::take(&mut self.buf));
         }
     }
 }
 
-impl Write for RequestLog {
+impl Write for LogSender {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         self.lines += b.iter().filter(|&&c| c == b'\n').count() as u64;
         self.buf.extend_from_slice(b);
@@ -848,6 +944,15 @@ impl Write for RequestLog {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// What the loops share.
+struct Shared<'s> {
+    shutdown: &'s Shutdown,
+    /// Connections served (open or closing) by all loops together.
+    open: &'s AtomicUsize,
+    /// Whether the local socket file was removed (by the first loop to stop).
+    unlinked: &'s AtomicBool,
 }
 
 /// A table of connections indexed by slot number (the epoll token).
