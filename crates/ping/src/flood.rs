@@ -3,9 +3,10 @@
 //! Each client is a thread with its own connection, one request in flight:
 //! write a ping, wait for its pong, time it, repeat. With `reconnect` every
 //! ping opens a new connection (as the seed's client did), which measures
-//! `connect` + `accept` + close instead of the round trip alone. Round trips
-//! go into a [`Histogram`] per thread (fixed memory however long the run),
-//! merged at the end into requests/s and percentiles.
+//! `connect` + `accept` + close instead of the round trip alone (TCP
+//! connections are then closed with a reset, so they leave no `TIME_WAIT`).
+//! Round trips go into a [`Histogram`] per thread (fixed memory however long
+//! the run), merged at the end into requests/s and percentiles.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -190,6 +191,21 @@ fn client_loop(cfg: &FloodConfig, stop: &AtomicBool, tickets: &AtomicU64) -> Flo
                 r.ok += 1;
                 r.latency.record(t0.elapsed());
                 if cfg.reconnect {
+                    // Close with SO_LINGER 0 (a reset, once the answer is in):
+                    // a normal close would leave each of these connections in
+                    // TIME_WAIT for a minute, and a flood of them runs out of
+                    // ephemeral ports (about 28 K) or spends its time hunting
+                    // for a free one in connect().
+                    if let Some(Stream::Tcp(s)) = &conn {
+                        let _ = nix::sys::socket::setsockopt(
+                            s,
+                            nix::sys::socket::sockopt::Linger,
+                            &libc::linger {
+                                l_onoff: 1,
+                                l_linger: 0,
+                            },
+                        );
+                    }
                     conn = None; // close: the next ping connects anew
                 }
             }
