@@ -10,8 +10,8 @@
 //! `error: line too long` and the connection is closed. `echo ping | nc
 //! 127.0.0.1 7878` prints `pong`.
 //!
-//! ## The server ([`server`]): one thread, one `epoll(7)` loop
-//! Every socket is non-blocking and registered with one epoll instance: the
+//! ## The server ([`server`]): `epoll(7)` event loops
+//! Every socket is non-blocking and registered with an epoll instance: the
 //! listeners (TCP and local), every connection, and the shutdown descriptor
 //! that SIGINT/SIGTERM make readable. `epoll_wait` says which are ready; the
 //! loop accepts new connections, reads what arrived into the connection's own
@@ -22,7 +22,9 @@
 //! connections. Per-connection states: open, closing (flush the last answer,
 //! then `shutdown(SHUT_WR)`) and lingering (read and discard what the peer
 //! still sends, so that closing never turns into a reset that would destroy
-//! the error line it was just sent).
+//! the error line it was just sent). `--threads N` runs N copies of the loop,
+//! each owning its connections, sharing the listeners (one per CPU by
+//! default; `--threads 1` is the single-threaded classic).
 //!
 //! ## The client ([`client`], [`flood`])
 //! [`client::ping`] behaves like `ping(8)`: one request at a time on one

@@ -1,7 +1,8 @@
-//! The ping server: one thread, one `epoll(7)` loop over non-blocking sockets.
+//! The ping server: `epoll(7)` event loops over non-blocking sockets.
 //!
 //! ## The loop
-//! [`Server::bind`] opens the listeners; [`Server::run`] then repeats:
+//! [`Server::bind`] opens the listeners; [`Server::run`] then runs the event
+//! loop, which repeats:
 //! 1. `epoll_wait` for ready descriptors, at most until the next sweep is due;
 //! 2. a ready listener: `accept` every waiting connection (past `--max-conns`
 //!    the newcomer gets `error: server busy` and is closed);
@@ -10,12 +11,20 @@
 //!    for `EPOLLOUT`, and reading pauses meanwhile: back-pressure);
 //! 4. the sweep (a few times per idle timeout): drop connections whose
 //!    deadline passed;
-//! 5. hand this turn's request log lines to the log thread ([`RequestLog`]).
+//! 5. hand this turn's request log lines to the log writer thread.
+//!
+//! ## Several loops
+//! With [`ServerConfig::threads`] > 1 the same loop runs on several threads.
+//! Each has its own epoll set and owns the connections it accepted, so no
+//! connection is ever touched by two threads and nothing needs a lock. They
+//! share the listeners (registered with `EPOLLEXCLUSIVE`: a new connection
+//! wakes one loop, not all) and one atomic count of open connections for
+//! `--max-conns`. With `threads = 1` it is the classic single-threaded server.
 //!
 //! ## The request log
 //! Log lines are collected per turn and passed to a helper thread that
-//! writes them, so a slow or paused reader of stdout never stalls the loop:
-//! when the thread falls behind, lines are dropped and counted instead.
+//! writes them, so a slow or paused reader of stdout never stalls a loop:
+//! when the writer falls behind, lines are dropped and counted instead.
 //!
 //! ## Idle deadline
 //! A connection's deadline is reset when it completes a request or when one
@@ -23,10 +32,10 @@
 //! half a line is dropped like one that sends nothing.
 //!
 //! ## Shutdown
-//! SIGINT/SIGTERM make the shutdown descriptor readable. The server then
-//! closes its listeners and removes its local socket, answers every request
-//! already received, flushes the answers (for at most [`DRAIN_LIMIT`]) and
-//! returns.
+//! SIGINT/SIGTERM make the shutdown descriptor readable; every loop watches
+//! it. Each loop then stops accepting, the first removes the local socket,
+//! and each answers every request already received, flushes the answers (for
+//! at most [`DRAIN_LIMIT`]) and ends; the listeners close when all have.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
