@@ -528,3 +528,15 @@ fn client_rides_over_a_server_restart() {
     let all = rest.iter().any(|l| l.starts_with("4 sent, 4 received"));
     assert_eq!(status.success(), all, "{rest:?}");
 }
+
+/// A client pinging less often than the server's idle timeout is dropped
+/// between pings; it notices, reconnects, and loses no ping.
+#[test]
+fn client_pinging_slower_than_idle_timeout_loses_nothing() {
+    let env = Env::new();
+    let server = start(&env, &["--idle-timeout", "200ms", "--quiet"]);
+    let out = ping_client(&env, &["--tcp", &server.addr(), "-c", "3", "-i", "700ms"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("3 sent, 3 received, 0% loss"), "{stdout}");
+}

@@ -200,6 +200,11 @@ fn read_answer(
             if line == protocol::BUSY {
                 return Err(PingError::Busy);
             }
+            if line == protocol::IDLE {
+                // The server dropped this connection while we were waiting
+                // between pings: as good as closed.
+                return Err(PingError::Closed);
+            }
             let shown = String::from_utf8_lossy(&line[..end.min(80)]).into_owned();
             return Err(PingError::Unexpected(shown));
         }
