@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::{parse_duration, Fail, Name};
-use syncomm_ping::server::{Server, ServerConfig, MAX_LINGERING};
+use syncomm_ping::server::{Server, ServerConfig};
 use syncomm_ping::{raise_nofile_limit, Endpoint, DEFAULT_TCP};
 
 /// Answer `ping` with `pong`, one line per request, over TCP and a local socket.
@@ -27,9 +27,10 @@ struct Args {
     /// Also serve the local socket NAME in the runtime directory.
     #[arg(long, value_name = "NAME")]
     local: Option<Name>,
-    /// Most connections served at once; more get `error: server busy`.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
-    max_conns: usize,
+    /// Most connections served at once; more get `error: server busy`
+    /// [default: 4096, or what the open-file limit allows].
+    #[arg(long, value_name = "N")]
+    max_conns: Option<usize>,
     /// Drop a connection that completes no request for this long (0: never).
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
@@ -41,13 +42,16 @@ struct Args {
     quiet: bool,
 }
 
+/// Connections served at once unless `--max-conns` says otherwise.
+const DEFAULT_MAX_CONNS: usize = 4096;
+
 fn main() -> ExitCode {
     syncomm_common::run("ping-server", || {
         let args = Args::parse();
         if args.threads == Some(0) {
             return Err(Fail::usage("--threads must be at least 1").into());
         }
-        if args.max_conns == 0 {
+        if args.max_conns == Some(0) {
             return Err(Fail::usage("--max-conns must be at least 1").into());
         }
         if args.no_tcp && args.local.is_none() {
@@ -68,16 +72,16 @@ fn main() -> ExitCode {
             }
         };
         // A thousand clients need a thousand descriptors: take what the hard limit allows.
-        let mut max_conns = args.max_conns;
+        let mut max_conns = args.max_conns.unwrap_or(DEFAULT_MAX_CONNS);
         match raise_nofile_limit() {
             Ok(limit) => {
-                let room = (limit as usize).saturating_sub(MAX_LINGERING + 64).max(1);
-                if max_conns > room {
+                let room = (limit as usize).saturating_sub(64).max(1);
+                if max_conns > room && args.max_conns.is_some() {
                     tracing::warn!(
                         "--max-conns {max_conns} lowered to {room} (open-file limit {limit})"
                     );
-                    max_conns = room;
                 }
+                max_conns = max_conns.min(room);
             }
             Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
         }

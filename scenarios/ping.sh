@@ -32,7 +32,7 @@ run_ping() {
   check "reconnect flood answered every ping" \
     ping-client --tcp "127.0.0.1:$port" --flood --reconnect --clients 4 -c 2000 || rc=1
 
-  say "the server's log (first and last lines):"
+  say "the server's log (its first lines, and how many):"
   grep '^Server received' "$log" | head -n 3 | sed 's/^/[server] /'
   echo "[server] ... $(grep -c '^Server received' "$log") requests logged"
 

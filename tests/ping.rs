@@ -540,3 +540,44 @@ fn client_pinging_slower_than_idle_timeout_loses_nothing() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("3 sent, 3 received, 0% loss"), "{stdout}");
 }
+
+/// Out of file descriptors (the server run under `prlimit --nofile=80`, then
+/// flooded with connections): it refuses or defers the excess, never spins
+/// or crashes, and serves again once the flood is gone.
+#[test]
+fn running_out_of_descriptors_is_survived() {
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("prlimit(1) not installed: skipped");
+        return;
+    }
+    let env = Env::new();
+    let mut c = std::process::Command::new("prlimit");
+    c.env("SYNCOMM_DIR", env.dir())
+        .arg("--nofile=80:80")
+        .arg(bin("ping-server"))
+        .args(["--tcp", "127.0.0.1:0", "--quiet", "--threads", "1"]);
+    let mut proc = Proc::spawn(c);
+    let out = proc.stdout_lines();
+    let first = out.next_line().expect("server printed nothing");
+    let addr = first
+        .strip_prefix("listening on ")
+        .expect("address")
+        .to_owned();
+    let mut flood: Vec<TcpStream> = (0..150)
+        .map(|_| TcpStream::connect(&addr).expect("connect (the backlog takes it)"))
+        .collect();
+    // The first ones are served even now.
+    let mut first_conn = Conn::new(flood.remove(0));
+    assert_eq!(first_conn.ask("ping\n"), "pong\n");
+    drop(flood);
+    wait_until("the server to serve a newcomer again", || {
+        let mut c = Conn::new(TcpStream::connect(&addr).unwrap());
+        c.send(b"ping\n");
+        c.line() == "pong\n"
+    });
+    assert!(proc.is_running());
+}
