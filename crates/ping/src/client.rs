@@ -437,3 +437,23 @@ fn json_line(out: &mut dyn Write, v: &serde_json::Value) -> io::Result<()> {
     serde_json::to_writer(&mut *out, v)?;
     out.write_all(b"\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line_like_ping8() {
+        let mut s = Summary {
+            sent: 3,
+            ..Summary::default()
+        };
+        assert_eq!(s.line(), "3 sent, 0 received, 100% loss");
+        s.add(1.0);
+        s.add(3.0);
+        assert_eq!(
+            s.line(),
+            "3 sent, 2 received, 33.3% loss, rtt min/avg/max/mdev = 1.000/2.000/3.000/1.000 ms"
+        );
+    }
+}
