@@ -24,7 +24,7 @@ struct Args {
     #[arg(long, value_name = "ADDR", conflicts_with = "local")]
     tcp: Option<String>,
     /// The server's local socket NAME (in the runtime directory).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", visible_alias = "name")]
     local: Option<Name>,
     /// Stop after COUNT pings (flood: COUNT requests in all) [default: until Ctrl-C].
     #[arg(short = 'c', long = "count", value_name = "COUNT")]

@@ -25,7 +25,7 @@ struct Args {
     #[arg(long, conflicts_with = "tcp")]
     no_tcp: bool,
     /// Also serve the local socket NAME in the runtime directory.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", visible_alias = "name")]
     local: Option<Name>,
     /// Most connections served at once; more get `error: server busy`
     /// [default: 4096, or what the open-file limit allows].
