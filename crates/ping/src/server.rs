@@ -1008,8 +1008,15 @@ impl Slab {
     }
 }
 
+/// Raises a listener's queue of connections not yet accepted to the system
+/// maximum (`listen(2)` again on a listening socket only changes the queue),
+/// so a thousand clients connecting at once are not made to retry.
+fn deepen_backlog<F: std::os::fd::AsFd>(listener: &F) {
+    let _ = nix::sys::socket::listen(listener, nix::sys::socket::Backlog::MAXCONN);
+}
+
 fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr).map_err(|e| {
+    let listener = TcpListener::bind(addr).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
             // Who holds it? If a ping server answers, say so plainly.
             ServerError::Listen {
@@ -1024,7 +1031,9 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServerError> {
                 why: crate::describe_io(&e),
             }
         }
-    })
+    })?;
+    deepen_backlog(&listener);
+    Ok(listener)
 }
 
 /// Binds the local socket at `path`, replacing a stale one.
@@ -1067,6 +1076,7 @@ fn bind_local(path: &std::path::Path) -> Result<(UnixListener, PathBuf, (u64, u6
         }
         Err(e) => return Err(listen_err(e)),
     };
+    deepen_backlog(&listener);
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(listen_err)?;
     let meta = std::fs::symlink_metadata(path).map_err(listen_err)?;
     Ok((listener, path.to_owned(), (meta.dev(), meta.ino())))
