@@ -410,8 +410,12 @@ impl Server {
     /// Accepts every waiting connection on one listener. Returns true when
     /// the listener had to be paused (out of file descriptors).
     fn accept_all(&self, token: u64, ctx: &mut Ctx<'_>, conns: &mut Slab) -> bool {
-        // Bounded, so one busy listener cannot starve the connections.
-        for _ in 0..256 {
+        // Bounded, so one busy listener cannot starve the connections. With
+        // several loops, take one connection per wake-up and leave the rest
+        // to whichever loop wakes next: a burst of clients is spread over the
+        // loops instead of landing all on the first one awake.
+        let batch = if self.config.threads > 1 { 1 } else { 256 };
+        for _ in 0..batch {
             let accepted = match token {
                 TCP_LISTENER => match self.tcp.as_ref().map(|l| l.accept()) {
                     Some(Ok((s, addr))) => {
