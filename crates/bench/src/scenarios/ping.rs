@@ -67,19 +67,29 @@ impl Drop for ServerProc {
 
 /// Round trips of `ping` on one connection, one at a time, in microseconds.
 /// `want` is the answer: `pong\n` from the server, `ping\n` from an echo.
-fn rtt_samples(mut s: Stream, n: usize, want: &[u8]) -> anyhow::Result<Vec<f64>> {
-    let req = b"ping\n";
+fn rtt_block(s: &mut Stream, n: usize, want: &[u8], out: &mut Vec<f64>) -> anyhow::Result<()> {
     let mut buf = Vec::new();
-    for _ in 0..n / 10 {
-        ping_once(&mut s, req, want, &mut buf, None, Duration::ZERO)?; // warm-up
-    }
-    let mut v = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        ping_once(&mut s, req, want, &mut buf, None, Duration::ZERO)?;
-        v.push(t.elapsed().as_secs_f64() * 1e6);
+        ping_once(s, b"ping\n", want, &mut buf, None, Duration::ZERO)?;
+        out.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    Ok(v)
+    Ok(())
+}
+
+/// `n` round trips on each of `ours` and `floor`, taken in alternating
+/// blocks so that a change in machine load weighs on both alike.
+fn rtt_pair(mut ours: Stream, mut floor: Stream, n: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut scratch = Vec::new();
+    rtt_block(&mut ours, n / 10, b"pong\n", &mut scratch)?; // warm-up
+    rtt_block(&mut floor, n / 10, b"ping\n", &mut scratch)?;
+    let block = 200.min(n);
+    while a.len() < n {
+        rtt_block(&mut ours, block, b"pong\n", &mut a)?;
+        rtt_block(&mut floor, block, b"ping\n", &mut b)?;
+    }
+    Ok((a, b))
 }
 
 /// Serves one connection: echo back whatever arrives (the floor's server).
@@ -201,8 +211,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         s.set_nodelay(true)?;
         Ok(Stream::Tcp(s))
     };
-    let mut floor = rtt_samples(connect_tcp(&raw_addr.to_string())?, n, b"ping\n")?;
-    let mut ours = rtt_samples(connect_tcp(&addr)?, n, b"pong\n")?;
+    let (mut ours, mut floor) =
+        rtt_pair(connect_tcp(&addr)?, connect_tcp(&raw_addr.to_string())?, n)?;
     figures.push(rtt_figure(
         "round trip, one ping at a time, TCP",
         &mut ours,
@@ -221,8 +231,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         }
     });
     let sock = ctx.work_dir.join(format!("ping.{}.sock", server.name));
-    let mut floor = rtt_samples(Stream::Local(UnixStream::connect(&raw_path)?), n, b"ping\n")?;
-    let mut ours = rtt_samples(Stream::Local(UnixStream::connect(&sock)?), n, b"pong\n")?;
+    let (mut ours, mut floor) = rtt_pair(
+        Stream::Local(UnixStream::connect(&sock)?),
+        Stream::Local(UnixStream::connect(&raw_path)?),
+        n,
+    )?;
     figures.push(rtt_figure(
         "round trip, one ping at a time, local socket",
         &mut ours,
