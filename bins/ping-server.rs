@@ -37,6 +37,9 @@ struct Args {
     /// Event loops (threads) sharing the work [default: one per CPU].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// One JSON object per line: `{"listening":...}`, then one per logged event.
+    #[arg(long)]
+    json: bool,
     /// Do not log each request.
     #[arg(short, long)]
     quiet: bool,
@@ -91,16 +94,29 @@ fn main() -> ExitCode {
             local: args.local.clone(),
             max_conns,
             idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+            json_log: args.json,
             threads: args
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         })?;
         let mut out = std::io::stdout().lock();
         if let Some(addr) = server.tcp_addr() {
-            writeln!(out, "listening on {addr}")?;
+            match args.json {
+                true => json_line(
+                    &mut out,
+                    serde_json::json!({"listening": addr.to_string(), "transport": "tcp"}),
+                )?,
+                false => writeln!(out, "listening on {addr}")?,
+            }
         }
         if let Some(path) = server.local_path() {
-            writeln!(out, "listening on local socket {}", path.display())?;
+            match args.json {
+                true => json_line(
+                    &mut out,
+                    serde_json::json!({"listening": path, "transport": "local"}),
+                )?,
+                false => writeln!(out, "listening on local socket {}", path.display())?,
+            }
         }
         out.flush()?;
         drop(out);
@@ -112,13 +128,23 @@ fn main() -> ExitCode {
         let stats = server.run(&shutdown, log)?;
         let mut out = std::io::stdout().lock();
         if !args.quiet {
-            let _ = writeln!(
-                out,
-                "Server stopped: {} connections, {} requests answered",
-                stats.accepted, stats.requests
-            );
+            let _ = match args.json {
+                true => json_line(
+                    &mut out,
+                    serde_json::json!({"event": "stopped", "connections": stats.accepted, "requests": stats.requests}),
+                ),
+                false => writeln!(
+                    out,
+                    "Server stopped: {} connections, {} requests answered",
+                    stats.accepted, stats.requests
+                ),
+            };
             let _ = out.flush();
         }
         Ok(0)
     })
+}
+
+fn json_line(out: &mut impl Write, v: serde_json::Value) -> std::io::Result<()> {
+    syncomm_common::output::write_json_line(out, &v)
 }

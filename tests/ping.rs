@@ -581,3 +581,31 @@ fn running_out_of_descriptors_is_survived() {
     });
     assert!(proc.is_running());
 }
+
+/// `--json`: the listening address, each request and the final tally come
+/// as one JSON object per line.
+#[test]
+fn server_json_output() {
+    let env = Env::new();
+    let mut c = env.cmd("ping-server");
+    c.args(["--tcp", "127.0.0.1:0", "--json", "--threads", "1"]);
+    let mut proc = Proc::spawn(c);
+    let out = proc.stdout_lines();
+    let first: serde_json::Value = serde_json::from_str(&out.next_line().unwrap()).unwrap();
+    assert_eq!(first["transport"], "tcp");
+    let addr = first["listening"].as_str().unwrap().to_owned();
+    let mut conn = Conn::new(TcpStream::connect(&addr).unwrap());
+    assert_eq!(conn.ask("ping abc\n"), "pong abc\n");
+    let line: serde_json::Value = serde_json::from_str(&out.next_line().unwrap()).unwrap();
+    assert_eq!(line["event"], "ping");
+    assert_eq!(line["payload_bytes"], 3);
+    assert_eq!(
+        line["peer"],
+        conn.r.get_ref().local_addr().unwrap().to_string()
+    );
+    proc.signal(Signal::SIGTERM);
+    let last: serde_json::Value =
+        serde_json::from_str(&out.wait_for(|l| l.contains("stopped"))).unwrap();
+    assert_eq!(last["requests"], 1);
+    assert_eq!(proc.wait_timeout(HANG).code(), Some(0));
+}

@@ -84,6 +84,8 @@ pub struct ServerConfig {
     /// connections it accepts. 1 is the simplest to follow; one per core
     /// uses every core.
     pub threads: usize,
+    /// Log one JSON object per line instead of the seed's text.
+    pub json_log: bool,
 }
 
 /// Why the server could not start or stopped.
@@ -258,7 +260,8 @@ impl Server {
         if let Some((l, _, _)) = &self.local {
             nonblocking(l.set_nonblocking(true))?;
         }
-        let writer = log.map(LogWriter::start);
+        let json = self.config.json_log;
+        let writer = log.map(|out| LogWriter::start(out, json));
         let open = AtomicUsize::new(0);
         let unlinked = AtomicBool::new(false);
         let shared = Shared {
@@ -531,7 +534,7 @@ fn refuse_busy(fd: OwnedFd, peer: Peer, ctx: &mut Ctx<'_>, conns: &mut Slab) {
     // A fresh socket's send buffer is empty: this write does not block.
     let _ = nix::unistd::write(&fd, protocol::BUSY);
     if let Some(log) = ctx.log.as_mut() {
-        let _ = writeln!(log, "Server busy: refused {peer}");
+        log.event(Event::Busy, peer);
     }
     start_lingering(fd, peer, ctx, conns);
 }
@@ -634,17 +637,11 @@ fn answer(conn: &mut Conn, ctx: &mut Ctx<'_>) {
         |req| {
             answered += 1;
             if let Some(log) = log.as_mut() {
-                let _ = match req {
-                    Request::Ping(None) => writeln!(log, "Server received: ping from {peer}"),
-                    Request::Ping(Some(p)) => writeln!(
-                        log,
-                        "Server received: ping with {} bytes of payload from {peer}",
-                        p.len()
-                    ),
-                    Request::Unknown => {
-                        writeln!(log, "Server received: unknown request from {peer}")
-                    }
+                let event = match req {
+                    Request::Ping(payload) => Event::Ping(payload.map(<[u8]>::len)),
+                    Request::Unknown => Event::Unknown,
                 };
+                log.event(event, peer);
             }
         },
     );
@@ -654,10 +651,7 @@ fn answer(conn: &mut Conn, ctx: &mut Ctx<'_>) {
     }
     if outcome == Lines::TooLong {
         if let Some(log) = ctx.log.as_mut() {
-            let _ = writeln!(
-                log,
-                "Server received: a line over {MAX_LINE} bytes from {peer}; closing"
-            );
+            log.event(Event::TooLong, peer);
         }
         conn.state = State::Closing;
     }
@@ -788,7 +782,7 @@ fn sweep(ctx: &mut Ctx<'_>, conns: &mut Slab) {
             // Best effort: tell the peer why, then close.
             let _ = nix::unistd::write(&conn.fd, protocol::IDLE);
             if let Some(log) = ctx.log.as_mut() {
-                let _ = writeln!(log, "Server dropped idle connection from {}", conn.peer);
+                log.event(Event::Idle, conn.peer);
             }
         }
         forget(conn, ctx);
@@ -839,6 +833,8 @@ fn begin_drain(ctx: &mut Ctx<'_>, conns: &mut Slab) {
 /// loops hand it. When it falls behind (a paused terminal, a slow pipe),
 /// the loops drop whole turns of lines and count them, never wait.
 struct LogWriter {
+    /// One JSON object per line instead of text.
+    json: bool,
     tx: SyncSender<Vec<u8>>,
     /// Bytes handed to the writer and not yet written.
     backlog: Arc<AtomicUsize>,
@@ -847,7 +843,7 @@ struct LogWriter {
 }
 
 impl LogWriter {
-    fn start(mut out: Box<dyn Write + Send>) -> LogWriter {
+    fn start(mut out: Box<dyn Write + Send>, json: bool) -> LogWriter {
         let (tx, rx) = sync_channel::<Vec<u8>>(256);
         let broken = Arc::new(AtomicBool::new(false));
         let backlog = Arc::new(AtomicUsize::new(0));
@@ -864,6 +860,7 @@ impl LogWriter {
             }
         });
         LogWriter {
+            json,
             tx,
             backlog,
             broken,
@@ -874,6 +871,7 @@ impl LogWriter {
     /// A loop's end of the log.
     fn sender(&self) -> LogSender {
         LogSender {
+            json: self.json,
             buf: Vec::with_capacity(64 * 1024),
             lines: 0,
             dropped: 0,
@@ -890,8 +888,24 @@ impl LogWriter {
     }
 }
 
+/// What a log line reports.
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    /// A ping answered, with its payload length if it had one.
+    Ping(Option<usize>),
+    /// A line that is not a request, answered `error: unknown request`.
+    Unknown,
+    /// A line over [`MAX_LINE`]: answered, then the connection closes.
+    TooLong,
+    /// A connection refused past `--max-conns`.
+    Busy,
+    /// A connection dropped by the idle timeout.
+    Idle,
+}
+
 /// One loop's end of the request log: the lines of the current turn.
 struct LogSender {
+    json: bool,
     buf: Vec<u8>,
     lines: u64,
     dropped: u64,
@@ -934,9 +948,49 @@ impl LogSender {
     /// Puts the count of dropped lines before this turn's lines.
     fn note_dropped(&mut self) {
         if self.dropped > 0 {
-            let note = format!("({} log lines dropped: output too slow)\n", self.dropped);
+            let note = if self.json {
+                format!("{{\"event\":\"log_dropped\",\"lines\":{}}}\n", self.dropped)
+            } else {
+                format!("({} log lines dropped: output too slow)\n", self.dropped)
+            };
             self.buf.splice(0..0, note.into_bytes());
         }
+    }
+
+    /// Adds one line about `event` from `peer`, as text (the seed's wording) or JSON.
+    fn event(&mut self, event: Event, peer: Peer) {
+        if self.json {
+            let mut v = match event {
+                Event::Ping(bytes) => {
+                    serde_json::json!({"event": "ping", "payload_bytes": bytes.unwrap_or(0)})
+                }
+                Event::Unknown => serde_json::json!({"event": "unknown_request"}),
+                Event::TooLong => serde_json::json!({"event": "line_too_long"}),
+                Event::Busy => serde_json::json!({"event": "busy"}),
+                Event::Idle => serde_json::json!({"event": "idle_timeout"}),
+            };
+            match peer {
+                Peer::Tcp(addr) => v["peer"] = addr.to_string().into(),
+                Peer::Local(pid) => v["peer_pid"] = pid.into(),
+            }
+            let _ = serde_json::to_writer(&mut *self, &v);
+            let _ = self.write_all(b"\n");
+            return;
+        }
+        let _ = match event {
+            Event::Ping(None) => writeln!(self, "Server received: ping from {peer}"),
+            Event::Ping(Some(n)) => writeln!(
+                self,
+                "Server received: ping with {n} bytes of payload from {peer}"
+            ),
+            Event::Unknown => writeln!(self, "Server received: unknown request from {peer}"),
+            Event::TooLong => writeln!(
+                self,
+                "Server received: a line over {MAX_LINE} bytes from {peer}; closing"
+            ),
+            Event::Busy => writeln!(self, "Server busy: refused {peer}"),
+            Event::Idle => writeln!(self, "Server dropped idle connection from {peer}"),
+        };
     }
 
     /// Hands over what is left (waiting, this once).
