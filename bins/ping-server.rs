@@ -1,8 +1,150 @@
-//! `ping-server`: not yet built (placeholder so the workspace compiles).
+//! `ping-server`: answers `ping` with `pong` over TCP and a local socket.
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use syncomm_common::shutdown::Shutdown;
+use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_ping::server::{Server, ServerConfig};
+use syncomm_ping::{raise_nofile_limit, Endpoint, DEFAULT_TCP};
+
+/// Answer `ping` with `pong`, one line per request, over TCP and a local socket.
+#[derive(Parser, Debug)]
+#[command(
+    name = "ping-server",
+    version,
+    after_help = "Examples:\n  ping-server                                   serve 127.0.0.1:7878\n  ping-server --tcp 127.0.0.1:0 --local demo    a free port, and the local socket 'demo'\n  echo ping | nc 127.0.0.1 7878                 prints: pong\n\nRequests: `ping` -> `pong`, `ping PAYLOAD` -> `pong PAYLOAD`; lines up to 64 KiB."
+)]
+struct Args {
+    /// TCP address to serve; port 0 picks a free one (printed as `listening on ADDR`).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_TCP)]
+    tcp: String,
+    /// Serve no TCP at all (needs --local).
+    #[arg(long, conflicts_with = "tcp")]
+    no_tcp: bool,
+    /// Also serve the local socket NAME in the runtime directory.
+    #[arg(long, value_name = "NAME", visible_alias = "name")]
+    local: Option<Name>,
+    /// Most connections served at once; more get `error: server busy`
+    /// [default: 4096, or what the open-file limit allows].
+    #[arg(long, value_name = "N")]
+    max_conns: Option<usize>,
+    /// Drop a connection that completes no request for this long (0: never).
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Event loops (threads) sharing the work [default: one per CPU].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// One JSON object per line: `{"listening":...}`, then one per logged event.
+    #[arg(long)]
+    json: bool,
+    /// Do not log each request.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Connections served at once unless `--max-conns` says otherwise.
+const DEFAULT_MAX_CONNS: usize = 4096;
 
 fn main() -> ExitCode {
     syncomm_common::run("ping-server", || {
-        Err(syncomm_common::Fail::failed("not built yet").into())
+        let args = Args::parse();
+        if args.threads == Some(0) {
+            return Err(Fail::usage("--threads must be at least 1").into());
+        }
+        if args.max_conns == Some(0) {
+            return Err(Fail::usage("--max-conns must be at least 1").into());
+        }
+        if args.no_tcp && args.local.is_none() {
+            return Err(Fail::usage("--no-tcp needs --local NAME (nothing to serve)").into());
+        }
+        let tcp = if args.no_tcp {
+            None
+        } else {
+            match Endpoint::tcp(&args.tcp) {
+                Ok(Endpoint::Tcp(a)) => Some(a),
+                _ => {
+                    return Err(Fail::usage(format!(
+                        "invalid --tcp {:?}: expected HOST:PORT such as 127.0.0.1:7878",
+                        args.tcp
+                    ))
+                    .into())
+                }
+            }
+        };
+        // A thousand clients need a thousand descriptors: take what the hard limit allows.
+        let mut max_conns = args.max_conns.unwrap_or(DEFAULT_MAX_CONNS);
+        match raise_nofile_limit() {
+            Ok(limit) => {
+                let room = (limit as usize).saturating_sub(64).max(1);
+                if max_conns > room && args.max_conns.is_some() {
+                    tracing::warn!(
+                        "--max-conns {max_conns} lowered to {room} (open-file limit {limit})"
+                    );
+                }
+                max_conns = max_conns.min(room);
+            }
+            Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+        }
+        let shutdown = Shutdown::install().context("installing signal handlers")?;
+        let server = Server::bind(ServerConfig {
+            tcp,
+            local: args.local.clone(),
+            max_conns,
+            idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+            json_log: args.json,
+            threads: args
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        })?;
+        let mut out = std::io::stdout().lock();
+        if let Some(addr) = server.tcp_addr() {
+            match args.json {
+                true => json_line(
+                    &mut out,
+                    serde_json::json!({"listening": addr.to_string(), "transport": "tcp"}),
+                )?,
+                false => writeln!(out, "listening on {addr}")?,
+            }
+        }
+        if let Some(path) = server.local_path() {
+            match args.json {
+                true => json_line(
+                    &mut out,
+                    serde_json::json!({"listening": path, "transport": "local"}),
+                )?,
+                false => writeln!(out, "listening on local socket {}", path.display())?,
+            }
+        }
+        out.flush()?;
+        drop(out);
+        let log: Option<Box<dyn Write + Send>> = if args.quiet {
+            None
+        } else {
+            Some(Box::new(std::io::stdout()))
+        };
+        let stats = server.run(&shutdown, log)?;
+        let mut out = std::io::stdout().lock();
+        if !args.quiet {
+            let _ = match args.json {
+                true => json_line(
+                    &mut out,
+                    serde_json::json!({"event": "stopped", "connections": stats.accepted, "requests": stats.requests}),
+                ),
+                false => writeln!(
+                    out,
+                    "Server stopped: {} connections, {} requests answered",
+                    stats.accepted, stats.requests
+                ),
+            };
+            let _ = out.flush();
+        }
+        Ok(0)
     })
+}
+
+fn json_line(out: &mut impl Write, v: serde_json::Value) -> std::io::Result<()> {
+    syncomm_common::output::write_json_line(out, &v)
 }

@@ -1,0 +1,459 @@
+//! The ping client: `ping(8)` for the line protocol.
+//!
+//! One connection, one request at a time: write `ping [PAYLOAD]\n`, read one
+//! line, check it is the matching `pong`, time the round trip. A ping that
+//! gets no right answer within the timeout (`-W`) is lost: the reason is
+//! printed, the connection is dropped (a late answer would be mistaken for
+//! the next one) and the next ping connects afresh, so a server that
+//! restarts is picked up again.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use syncomm_common::shutdown::Shutdown;
+
+use crate::protocol;
+use crate::Endpoint;
+
+/// A connected stream to a ping server, TCP or local.
+#[derive(Debug)]
+pub enum Stream {
+    /// A TCP connection (`TCP_NODELAY` set: every request goes out at once).
+    Tcp(TcpStream),
+    /// A local (Unix-domain) socket connection.
+    Local(UnixStream),
+}
+
+impl Stream {
+    /// Connects to `endpoint`, giving up after `timeout` (TCP; a local
+    /// connect never waits).
+    pub fn connect(endpoint: &Endpoint, timeout: Option<Duration>) -> io::Result<Stream> {
+        match endpoint {
+            Endpoint::Tcp(addr) => {
+                let s = match timeout {
+                    Some(t) => TcpStream::connect_timeout(addr, t.max(Duration::from_millis(1)))?,
+                    None => TcpStream::connect(addr)?,
+                };
+                s.set_nodelay(true)?;
+                Ok(Stream::Tcp(s))
+            }
+            Endpoint::Local(name) => {
+                let path = Endpoint::local_path(name).map_err(io::Error::other)?;
+                Ok(Stream::Local(UnixStream::connect(path)?))
+            }
+        }
+    }
+
+    /// Sets how long a `read` may wait (`None`: forever).
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(t),
+            Stream::Local(s) => s.set_read_timeout(t),
+        }
+    }
+
+    /// Sets how long a `write` may wait (`None`: forever).
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(t),
+            Stream::Local(s) => s.set_write_timeout(t),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Local(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Local(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Local(s) => s.as_fd(),
+        }
+    }
+}
+
+/// Why one ping got no good answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PingError {
+    /// Connecting failed.
+    #[error("cannot connect: {}", crate::describe_io(.0))]
+    Connect(io::Error),
+    /// No answer within the timeout.
+    #[error("timed out after {}", syncomm_common::duration::format_duration(*.0))]
+    Timeout(Duration),
+    /// The server closed the connection.
+    #[error("connection closed by the server")]
+    Closed,
+    /// The server refused the connection with `error: server busy`.
+    #[error("server busy")]
+    Busy,
+    /// The answer is not the `pong` expected.
+    #[error("unexpected reply {0:?}")]
+    Unexpected(String),
+    /// Reading or writing failed.
+    #[error("{}", crate::describe_io(.0))]
+    Io(io::Error),
+}
+
+/// Sends one ping on `stream` and waits for its answer until `deadline`.
+///
+/// `request` is the whole request line, `expected` the whole answer line;
+/// `buf` is scratch space for the answer. Returns when the answer is in.
+pub fn ping_once(
+    stream: &mut Stream,
+    request: &[u8],
+    expected: &[u8],
+    buf: &mut Vec<u8>,
+    deadline: Option<Instant>,
+    timeout: Duration,
+) -> Result<(), PingError> {
+    let left = |d: Option<Instant>| -> Result<Option<Duration>, PingError> {
+        match d {
+            None => Ok(None),
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(l) if !l.is_zero() => Ok(Some(l)),
+                _ => Err(PingError::Timeout(timeout)),
+            },
+        }
+    };
+    if deadline.is_some() {
+        stream
+            .set_write_timeout(left(deadline)?)
+            .map_err(PingError::Io)?;
+    }
+    stream.write_all(request).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => PingError::Timeout(timeout),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => PingError::Closed,
+        _ => PingError::Io(e),
+    })?;
+    read_answer(stream, expected, buf, deadline, timeout, left)
+}
+
+fn read_answer(
+    stream: &mut Stream,
+    expected: &[u8],
+    buf: &mut Vec<u8>,
+    deadline: Option<Instant>,
+    timeout: Duration,
+    left: impl Fn(Option<Instant>) -> Result<Option<Duration>, PingError>,
+) -> Result<(), PingError> {
+    buf.clear();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if deadline.is_some() {
+            stream
+                .set_read_timeout(left(deadline)?)
+                .map_err(PingError::Io)?;
+        }
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => {
+                return Err(if buf.starts_with(b"error: server busy") {
+                    PingError::Busy
+                } else if buf.is_empty() {
+                    PingError::Closed
+                } else {
+                    PingError::Unexpected(String::from_utf8_lossy(buf).into_owned())
+                })
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(PingError::Timeout(timeout))
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Err(PingError::Closed),
+            Err(e) => return Err(PingError::Io(e)),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            let line = &buf[..=end];
+            if line == expected && end + 1 == buf.len() {
+                return Ok(());
+            }
+            if line == protocol::BUSY {
+                return Err(PingError::Busy);
+            }
+            if line == protocol::IDLE {
+                // The server dropped this connection while we were waiting
+                // between pings: as good as closed.
+                return Err(PingError::Closed);
+            }
+            let shown = String::from_utf8_lossy(&line[..end.min(80)]).into_owned();
+            return Err(PingError::Unexpected(shown));
+        }
+        if buf.len() > expected.len() {
+            let shown = String::from_utf8_lossy(&buf[..buf.len().min(80)]).into_owned();
+            return Err(PingError::Unexpected(shown));
+        }
+    }
+}
+
+/// What `ping-client` is asked to do.
+#[derive(Debug, Clone)]
+pub struct PingConfig {
+    /// Where the server is.
+    pub endpoint: Endpoint,
+    /// How many pings (`None`: until interrupted).
+    pub count: Option<u64>,
+    /// Time between the starts of two pings.
+    pub interval: Duration,
+    /// Payload bytes per ping.
+    pub payload: usize,
+    /// How long one ping may take, connecting included.
+    pub timeout: Duration,
+    /// One JSON object per line instead of text.
+    pub json: bool,
+}
+
+/// Round-trip statistics, as `ping(8)` prints them.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Pings sent (or attempted).
+    pub sent: u64,
+    /// Pings answered correctly.
+    pub received: u64,
+    min: f64,
+    max: f64,
+    sum: f64,
+    sum_sq: f64,
+    /// The reason the last lost ping was lost.
+    pub last_error: Option<String>,
+}
+
+impl Summary {
+    fn add(&mut self, ms: f64) {
+        if self.received == 0 || ms < self.min {
+            self.min = ms;
+        }
+        if ms > self.max {
+            self.max = ms;
+        }
+        self.received += 1;
+        self.sum += ms;
+        self.sum_sq += ms * ms;
+    }
+
+    /// Lost pings, in percent of those sent.
+    pub fn loss_percent(&self) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            100.0 * (self.sent - self.received) as f64 / self.sent as f64
+        }
+    }
+
+    /// `(min, avg, max, mdev)` of the round trips in milliseconds, if any.
+    pub fn rtt(&self) -> Option<(f64, f64, f64, f64)> {
+        if self.received == 0 {
+            return None;
+        }
+        let n = self.received as f64;
+        let avg = self.sum / n;
+        let mdev = (self.sum_sq / n - avg * avg).max(0.0).sqrt();
+        Some((self.min, avg, self.max, mdev))
+    }
+
+    /// The summary line: `3 sent, 3 received, 0% loss, rtt min/avg/max/mdev = a/b/c/d ms`.
+    pub fn line(&self) -> String {
+        let loss = self.loss_percent();
+        let loss = if loss.fract() == 0.0 {
+            format!("{loss:.0}")
+        } else {
+            format!("{loss:.1}")
+        };
+        let mut s = format!(
+            "{} sent, {} received, {loss}% loss",
+            self.sent, self.received
+        );
+        if let Some((min, avg, max, mdev)) = self.rtt() {
+            s.push_str(&format!(
+                ", rtt min/avg/max/mdev = {min:.3}/{avg:.3}/{max:.3}/{mdev:.3} ms"
+            ));
+        }
+        s
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "sent": self.sent,
+            "received": self.received,
+            "loss_percent": self.loss_percent(),
+        });
+        if let Some((min, avg, max, mdev)) = self.rtt() {
+            v["rtt_ms"] = serde_json::json!({"min": min, "avg": avg, "max": max, "mdev": mdev});
+        }
+        v
+    }
+}
+
+/// Pings like `ping(8)`, writing one line per ping and the summary to `out`.
+///
+/// Stops after `count` pings or when `shutdown` is requested. Errors are
+/// only those of writing `out`; lost pings are counted in the summary.
+pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::Result<Summary> {
+    let payload = protocol::make_payload(cfg.payload);
+    let mut request = Vec::new();
+    protocol::write_ping(&payload, &mut request);
+    let expected = protocol::expected_pong(&payload);
+    let mut buf = Vec::with_capacity(expected.len());
+    let mut conn: Option<Stream> = None;
+    let mut sum = Summary::default();
+    let ep = &cfg.endpoint;
+    if !cfg.json {
+        writeln!(out, "PING {ep}: {} bytes of payload", cfg.payload)?;
+        out.flush()?;
+    }
+    let mut seq = 0u64;
+    while cfg.count.map_or(true, |c| seq < c) && !shutdown.requested() {
+        seq += 1;
+        sum.sent += 1;
+        let start = Instant::now();
+        let deadline = start + cfg.timeout;
+        let mut attempt = |conn: &mut Option<Stream>| {
+            let s =
+                match conn {
+                    Some(s) => s,
+                    None => conn.insert(Stream::connect(ep, Some(cfg.timeout)).map_err(|e| {
+                        match e.kind() {
+                            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                                PingError::Timeout(cfg.timeout)
+                            }
+                            _ => PingError::Connect(e),
+                        }
+                    })?),
+                };
+            // The round trip is timed from the request on: a new connection's
+            // handshake is not part of it (ping(8) times the echo alone).
+            let sent = Instant::now();
+            ping_once(
+                s,
+                &request,
+                &expected,
+                &mut buf,
+                Some(deadline),
+                cfg.timeout,
+            )
+            .map(|()| sent.elapsed())
+        };
+        let reused = conn.is_some();
+        let mut result = attempt(&mut conn);
+        if reused && matches!(result, Err(PingError::Closed)) {
+            // The server closed the connection kept from the last ping (it
+            // restarted, or dropped us as idle): try once on a new one.
+            conn = None;
+            result = attempt(&mut conn);
+        }
+        match result {
+            Ok(rtt) => {
+                let ms = rtt.as_secs_f64() * 1e3;
+                sum.add(ms);
+                if cfg.json {
+                    json_line(
+                        out,
+                        &serde_json::json!({"seq": seq, "bytes": expected.len(), "rtt_ms": ms}),
+                    )?;
+                } else {
+                    writeln!(
+                        out,
+                        "{} bytes from {ep}: seq={seq} time={ms:.3} ms",
+                        expected.len()
+                    )?;
+                }
+            }
+            Err(e) => {
+                conn = None;
+                let why = e.to_string();
+                if cfg.json {
+                    json_line(out, &serde_json::json!({"seq": seq, "error": why}))?;
+                } else {
+                    writeln!(out, "no reply from {ep}: seq={seq}: {why}")?;
+                }
+                sum.last_error = Some(why);
+            }
+        }
+        out.flush()?;
+        if cfg.count.is_some_and(|c| seq >= c) {
+            break;
+        }
+        wait_or_shutdown(
+            shutdown,
+            (start + cfg.interval).saturating_duration_since(Instant::now()),
+        );
+    }
+    if cfg.json {
+        json_line(out, &sum.json())?;
+    } else {
+        writeln!(out, "--- {ep} ping statistics ---")?;
+        writeln!(out, "{}", sum.line())?;
+    }
+    out.flush()?;
+    Ok(sum)
+}
+
+/// Sleeps for `d`, waking early if a shutdown signal arrives.
+pub fn wait_or_shutdown(shutdown: &Shutdown, d: Duration) {
+    let deadline = Instant::now() + d;
+    while !shutdown.requested() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let ms =
+            PollTimeout::try_from(left + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(shutdown.wake_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, ms);
+    }
+}
+
+/// Writes `v` as one line of JSON.
+fn json_line(out: &mut dyn Write, v: &serde_json::Value) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, v)?;
+    out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line_like_ping8() {
+        let mut s = Summary {
+            sent: 3,
+            ..Summary::default()
+        };
+        assert_eq!(s.line(), "3 sent, 0 received, 100% loss");
+        s.add(1.0);
+        s.add(3.0);
+        assert_eq!(
+            s.line(),
+            "3 sent, 2 received, 33.3% loss, rtt min/avg/max/mdev = 1.000/2.000/3.000/1.000 ms"
+        );
+    }
+}
