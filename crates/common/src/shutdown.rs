@@ -90,7 +90,9 @@ impl Shutdown {
         self.wake.as_raw_fd()
     }
 
-    /// Empties the wake-up descriptor.
+    /// Empties the wake-up descriptor. Only one loop may drain it: when several
+    /// threads poll the same descriptor, the first to drain hides the wake-up
+    /// from the others (they should check [`Shutdown::requested`] instead).
     pub fn drain(&self) {
         let mut buf = [0u8; 64];
         while matches!((&*self.wake).read(&mut buf), Ok(n) if n > 0) {}
