@@ -194,7 +194,7 @@ fn demo(args: &Args, gate: &Gate, slot: u16, shutdown: &Shutdown) -> anyhow::Res
     let mut out = std::io::stdout();
     writeln!(out, "{id} starting critical section")?;
     out.flush()?;
-    sleep_unless_shutdown(hold, shutdown);
+    shutdown.sleep(hold);
     if shutdown.requested() {
         gate.release(slot)?;
         return Ok(interrupted(shutdown));
@@ -203,24 +203,6 @@ fn demo(args: &Args, gate: &Gate, slot: u16, shutdown: &Shutdown) -> anyhow::Res
     out.flush()?;
     gate.release(slot)?;
     Ok(0)
-}
-
-/// Sleeps for `d`, waking early on SIGINT/SIGTERM (poll on the shutdown descriptor).
-fn sleep_unless_shutdown(d: Duration, shutdown: &Shutdown) {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let deadline = std::time::Instant::now() + d;
-    while !shutdown.requested() {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        let mut fds = [PollFd::new(shutdown.wake_fd(), PollFlags::POLLIN)];
-        let _ = poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        );
-    }
 }
 
 fn interrupted(shutdown: &Shutdown) -> u8 {

@@ -90,6 +90,29 @@ impl Shutdown {
         self.wake.as_raw_fd()
     }
 
+    /// Sleeps for `d`, or less if shutdown is requested (a signal wakes it at
+    /// once: it waits in `poll(2)` on the wake-up descriptor). Returns whether
+    /// the whole duration passed.
+    pub fn sleep(&self, d: std::time::Duration) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let deadline = std::time::Instant::now() + d;
+        loop {
+            if self.requested() {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+            let mut fds = [PollFd::new(self.wake_fd(), PollFlags::POLLIN)];
+            let _ = poll(
+                &mut fds,
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+            );
+        }
+    }
+
     /// Empties the wake-up descriptor. Only one loop may drain it: when several
     /// threads poll the same descriptor, the first to drain hides the wake-up
     /// from the others (they should check [`Shutdown::requested`] instead).

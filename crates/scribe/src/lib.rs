@@ -44,7 +44,6 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use syncomm_common::shutdown::Shutdown;
 
 /// The marker between the writer's id and its message.
@@ -244,7 +243,7 @@ pub fn append_lines(
         };
         // 4. Keep the lock a while, to show contention.
         if !opts.hold.is_zero() && written.is_ok() {
-            sleep_unless_shutdown(opts.hold, shutdown);
+            shutdown.sleep(opts.hold);
         }
         // 5. Release it (also released by the kernel if we die before this).
         unlock(&file).map_err(lock_err)?;
@@ -291,26 +290,6 @@ fn write_once(file: &File, buf: &[u8]) -> io::Result<()> {
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(e.into()),
         }
-    }
-}
-
-/// Sleeps for `d`, or less if a shutdown signal arrives.
-pub fn sleep_unless_shutdown(d: Duration, shutdown: &Shutdown) {
-    let deadline = std::time::Instant::now() + d;
-    loop {
-        if shutdown.requested() {
-            return;
-        }
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        let mut fds = [PollFd::new(shutdown.wake_fd(), PollFlags::POLLIN)];
-        let _ = poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        );
     }
 }
 
