@@ -132,32 +132,3 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         ),
     ])
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Runs the module against the release binaries (`cargo build --release` first):
-    /// `cargo test -p syncomm-benchsuite discover -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn discover_figures() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let work = tempfile::tempdir().unwrap();
-        let ctx = Ctx {
-            quick: std::env::var_os("QUICK").is_some(),
-            bin_dir: root.join("target/release"),
-            work_dir: work.path().to_owned(),
-        };
-        for f in run(&ctx).unwrap() {
-            println!(
-                "{}: median {:.2} ms, p99 {:.2} ms, floor {} {:.2} ms",
-                f.what,
-                f.median,
-                f.p99.unwrap(),
-                f.floor.as_ref().unwrap().name,
-                f.floor.as_ref().unwrap().median
-            );
-        }
-    }
-}

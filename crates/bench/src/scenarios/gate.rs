@@ -126,28 +126,3 @@ fn cycle(ctx: &Ctx) -> anyhow::Result<Figure> {
         target: None,
     })
 }
-
-#[cfg(test)]
-mod tests {
-    /// Runs both scenario modules quickly against the release binaries and
-    /// prints their figures: `cargo test -p syncomm-benchsuite --release --
-    /// --ignored --nocapture scribe_and_gate`.
-    #[test]
-    #[ignore]
-    fn scribe_and_gate() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let work = tempfile::tempdir().unwrap();
-        let ctx = crate::Ctx {
-            quick: std::env::var_os("FULL").is_none(),
-            bin_dir: root.join("target/release"),
-            work_dir: work.path().to_owned(),
-        };
-        for f in super::run(&ctx)
-            .unwrap()
-            .into_iter()
-            .chain(crate::scenarios::scribe::run(&ctx).unwrap())
-        {
-            println!("{}", serde_json::to_string(&f).unwrap());
-        }
-    }
-}

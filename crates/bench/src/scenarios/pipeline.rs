@@ -143,23 +143,3 @@ fn time_cat3(input: &Path) -> anyhow::Result<f64> {
     }
     Ok(secs)
 }
-
-#[cfg(test)]
-mod tests {
-    /// Runs the module against `target/release` (build it first):
-    /// `cargo test -p syncomm-benchsuite pipeline -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn quick_run_prints_figures() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let work = tempfile::tempdir().unwrap();
-        let ctx = crate::Ctx {
-            quick: std::env::var_os("FULL").is_none(),
-            bin_dir: root.join("target/release"),
-            work_dir: work.path().to_owned(),
-        };
-        for f in super::run(&ctx).unwrap() {
-            println!("{}", serde_json::to_string(&f).unwrap());
-        }
-    }
-}

@@ -283,23 +283,3 @@ fn pipe_round_trips(iters: usize) -> anyhow::Result<Vec<f64>> {
     let _ = cat.wait();
     Ok(samples)
 }
-
-#[cfg(test)]
-mod tests {
-    /// Runs the module quickly against target/release (build it first):
-    /// `cargo test -p syncomm-benchsuite worker -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn worker_quick() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let work = tempfile::tempdir().unwrap();
-        let ctx = crate::Ctx {
-            quick: std::env::var_os("FULL").is_none(),
-            bin_dir: root.join("target/release"),
-            work_dir: work.path().to_owned(),
-        };
-        for f in super::run(&ctx).unwrap() {
-            println!("{f:?}");
-        }
-    }
-}
