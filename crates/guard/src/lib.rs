@@ -163,7 +163,7 @@ pub fn parse_limit(text: &str) -> Result<Option<Duration>, GuardError> {
         Err(_) => {
             // Also accept what strtod reads, like "1e3".
             if let Ok(v) = t.parse::<f64>() {
-                if v.is_finite() && v >= 0.0 && v < 1e12 {
+                if (0.0..1e12).contains(&v) {
                     return Ok((v > 0.0).then(|| Duration::from_secs_f64(v)));
                 }
             }

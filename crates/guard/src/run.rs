@@ -215,7 +215,7 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
                 deliver(sig);
             }
             Wake::Signal => {
-                while let Some(sig) = inbox.next() {
+                while let Some(sig) = inbox.take() {
                     if sig == libc::SIGCHLD {
                         tree::reap_ended_orphans(pid);
                         continue;

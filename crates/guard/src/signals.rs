@@ -123,7 +123,7 @@ impl Inbox {
     }
 
     /// The next pending signal, if any.
-    pub fn next(&mut self) -> Option<i32> {
+    pub fn take(&mut self) -> Option<i32> {
         match self.fd.read_signal() {
             Ok(Some(info)) => Some(info.ssi_signo as i32),
             _ => None,

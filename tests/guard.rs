@@ -1,0 +1,370 @@
+//! guard: a drop-in superset of timeout(1) that also kills the whole tree.
+//!
+//! Every exit code is checked against what GNU timeout(1) does with the same
+//! arguments, side by side; then what timeout(1) does not do: tree kill,
+//! USR1/USR2 forwarding, dying with guard, and watching a running process.
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Output, Stdio};
+
+use common::{pid_alive, run, text, wait_until, Env, Proc};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The status as a shell's `$?` shows it: the exit code, or 128+N for signal N.
+fn shell_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or(status.signal().map(|s| 128 + s))
+        .expect("exited or signalled")
+}
+
+fn guard(env: &Env, args: &[&str]) -> Output {
+    let mut c = env.cmd("guard");
+    c.args(args);
+    run(c)
+}
+
+fn timeout(args: &[&str]) -> Output {
+    let mut c = Command::new("timeout");
+    c.args(args);
+    run(c)
+}
+
+/// Processes to SIGKILL at the end of a test, whatever happened.
+struct Doomed(Vec<i32>);
+
+impl Drop for Doomed {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if pid > 1 && pid_alive(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Whether process `pid` has a pidfd open.
+fn holds_pidfd(pid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    dir.flatten()
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("pidfd")))
+}
+
+fn read_pid(path: &Path) -> i32 {
+    wait_until("a pid file", || {
+        std::fs::read_to_string(path).is_ok_and(|s| s.ends_with('\n'))
+    });
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("a pid in the file")
+}
+
+/// Every exit status timeout(1) documents comes out of guard identically:
+/// 0, the command's own status, 124 at the deadline, 143 with
+/// --preserve-status, 137 for -s KILL, 127 not found, 126 not executable,
+/// 0 as DURATION disabling the deadline, and a command killed by a signal
+/// of its own (guard dies of the same signal, as timeout does).
+#[test]
+fn exit_codes_match_timeout() {
+    let env = Env::new();
+    let script = env.dir().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    let script = script.to_str().unwrap();
+    let cases: &[(&[&str], i32)] = &[
+        (&["30", "true"], 0),
+        (&["30", "sh", "-c", "exit 3"], 3),
+        (&["0.2", "sleep", "30"], 124),
+        (&["--preserve-status", "0.2", "sleep", "30"], 128 + 15),
+        (&["-s", "KILL", "0.2", "sleep", "30"], 137),
+        (&["-s", "9", "--foreground", "0.2", "sleep", "30"], 137),
+        (&["30", "/nonexistent/guard-test-command"], 127),
+        (&["30", script], 126),
+        (&["0", "sh", "-c", "exit 4"], 4),
+        (&["30", "sh", "-c", "kill -USR1 $$"], 128 + 10),
+    ];
+    for (args, want) in cases {
+        let g = guard(&env, args);
+        let t = timeout(args);
+        assert_eq!(
+            shell_code(g.status),
+            *want,
+            "guard {args:?}: {}",
+            text(&g.stderr)
+        );
+        assert_eq!(
+            shell_code(t.status),
+            *want,
+            "timeout {args:?} (the reference)"
+        );
+    }
+}
+
+/// Bad arguments are guard's own failure, 125 as in timeout(1) (not clap's
+/// 2), with one clear line naming what was wrong.
+#[test]
+fn usage_errors_exit_125_with_a_clear_message() {
+    let env = Env::new();
+    let cases: &[(&[&str], &str)] = &[
+        (&["soon", "true"], "invalid time interval 'soon'"),
+        (&["-k", "x", "1", "true"], "invalid time interval 'x'"),
+        (&["-s", "NOPE", "1", "true"], "'NOPE': invalid signal"),
+        (&["-s", "99", "1", "true"], "'99': invalid signal"),
+        (&["5"], "<COMMAND>"),
+        (&[], "<DURATION>"),
+        (&["--bogus", "1", "true"], "--bogus"),
+    ];
+    for (args, needle) in cases {
+        let g = guard(&env, args);
+        let t = timeout(args);
+        let err = text(&g.stderr);
+        assert_eq!(g.status.code(), Some(125), "guard {args:?}: {err}");
+        assert_eq!(t.status.code(), Some(125), "timeout {args:?}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.starts_with("guard: "), "{err}");
+        assert!(err.contains(needle), "guard {args:?}: {err}");
+    }
+    // --help and --version still succeed.
+    assert!(guard(&env, &["--help"]).status.success());
+    assert!(guard(&env, &["--version"]).status.success());
+}
+
+/// -v says what was sent and, as the seed did, "Process killed..." or
+/// "Process finished..."; all on stderr, the command's stdout untouched.
+#[test]
+fn verbose_reports_like_the_seed() {
+    let env = Env::new();
+    let out = guard(&env, &["-v", "30", "echo", "hello"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "hello\n");
+    assert_eq!(text(&out.stderr), "Process finished...\n");
+
+    let out = guard(&env, &["-v", "0.2", "sleep", "30"]);
+    assert_eq!(out.status.code(), Some(124));
+    assert_eq!(
+        text(&out.stderr),
+        "guard: sending signal TERM to command 'sleep'\nProcess killed...\n"
+    );
+}
+
+/// Arguments after COMMAND are the command's, even ones that look like
+/// guard's own options.
+#[test]
+fn arguments_after_the_command_are_its_own() {
+    let env = Env::new();
+    let out = guard(&env, &["30", "echo", "-s", "KILL", "--help", "-v"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "-s KILL --help -v\n");
+}
+
+/// --kill-after: a command that ignores TERM gets KILL once the grace time
+/// after the first signal is over, and the status is 137 as with timeout(1).
+#[test]
+fn kill_after_escalates_when_term_is_ignored() {
+    let env = Env::new();
+    // The deadline leaves the shell ample time to install its trap first.
+    let args = [
+        "-v",
+        "-k",
+        "0.2",
+        "2",
+        "sh",
+        "-c",
+        "trap '' TERM; exec sleep 30",
+    ];
+    let g = guard(&env, &args);
+    let err = text(&g.stderr);
+    assert_eq!(shell_code(g.status), 137, "{err}");
+    assert_eq!(
+        err,
+        "guard: sending signal TERM to command 'sh'\n\
+         guard: sending signal KILL to command 'sh'\nProcess killed...\n"
+    );
+    assert_eq!(shell_code(timeout(&args).status), 137, "timeout(1) agrees");
+}
+
+/// The same escalation when the first signal is one guard received and
+/// passed on (timeout(1) arms --kill-after then too); no clock involved.
+#[test]
+fn kill_after_also_follows_a_forwarded_signal() {
+    let env = Env::new();
+    let mut c = env.cmd("guard");
+    c.args([
+        "-k",
+        "0.1",
+        "0",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; exec sleep 30",
+    ]);
+    let mut g = Proc::spawn(c);
+    let lines = g.stdout_lines();
+    lines.wait_for(|l| l == "ready");
+    g.signal(Signal::SIGTERM);
+    let out = g.finish();
+    assert_eq!(shell_code(out.status), 137, "{}", text(&out.stderr));
+}
+
+/// A command that double-forks a daemon into its own session (out of the
+/// command's process group) and leaves a helper in its group: with --tree
+/// (the default) both are gone when guard returns after the deadline.
+#[test]
+fn tree_kill_leaves_nothing_after_the_deadline() {
+    let env = Env::new();
+    let daemon = env.dir().join("daemon.pid");
+    let helper = env.dir().join("helper.pid");
+    let script = format!(
+        "(setsid sleep 300 & echo $! > {d}); sleep 300 & echo $! > {h}; exec sleep 300",
+        d = daemon.display(),
+        h = helper.display()
+    );
+    let out = guard(&env, &["2", "sh", "-c", &script]);
+    let (d, h) = (read_pid(&daemon), read_pid(&helper));
+    let _doomed = Doomed(vec![d, h]);
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
+    assert!(!pid_alive(d), "the double-forked daemon {d} was killed");
+    assert!(!pid_alive(h), "the helper {h} in the group was killed");
+}
+
+/// A command that ends in time but leaves a daemon behind: --tree kills the
+/// daemon when the command ends; --no-tree leaves it running, as timeout(1) does.
+#[test]
+fn leftovers_of_a_finished_command_die_with_tree_and_survive_without() {
+    let env = Env::new();
+    let spawn_daemon = |pidfile: &Path| {
+        format!(
+            "(setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! > {})",
+            pidfile.display()
+        )
+    };
+
+    let with_tree = env.dir().join("tree.pid");
+    let out = guard(&env, &["30", "sh", "-c", &spawn_daemon(&with_tree)]);
+    let d = read_pid(&with_tree);
+    let _doomed = Doomed(vec![d]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!pid_alive(d), "--tree killed the daemon {d}");
+
+    let no_tree = env.dir().join("notree.pid");
+    let out = guard(
+        &env,
+        &["--no-tree", "30", "sh", "-c", &spawn_daemon(&no_tree)],
+    );
+    let d = read_pid(&no_tree);
+    let _doomed = Doomed(vec![d]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(pid_alive(d), "--no-tree left the daemon {d} running");
+
+    let with_timeout = env.dir().join("timeout.pid");
+    let out = timeout(&["30", "sh", "-c", &spawn_daemon(&with_timeout)]);
+    let d = read_pid(&with_timeout);
+    let _doomed = Doomed(vec![d]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(pid_alive(d), "timeout(1) leaves the daemon {d} running too");
+}
+
+/// Signals sent to guard (USR1, HUP, then TERM) reach the command, which
+/// records each; the command's own exit status comes back (no deadline passed).
+#[test]
+fn signals_are_passed_on() {
+    let env = Env::new();
+    let mut c = env.cmd("guard");
+    c.args([
+        "60",
+        "sh",
+        "-c",
+        "trap 'echo got USR1' USR1; trap 'echo got HUP' HUP; \
+         trap 'echo got TERM; exit 7' TERM; echo ready; \
+         while :; do sleep 1 & wait $!; done",
+    ]);
+    let mut g = Proc::spawn(c);
+    let lines = g.stdout_lines();
+    lines.wait_for(|l| l == "ready");
+    for (sig, line) in [
+        (Signal::SIGUSR1, "got USR1"),
+        (Signal::SIGHUP, "got HUP"),
+        (Signal::SIGTERM, "got TERM"),
+    ] {
+        g.signal(sig);
+        lines.wait_for(|l| l == line);
+    }
+    let out = g.finish();
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+}
+
+/// If guard itself is killed with SIGKILL (no chance to clean up), the
+/// kernel kills the command too (parent-death signal): nothing is left.
+#[test]
+fn sigkill_of_guard_takes_the_command_with_it() {
+    let env = Env::new();
+    let mut c = env.cmd("guard");
+    c.args(["60", "sh", "-c", "echo $$; exec sleep 300"]);
+    let mut g = Proc::spawn(c);
+    let lines = g.stdout_lines();
+    let pid: i32 = lines
+        .next_line()
+        .expect("the command's pid")
+        .parse()
+        .unwrap();
+    let _doomed = Doomed(vec![pid]);
+    assert!(pid_alive(pid));
+    g.kill9();
+    let status = g.wait_timeout(common::HANG);
+    assert_eq!(status.signal(), Some(9));
+    wait_until("the command to die with guard", || !pid_alive(pid));
+}
+
+/// --pid watches a process that is not guard's child: it ends in time
+/// (here: it is killed by someone else) and guard exits 0, "Process finished...".
+#[test]
+fn watch_pid_that_ends_in_time() {
+    let env = Env::new();
+    let mut sleeper = Command::new("sleep");
+    sleeper.arg("300").stdin(Stdio::null());
+    let sleeper = Proc::spawn(sleeper);
+    let pid = sleeper.pid().to_string();
+    let mut c = env.cmd("guard");
+    c.args(["-v", "--pid", &pid, "60"]);
+    let g = Proc::spawn(c);
+    // Wait until guard holds its pidfd: a process that is gone before guard
+    // looks is an error (125), not "finished in time".
+    wait_until("guard to open its pidfd", || holds_pidfd(g.pid()));
+    sleeper.kill9();
+    let out = g.finish();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "Process finished...\n");
+}
+
+/// --pid on a process that overruns: guard sends TERM through the pidfd at
+/// the deadline, waits for it to end, exits 124, "Process killed...".
+/// A pid that does not exist is guard's failure: 125, one line.
+#[test]
+fn watch_pid_that_overruns_is_killed() {
+    let env = Env::new();
+    let mut sleeper = Command::new("sleep");
+    sleeper.arg("300").stdin(Stdio::null());
+    let mut sleeper = Proc::spawn(sleeper);
+    let pid = sleeper.pid();
+    let out = guard(&env, &["-v", "--pid", &pid.to_string(), "0.2"]);
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!("guard: sending signal TERM to process {pid}\nProcess killed...\n")
+    );
+    let status = sleeper.wait_timeout(common::HANG);
+    assert_eq!(status.signal(), Some(15), "the process got TERM");
+
+    let out = guard(&env, &["--pid", "999999999", "1"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).starts_with("guard: cannot watch process 999999999:"),
+        "{}",
+        text(&out.stderr)
+    );
+}
