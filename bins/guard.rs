@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use syncomm_common::Fail;
 use syncomm_guard::{
     die_by_signal, parse_limit, parse_signal, run_command, watch_pid, Ending, Options, EXIT_FAILED,
 };
@@ -99,17 +98,21 @@ fn main() -> ExitCode {
         verbose: cli.verbose,
         tree: !cli.no_tree,
     };
-    syncomm_common::run("guard", || {
-        let ending = match cli.pid {
-            Some(pid) => watch_pid(nix::unistd::Pid::from_raw(pid), &opts),
-            None => run_command(&cli.command, &opts),
+    // Not syncomm_common::run: guard logs nothing, and setting up the log
+    // subscriber would be a measurable part of guard's own overhead (every
+    // `guard 10 true` pays it). Errors are printed the same way.
+    let outcome = match cli.pid {
+        Some(pid) => watch_pid(nix::unistd::Pid::from_raw(pid), &opts),
+        None => run_command(&cli.command, &opts),
+    };
+    match outcome {
+        Ok(Ending::Exit(code)) => ExitCode::from(code),
+        Ok(Ending::Raise(sig)) => ExitCode::from(die_by_signal(sig)),
+        Err(e) => {
+            eprintln!("guard: {e}");
+            ExitCode::from(e.exit_code())
         }
-        .map_err(|e| Fail::with_code(e.exit_code(), e.to_string()))?;
-        Ok(match ending {
-            Ending::Exit(code) => code,
-            Ending::Raise(sig) => die_by_signal(sig),
-        })
-    })
+    }
 }
 
 /// Clap's errors exit 125 here, as timeout(1)'s do; --help and --version exit 0.

@@ -368,3 +368,41 @@ fn watch_pid_that_overruns_is_killed() {
         text(&out.stderr)
     );
 }
+
+/// A command that cannot be run is reported as timeout(1) does: one line
+/// naming it and why, 127 when it does not exist, 126 when it cannot run.
+#[test]
+fn failed_exec_is_reported_in_one_line() {
+    let env = Env::new();
+    let out = guard(&env, &["30", "/nonexistent/guard-cmd"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert_eq!(
+        text(&out.stderr),
+        "guard: failed to run command '/nonexistent/guard-cmd': No such file or directory\n"
+    );
+    let out = guard(&env, &["30", "/"]);
+    assert_eq!(out.status.code(), Some(126));
+    assert_eq!(
+        text(&out.stderr),
+        "guard: failed to run command '/': Permission denied\n"
+    );
+}
+
+/// The command starts with the signal state it would have had without
+/// guard: nothing blocked (guard blocks the signals it forwards, the command
+/// must not inherit that), and the same ignored set (SIGPIPE at its default,
+/// though Rust ignores it inside guard).
+#[test]
+fn command_starts_with_a_clean_signal_state() {
+    let env = Env::new();
+    let probe = ["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"];
+    let mut args = vec!["30"];
+    args.extend(probe);
+    let out = guard(&env, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut direct = Command::new(probe[0]);
+    direct.args(&probe[1..]);
+    let direct = run(direct);
+    assert_eq!(text(&out.stdout), text(&direct.stdout));
+    assert!(text(&out.stdout).contains("SigBlk:\t0000000000000000"));
+}

@@ -33,6 +33,7 @@
 //!
 //! ## Modules
 //! - [`run`]: the watch loop for a command and for `--pid`.
+//! - [`spawn`]: `fork`, set up the child, `execvp`.
 //! - [`pidfd`]: `pidfd_open`, `pidfd_send_signal`, `waitid(P_PIDFD)`.
 //! - [`tree`]: subreaper, finding and killing what the command left behind.
 //! - [`signals`]: signal names and numbers, `kill`, the signalfd inbox.
@@ -46,6 +47,7 @@ use nix::unistd::Pid;
 pub mod pidfd;
 pub mod run;
 pub mod signals;
+pub mod spawn;
 pub mod tree;
 
 pub use run::{run_command, watch_pid};
@@ -112,8 +114,9 @@ pub enum GuardError {
     /// A DURATION did not parse.
     #[error("invalid time interval '{0}' (a number with an optional unit: 250ms, 1.5s, 2m, 1h, 1d; 0 means no deadline)")]
     BadDuration(String),
-    /// The command could not be started.
-    #[error("failed to run command '{command}': {}", describe_io(source))]
+    /// The command could not be started (`fork` failed). A failed `exec` is
+    /// reported by the child itself, with exit status 126 or 127.
+    #[error("cannot start command '{command}': {}", describe_io(source))]
     Spawn {
         /// The command as given.
         command: String,
@@ -130,15 +133,9 @@ pub enum GuardError {
 }
 
 impl GuardError {
-    /// The exit code `timeout(1)` uses for this failure.
+    /// The exit code `timeout(1)` uses for this failure: 125, guard failed.
     pub fn exit_code(&self) -> u8 {
-        match self {
-            GuardError::Spawn { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                EXIT_ENOENT
-            }
-            GuardError::Spawn { .. } => EXIT_CANNOT_INVOKE,
-            _ => EXIT_FAILED,
-        }
+        EXIT_FAILED
     }
 }
 
@@ -217,17 +214,9 @@ mod tests {
     }
 
     #[test]
-    fn exit_codes_for_spawn_errors() {
-        let nf = GuardError::Spawn {
-            command: "x".into(),
-            source: io::ErrorKind::NotFound.into(),
-        };
-        assert_eq!(nf.exit_code(), EXIT_ENOENT);
-        let pd = GuardError::Spawn {
-            command: "x".into(),
-            source: io::Error::from_raw_os_error(libc::EACCES),
-        };
-        assert_eq!(pd.exit_code(), EXIT_CANNOT_INVOKE);
-        assert!(pd.to_string().ends_with("Permission denied"), "{pd}");
+    fn errors_are_one_line_without_os_error_numbers() {
+        let e = GuardError::Watch(Pid::from_raw(7), io::Error::from_raw_os_error(libc::ESRCH));
+        assert_eq!(e.to_string(), "cannot watch process 7: No such process");
+        assert_eq!(e.exit_code(), EXIT_FAILED);
     }
 }

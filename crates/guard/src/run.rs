@@ -10,8 +10,6 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -19,11 +17,11 @@ use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::signal::Signal;
 use nix::sys::time::TimeSpec;
 use nix::sys::wait::WaitStatus;
-use nix::unistd::{getppid, Pid};
+use nix::unistd::Pid;
 
 use crate::pidfd::PidFd;
 use crate::signals::{self, signal_name, Inbox, FORWARDED};
-use crate::tree;
+use crate::{spawn, tree};
 use crate::{Ending, GuardError, Options};
 
 /// What woke the loop.
@@ -132,7 +130,6 @@ fn display_name(command: &[OsString]) -> String {
 /// Runs `command` under `opts` and says how `guard` should end.
 pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, GuardError> {
     let name = display_name(command);
-    let me = Pid::this();
     let sys = |what: &'static str| move |e: Errno| GuardError::System(what, e.into());
 
     // An inherited "ignore SIGCHLD" would make the kernel reap the command
@@ -150,33 +147,9 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
     }
     let mut inbox = Inbox::open(&wanted).map_err(sys("opening the signal inbox"))?;
 
-    let mut cmd = Command::new(&command[0]);
-    cmd.args(&command[1..]);
-    if !opts.foreground {
-        // Its own process group, so one killpg reaches it and its helpers.
-        cmd.process_group(0);
-    }
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (sigprocmask, prctl, getppid); it
-    // allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            signals::unblock_all()?;
-            // If guard dies, even by SIGKILL, the kernel kills the command.
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // guard may have died before the line above took effect.
-            if getppid() != me {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().map_err(|source| GuardError::Spawn {
-        command: name.clone(),
-        source,
-    })?;
+    // The deadline counts from the moment guard starts the command.
     let start = Instant::now();
-    let pid = Pid::from_raw(child.id() as i32);
+    let pid = spawn::start(command, opts.foreground)?;
     // Our unreaped child: its pid cannot be reused, so opening by pid is safe.
     let pidfd =
         PidFd::open(pid).map_err(|e| GuardError::System("opening the command's pidfd", e))?;
@@ -191,7 +164,7 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
             let _ = signals::send_group(g, sig);
             if opts.tree {
                 // Orphans that left the group (setsid) get it too.
-                for c in tree::children_of(me) {
+                for c in tree::my_children() {
                     if c.pid != pid && c.pgid != g {
                         let _ = signals::send(c.pid, sig);
                     }
@@ -239,9 +212,8 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
         .reap()
         .map_err(sys("collecting the command's status"))?;
     if opts.tree {
-        tree::kill_leftovers(me, None);
+        tree::kill_leftovers();
     }
-    drop(child);
     if opts.verbose {
         eprintln!(
             "{}",

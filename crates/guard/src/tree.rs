@@ -19,7 +19,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::signals::{send, send_group};
+use crate::signals::send;
 
 /// Makes this process the reaper of its orphaned descendants.
 pub fn become_subreaper() -> Result<(), Errno> {
@@ -33,6 +33,31 @@ pub struct Child {
     pub pid: Pid,
     /// Its process group.
     pub pgid: Pid,
+}
+
+/// The calling thread's children: the kernel's list in
+/// `/proc/self/task/TID/children` (guard is single-threaded, so that is all
+/// of them, orphans reparented to it included), else a walk of `/proc/*/stat`
+/// for processes whose parent is us.
+pub fn my_children() -> Vec<Child> {
+    let tid = nix::unistd::gettid();
+    let pids: Vec<i32> = match fs::read_to_string(format!("/proc/self/task/{tid}/children")) {
+        Ok(list) => list
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        Err(_) => return children_of(Pid::this()),
+    };
+    pids.into_iter()
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (_, pgid) = parse_stat(&stat)?;
+            Some(Child {
+                pid: Pid::from_raw(pid),
+                pgid: Pid::from_raw(pgid),
+            })
+        })
+        .collect()
 }
 
 /// The processes whose parent is `parent`, read from `/proc/*/stat`.
@@ -85,19 +110,16 @@ fn have_children() -> bool {
     !matches!(waitid(Id::All, peek), Err(Errno::ECHILD))
 }
 
-/// Kills everything the command left behind: its process group (if given)
-/// and every descendant reparented to us, with SIGKILL, and reaps them.
+/// Kills every descendant that was reparented to us, with SIGKILL, and
+/// reaps them, until we have no child left.
 ///
-/// Call it after the command itself was reaped. Returns how many processes
-/// were reaped here.
-pub fn kill_leftovers(me: Pid, group: Option<Pid>) -> usize {
-    if let Some(g) = group {
-        let _ = send_group(g, libc::SIGKILL);
-    }
+/// Call it after the command itself was reaped (and its process group
+/// killed). Returns how many processes were reaped here.
+pub fn kill_leftovers() -> usize {
     let mut reaped = 0;
     // The common case, a command that left nothing: one syscall, no /proc walk.
     while have_children() {
-        for child in children_of(me) {
+        for child in my_children() {
             let _ = send(child.pid, libc::SIGKILL);
         }
         // Wait for one to end; its own children are now ours, killed next round.
@@ -131,11 +153,12 @@ mod tests {
             .arg("5")
             .spawn()
             .unwrap();
-        let me = Pid::this();
-        let found = children_of(me);
+        let found = children_of(Pid::this());
+        let listed = my_children();
         let pid = Pid::from_raw(child.id() as i32);
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(found.iter().any(|c| c.pid == pid), "{found:?}");
+        assert!(listed.iter().any(|c| c.pid == pid), "{listed:?}");
     }
 }
