@@ -33,7 +33,12 @@ fn signal(s: &str) -> Result<i32, String> {
 
 /// Start COMMAND, and kill it (and everything it started) if still running after DURATION.
 #[derive(Parser, Debug)]
-#[command(name = "guard", version, after_help = EXAMPLES)]
+#[command(
+    name = "guard",
+    version,
+    after_help = EXAMPLES,
+    override_usage = "guard [OPTIONS] DURATION COMMAND [ARG]...\n       guard [OPTIONS] --pid PID DURATION"
+)]
 struct Cli {
     /// Signal to send at the deadline: a name like TERM or HUP, or a number.
     #[arg(short = 's', long = "signal", value_name = "SIGNAL", default_value = "TERM", value_parser = signal)]
