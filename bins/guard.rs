@@ -1,6 +1,7 @@
 //! `guard`: run a command under a deadline (a drop-in superset of `timeout(1)`),
 //! or watch a running process; kill the whole tree the command started.
 use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -114,7 +115,7 @@ fn main() -> ExitCode {
         Ok(Ending::Exit(code)) => ExitCode::from(code),
         Ok(Ending::Raise(sig)) => ExitCode::from(die_by_signal(sig)),
         Err(e) => {
-            eprintln!("guard: {e}");
+            let _ = writeln!(std::io::stderr(), "guard: {e}");
             ExitCode::from(e.exit_code())
         }
     }
@@ -143,6 +144,6 @@ fn usage_error(e: clap::Error) -> ExitCode {
             joined.strip_prefix("error: ").unwrap_or(&joined).to_owned()
         }
     };
-    eprintln!("guard: {message} (try 'guard --help')");
+    let _ = writeln!(std::io::stderr(), "guard: {message} (try 'guard --help')");
     ExitCode::from(EXIT_FAILED)
 }

@@ -10,6 +10,7 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -47,9 +48,9 @@ fn wait(pidfd: &PidFd, inbox: Option<&Inbox>, until: Option<Instant>) -> Result<
             }
             None => None,
         };
-        let mut fds = vec![PollFd::new(pidfd.as_fd_ref(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
         if let Some(inbox) = inbox {
-            fds.push(PollFd::new(inbox.as_fd_ref(), PollFlags::POLLIN));
+            fds.push(PollFd::new(inbox.as_fd(), PollFlags::POLLIN));
         }
         match ppoll(&mut fds, left, None) {
             Ok(0) => continue, // the timeout: re-checked at the top against the clock
@@ -62,16 +63,6 @@ fn wait(pidfd: &PidFd, inbox: Option<&Inbox>, until: Option<Instant>) -> Result<
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// Small helper so `PollFd::new` can borrow through our wrappers.
-trait FdRef {
-    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_>;
-}
-impl<T: std::os::fd::AsFd> FdRef for T {
-    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.as_fd()
     }
 }
 
@@ -114,9 +105,33 @@ impl Clock {
     }
 }
 
+/// One line on stderr. A write error (stderr closed, a reader gone) must
+/// not stop guard from doing its job, so it is ignored, not a panic.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
 fn verbose_send(opts: &Options, sig: i32, target: &str) {
     if opts.verbose {
-        eprintln!("guard: sending signal {} to {target}", signal_name(sig));
+        say(format_args!(
+            "guard: sending signal {} to {target}",
+            signal_name(sig)
+        ));
+    }
+}
+
+/// `-v`: the seed's last words.
+fn verbose_result(opts: &Options, killed: bool) {
+    if opts.verbose {
+        say(format_args!(
+            "{}",
+            if killed {
+                "Process killed..."
+            } else {
+                "Process finished..."
+            }
+        ));
     }
 }
 
@@ -214,16 +229,7 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
     if opts.tree {
         tree::kill_leftovers();
     }
-    if opts.verbose {
-        eprintln!(
-            "{}",
-            if clock.timed_out {
-                "Process killed..."
-            } else {
-                "Process finished..."
-            }
-        );
-    }
+    verbose_result(opts, clock.timed_out);
     Ok(ending(status, clock.timed_out, opts.preserve_status))
 }
 
@@ -232,7 +238,10 @@ fn ending(status: WaitStatus, timed_out: bool, preserve: bool) -> Ending {
     let mut preserve = preserve;
     let code = match status {
         WaitStatus::Exited(_, code) => code,
-        WaitStatus::Signaled(_, sig, _) => {
+        WaitStatus::Signaled(_, sig, core) => {
+            if core {
+                say(format_args!("guard: the monitored command dumped core"));
+            }
             let sig = sig as i32;
             if !timed_out {
                 // Die the same way, so a shell loop sees "killed by SIGINT".
@@ -283,16 +292,7 @@ pub fn watch_pid(pid: Pid, opts: &Options) -> Result<Ending, GuardError> {
             }
         }
     }
-    if opts.verbose {
-        eprintln!(
-            "{}",
-            if clock.timed_out {
-                "Process killed..."
-            } else {
-                "Process finished..."
-            }
-        );
-    }
+    verbose_result(opts, clock.timed_out);
     Ok(Ending::Exit(if clock.timed_out {
         crate::EXIT_TIMEDOUT
     } else {
