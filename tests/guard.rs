@@ -406,3 +406,51 @@ fn command_starts_with_a_clean_signal_state() {
     assert_eq!(text(&out.stdout), text(&direct.stdout));
     assert!(text(&out.stdout).contains("SigBlk:\t0000000000000000"));
 }
+
+/// A signal passed on that kills the command makes guard die of that same
+/// signal, as timeout(1) does, so the shell sees "killed by SIGINT" and a
+/// `while` loop around it stops.
+#[test]
+fn command_killed_by_a_passed_on_signal_kills_guard_the_same_way() {
+    let env = Env::new();
+    let script = "echo ready; exec sleep 300";
+    let mut g = env.cmd("guard");
+    g.args(["60", "sh", "-c", script]);
+    let mut t = Command::new("timeout");
+    t.args(["60", "sh", "-c", script]);
+    for cmd in [g, t] {
+        let mut p = Proc::spawn(cmd);
+        let lines = p.stdout_lines();
+        lines.wait_for(|l| l == "ready");
+        p.signal(Signal::SIGINT);
+        let status = p.wait_timeout(common::HANG);
+        assert_eq!(status.signal(), Some(libc::SIGINT), "{}: {status}", p.name);
+    }
+}
+
+/// Orphans reparented to guard that end while the command still runs are
+/// reaped at once (SIGCHLD through the signalfd), not left as zombies.
+#[test]
+fn ended_orphans_are_reaped_while_the_command_runs() {
+    let env = Env::new();
+    let mut c = env.cmd("guard");
+    c.args([
+        "60",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do (setsid true &); done; echo spawned; exec sleep 300",
+    ]);
+    let mut g = Proc::spawn(c);
+    let lines = g.stdout_lines();
+    lines.wait_for(|l| l == "spawned");
+    let children = format!("/proc/{0}/task/{0}/children", g.pid());
+    // Only the command (now `sleep`) is left as guard's child.
+    wait_until("guard to reap its orphans", || {
+        std::fs::read_to_string(&children)
+            .map(|s| s.split_whitespace().count() == 1)
+            .unwrap_or(true)
+    });
+    g.signal(Signal::SIGTERM);
+    let out = g.finish();
+    assert_eq!(out.status.signal(), Some(libc::SIGTERM));
+}
