@@ -413,18 +413,33 @@ fn command_starts_with_a_clean_signal_state() {
 #[test]
 fn command_killed_by_a_passed_on_signal_kills_guard_the_same_way() {
     let env = Env::new();
-    let script = "echo ready; exec sleep 300";
+    let script = "echo $$; exec sleep 300";
     let mut g = env.cmd("guard");
     g.args(["60", "sh", "-c", script]);
     let mut t = Command::new("timeout");
     t.args(["60", "sh", "-c", script]);
-    for cmd in [g, t] {
+    for (cmd, exact) in [(g, true), (t, false)] {
         let mut p = Proc::spawn(cmd);
         let lines = p.stdout_lines();
-        lines.wait_for(|l| l == "ready");
+        let pid: i32 = lines
+            .next_line()
+            .expect("the command's pid")
+            .parse()
+            .unwrap();
+        // Signal only once the shell has become `sleep` (a shell between
+        // the two lines may catch SIGINT and exit 130 instead).
+        wait_until("the command to exec sleep", || {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+        });
         p.signal(Signal::SIGINT);
         let status = p.wait_timeout(common::HANG);
-        assert_eq!(status.signal(), Some(libc::SIGINT), "{}: {status}", p.name);
+        if exact {
+            assert_eq!(status.signal(), Some(libc::SIGINT), "{}: {status}", p.name);
+        } else {
+            // timeout(1) 9.1 now and then exits 130 instead of re-raising
+            // (a race in its own handler); the shell code is the same.
+            assert_eq!(shell_code(status), 130, "{}: {status}", p.name);
+        }
     }
 }
 
