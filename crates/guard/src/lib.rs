@@ -154,17 +154,18 @@ pub fn parse_limit(text: &str) -> Result<Option<Duration>, GuardError> {
     if matches!(t.to_ascii_lowercase().as_str(), "inf" | "infinity") {
         return Ok(None);
     }
+    // Longer than this (about 31,000 years) is the same as no deadline.
+    const FOREVER: f64 = 1e12;
     match syncomm_common::parse_duration(t) {
-        Ok(d) if d.is_zero() => Ok(None),
+        Ok(d) if d.is_zero() || d.as_secs_f64() >= FOREVER => Ok(None),
         Ok(d) => Ok(Some(d)),
         Err(_) => {
-            // Also accept what strtod reads, like "1e3".
-            if let Ok(v) = t.parse::<f64>() {
-                if (0.0..1e12).contains(&v) {
-                    return Ok((v > 0.0).then(|| Duration::from_secs_f64(v)));
-                }
+            // Also accept what strtod reads, like "1e3" or "1e30".
+            match t.parse::<f64>() {
+                Ok(v) if v >= FOREVER => Ok(None),
+                Ok(v) if v >= 0.0 => Ok((v > 0.0).then(|| Duration::from_secs_f64(v))),
+                _ => Err(GuardError::BadDuration(text.to_owned())),
             }
-            Err(GuardError::BadDuration(text.to_owned()))
         }
     }
 }
@@ -198,6 +199,8 @@ mod tests {
     fn limits() {
         assert_eq!(parse_limit("0").unwrap(), None);
         assert_eq!(parse_limit("inf").unwrap(), None);
+        assert_eq!(parse_limit("1e30").unwrap(), None);
+        assert_eq!(parse_limit("9999999999999d").unwrap(), None);
         assert_eq!(
             parse_limit("1.5").unwrap(),
             Some(Duration::from_millis(1500))

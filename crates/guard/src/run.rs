@@ -81,7 +81,7 @@ struct Clock {
 impl Clock {
     fn new(opts: &Options, start: Instant) -> Clock {
         Clock {
-            due: opts.duration.map(|d| start + d),
+            due: opts.duration.and_then(|d| start.checked_add(d)),
             next: opts.signal,
             kill_after: opts.kill_after,
             timed_out: false,
@@ -100,7 +100,7 @@ impl Clock {
     fn sent(&mut self) {
         if let Some(k) = self.kill_after.take() {
             self.next = libc::SIGKILL;
-            self.due = Some(Instant::now() + k);
+            self.due = Instant::now().checked_add(k);
         }
     }
 }
