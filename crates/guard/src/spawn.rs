@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::sys::signal::{signal, SigHandler, Signal};
-use nix::unistd::{execvp, fork, getppid, setpgid, write, ForkResult, Pid};
+use nix::unistd::{fork, getppid, setpgid, write, ForkResult, Pid};
 
 use crate::signals;
 use crate::{GuardError, EXIT_CANNOT_INVOKE, EXIT_ENOENT};
@@ -41,6 +41,10 @@ pub fn start(command: &[OsString], foreground: bool) -> Result<Pid, GuardError> 
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<_, _>>()
         .map_err(nul)?;
+    // The NULL-terminated pointer array execvp(3) takes, built here so the
+    // child allocates nothing.
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
     let complaint = format!("guard: failed to run command '{name}': ");
     let guard_pid = Pid::this();
 
@@ -78,10 +82,11 @@ pub fn start(command: &[OsString], foreground: bool) -> Result<Pid, GuardError> 
                 // SAFETY: _exit ends this process without running anything.
                 unsafe { libc::_exit(libc::SIGKILL + 128) };
             }
-            let err = match execvp(&argv[0], &argv) {
-                Err(e) => e,
-                Ok(never) => match never {},
-            };
+            // SAFETY: `argv_ptrs` is a NULL-terminated array of pointers to
+            // NUL-terminated strings (`argv`), all alive until exec or _exit.
+            unsafe { libc::execvp(argv_ptrs[0], argv_ptrs.as_ptr()) };
+            // execvp returned: it failed, and errno says why.
+            let err = Errno::last();
             let code = if err == Errno::ENOENT {
                 EXIT_ENOENT
             } else {
