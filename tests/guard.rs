@@ -232,6 +232,24 @@ fn tree_kill_leaves_nothing_after_the_deadline() {
     assert!(!pid_alive(h), "the helper {h} in the group was killed");
 }
 
+/// The same command under --no-tree: at the deadline the signal goes to the
+/// command's process group (as timeout(1) sends it), but the daemon that
+/// left the group survives.
+#[test]
+fn no_tree_leaves_the_daemon_after_the_deadline() {
+    let env = Env::new();
+    let daemon = env.dir().join("daemon.pid");
+    let script = format!(
+        "(setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! > {d}); exec sleep 300",
+        d = daemon.display()
+    );
+    let out = guard(&env, &["--no-tree", "2", "sh", "-c", &script]);
+    let d = read_pid(&daemon);
+    let _doomed = Doomed(vec![d]);
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
+    assert!(pid_alive(d), "--no-tree left the daemon {d} running");
+}
+
 /// A command that ends in time but leaves a daemon behind: --tree kills the
 /// daemon when the command ends; --no-tree leaves it running, as timeout(1) does.
 #[test]
