@@ -6,7 +6,6 @@ about_guard() { echo "guard: a command that finishes in time, one that overruns 
 panes_guard() {
   echo "guard -v 5 sh -c 'echo working; sleep 2; echo done'"
   echo "guard -v 3 sh -c '(setsid sleep 300 &); echo stuck, with a daemon; exec sleep 300'"
-  echo "sleep 300 & guard -v --pid \$! 2"
   echo "watch -n 0.5 'ps -o pid,ppid,pgid,sid,args -C sleep,guard'"
 }
 
