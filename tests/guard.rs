@@ -489,3 +489,47 @@ fn ended_orphans_are_reaped_while_the_command_runs() {
     let out = g.finish();
     assert_eq!(out.status.signal(), Some(libc::SIGTERM));
 }
+
+/// The state letter of process `pid` in /proc (R, S, T, Z...).
+fn state(pid: i32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next())
+        })
+        .unwrap_or('?')
+}
+
+/// Job control: Ctrl-Z (SIGTSTP to guard, the shell's job) stops the
+/// command in its own group and then guard itself; SIGCONT (`fg`) wakes both.
+#[test]
+fn ctrl_z_stops_the_command_and_fg_resumes_it() {
+    let env = Env::new();
+    let mut c = env.cmd("guard");
+    c.args(["60", "sh", "-c", "echo $$; exec sleep 300"]);
+    let mut g = Proc::spawn(c);
+    let lines = g.stdout_lines();
+    let pid: i32 = lines
+        .next_line()
+        .expect("the command's pid")
+        .parse()
+        .unwrap();
+    let _doomed = Doomed(vec![pid]);
+    g.signal(Signal::SIGTSTP);
+    wait_until("command and guard to stop", || {
+        state(pid) == 'T' && state(g.pid()) == 'T'
+    });
+    g.signal(Signal::SIGCONT);
+    wait_until("command and guard to run again", || {
+        state(pid) != 'T' && state(g.pid()) != 'T'
+    });
+    g.signal(Signal::SIGTERM);
+    let out = g.finish();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGTERM),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -18,7 +18,8 @@
 //!   can find them, kill them and reap them.
 //! - **signalfd** ([`signals`]): INT, TERM, HUP, QUIT, USR1 and USR2 sent to
 //!   `guard` are read from a descriptor in the same `ppoll` and passed on to
-//!   the command; SIGCHLD there tells that an orphan ended.
+//!   the command; SIGCHLD there tells that an orphan ended; SIGTSTP and
+//!   SIGCONT (Ctrl-Z, `fg`) stop and wake the command together with guard.
 //! - **Parent-death signal**: the command is started with
 //!   `PR_SET_PDEATHSIG = SIGKILL`, so if `guard` itself is killed with
 //!   SIGKILL the kernel kills the command too.

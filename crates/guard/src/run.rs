@@ -21,7 +21,7 @@ use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 use crate::pidfd::PidFd;
-use crate::signals::{self, signal_name, Inbox, FORWARDED};
+use crate::signals::{self, signal_name, Inbox, FORWARDED, JOB_CONTROL};
 use crate::{spawn, tree};
 use crate::{Ending, GuardError, Options};
 
@@ -156,6 +156,7 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
     // Block the forwarded signals before the command exists, so none is lost
     // (or kills guard) in between; the child unblocks them before exec.
     let mut wanted = FORWARDED.to_vec();
+    wanted.extend(JOB_CONTROL);
     if opts.tree {
         tree::become_subreaper().map_err(sys("becoming the subreaper"))?;
         wanted.push(Signal::SIGCHLD);
@@ -206,6 +207,20 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
                 while let Some(sig) = inbox.take() {
                     if sig == libc::SIGCHLD {
                         tree::reap_ended_orphans(pid);
+                        continue;
+                    }
+                    if sig == libc::SIGTSTP || sig == libc::SIGCONT {
+                        // Ctrl-Z reached guard (the shell's job), not the
+                        // command in its own group: stop the command, then
+                        // stop as the shell expects. `fg` continues guard,
+                        // and the SIGCONT it then finds here wakes the command.
+                        let _ = pidfd.send_signal(sig);
+                        if let Some(g) = group {
+                            let _ = signals::send_group(g, sig);
+                        }
+                        if sig == libc::SIGTSTP {
+                            let _ = nix::sys::signal::raise(Signal::SIGSTOP);
+                        }
                         continue;
                     }
                     verbose_send(opts, sig, &target);

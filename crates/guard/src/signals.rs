@@ -24,6 +24,10 @@ pub const FORWARDED: [Signal; 6] = [
     Signal::SIGUSR2,
 ];
 
+/// Job control: Ctrl-Z (SIGTSTP) stops the command and then guard itself;
+/// `fg`/`bg` (SIGCONT, which wakes guard whatever its mask) wakes the command.
+pub const JOB_CONTROL: [Signal; 2] = [Signal::SIGTSTP, Signal::SIGCONT];
+
 /// Reads a signal as `kill -l` writes it: `TERM`, `SIGTERM`, `term`, `15`,
 /// `RTMIN+2`, `RTMAX-1`, or `0`.
 pub fn parse_signal(text: &str) -> Result<i32, GuardError> {
