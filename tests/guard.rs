@@ -533,3 +533,44 @@ fn ctrl_z_stops_the_command_and_fg_resumes_it() {
         text(&out.stderr)
     );
 }
+
+/// Mask of one "SigXxx:" line of /proc/PID/status.
+fn sig_mask(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
+    u64::from_str_radix(line[field.len()..].trim(), 16).unwrap()
+}
+
+/// A signal guard's parent made it ignore (here HUP, as `nohup` does) stays
+/// ignored: guard does not catch it to pass on, and the command inherits
+/// the ignore; the signals guard does pass on are blocked in guard only.
+#[test]
+fn signals_ignored_by_the_parent_stay_ignored() {
+    let mut c = Command::new("sh");
+    c.env("GUARD", common::bin("guard")).args([
+        "-c",
+        "trap '' HUP; exec \"$GUARD\" 60 sh -c 'echo $$; exec sleep 300'",
+    ]);
+    let mut g = Proc::spawn(c);
+    let lines = g.stdout_lines();
+    let pid: i32 = lines
+        .next_line()
+        .expect("the command's pid")
+        .parse()
+        .unwrap();
+    let _doomed = Doomed(vec![pid]);
+    let hup = 1u64 << (libc::SIGHUP - 1);
+    let term = 1u64 << (libc::SIGTERM - 1);
+    let guard_pid = g.pid();
+    assert_eq!(sig_mask(guard_pid, "SigBlk:") & hup, 0, "HUP not caught");
+    assert_ne!(sig_mask(guard_pid, "SigIgn:") & hup, 0, "HUP still ignored");
+    assert_ne!(sig_mask(guard_pid, "SigBlk:") & term, 0, "TERM caught");
+    wait_until("the command to exec sleep", || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+    });
+    assert_ne!(sig_mask(pid, "SigIgn:") & hup, 0, "the command ignores HUP");
+    assert_eq!(sig_mask(pid, "SigBlk:"), 0, "the command blocks nothing");
+}

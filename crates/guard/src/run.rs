@@ -155,8 +155,10 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
 
     // Block the forwarded signals before the command exists, so none is lost
     // (or kills guard) in between; the child unblocks them before exec.
-    let mut wanted = FORWARDED.to_vec();
-    wanted.extend(JOB_CONTROL);
+    let mut wanted: Vec<Signal> = FORWARDED.into_iter().chain(JOB_CONTROL).collect();
+    // What guard's parent told it to ignore stays ignored (the command
+    // inherits that too): a blocked signal would reach the inbox regardless.
+    wanted.retain(|s| !signals::is_ignored(*s));
     if opts.tree {
         tree::become_subreaper().map_err(sys("becoming the subreaper"))?;
         wanted.push(Signal::SIGCHLD);

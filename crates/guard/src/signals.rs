@@ -141,6 +141,19 @@ impl AsFd for Inbox {
     }
 }
 
+/// Whether this process ignores `sig` (`SIG_IGN`, usually inherited: a shell
+/// starts background jobs with INT and QUIT ignored, `nohup` ignores HUP).
+/// guard leaves such a signal alone instead of catching it, as it would
+/// have been ignored without guard too.
+pub fn is_ignored(sig: Signal) -> bool {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`,
+    // a properly sized, writable sigaction.
+    let rc = unsafe { libc::sigaction(sig as i32, std::ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: zero-initialised, and filled in by the kernel on success.
+    rc == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+}
+
 /// In a freshly forked child, before `exec`: unblock every signal, so the
 /// command does not inherit the mask `guard` uses for its [`Inbox`].
 pub fn unblock_all() -> Result<(), Errno> {
