@@ -143,6 +143,10 @@ fn display_name(command: &[OsString]) -> String {
 }
 
 /// Runs `command` under `opts` and says how `guard` should end.
+///
+/// Meant for the `guard` process itself: it changes process-wide state
+/// (signal mask and dispositions, subreaper) and forks, so call it from a
+/// single-threaded program.
 pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, GuardError> {
     let name = display_name(command);
     let sys = |what: &'static str| move |e: Errno| GuardError::System(what, e.into());
