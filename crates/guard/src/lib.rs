@@ -34,7 +34,7 @@
 //!
 //! ## Modules
 //! - [`run`]: the watch loop for a command and for `--pid`.
-//! - [`spawn`]: `fork`, set up the child, `execvp`.
+//! - [`spawn`]: `clone(CLONE_VM | CLONE_VFORK)`, set up the child, `execvp`.
 //! - [`pidfd`]: `pidfd_open`, `pidfd_send_signal`, `waitid(P_PIDFD)`.
 //! - [`tree`]: subreaper, finding and killing what the command left behind.
 //! - [`signals`]: signal names and numbers, `kill`, the signalfd inbox.
@@ -115,8 +115,15 @@ pub enum GuardError {
     /// A DURATION did not parse.
     #[error("invalid time interval '{0}' (a number with an optional unit: 250ms, 1.5s, 2m, 1h, 1d; 0 means no deadline)")]
     BadDuration(String),
-    /// The command could not be started (`fork` failed). A failed `exec` is
-    /// reported by the child itself, with exit status 126 or 127.
+    /// The command was not found or cannot be run (`exec` failed).
+    #[error("failed to run command '{command}': {}", errno.desc())]
+    Exec {
+        /// The command as given.
+        command: String,
+        /// Why `exec` failed.
+        errno: nix::errno::Errno,
+    },
+    /// No process could be created for the command (`clone` failed).
     #[error("cannot start command '{command}': {}", describe_io(source))]
     Spawn {
         /// The command as given.
@@ -134,9 +141,14 @@ pub enum GuardError {
 }
 
 impl GuardError {
-    /// The exit code `timeout(1)` uses for this failure: 125, guard failed.
+    /// The exit code `timeout(1)` uses for this failure: 127 command not
+    /// found, 126 command cannot run, else 125 (guard failed).
     pub fn exit_code(&self) -> u8 {
-        EXIT_FAILED
+        match self {
+            GuardError::Exec { errno, .. } if *errno == nix::errno::Errno::ENOENT => EXIT_ENOENT,
+            GuardError::Exec { .. } => EXIT_CANNOT_INVOKE,
+            _ => EXIT_FAILED,
+        }
     }
 }
 
@@ -222,5 +234,19 @@ mod tests {
         let e = GuardError::Watch(Pid::from_raw(7), io::Error::from_raw_os_error(libc::ESRCH));
         assert_eq!(e.to_string(), "cannot watch process 7: No such process");
         assert_eq!(e.exit_code(), EXIT_FAILED);
+        let e = GuardError::Exec {
+            command: "x".into(),
+            errno: nix::errno::Errno::ENOENT,
+        };
+        assert_eq!(
+            e.to_string(),
+            "failed to run command 'x': No such file or directory"
+        );
+        assert_eq!(e.exit_code(), EXIT_ENOENT);
+        let e = GuardError::Exec {
+            command: "x".into(),
+            errno: nix::errno::Errno::EACCES,
+        };
+        assert_eq!(e.exit_code(), EXIT_CANNOT_INVOKE);
     }
 }
