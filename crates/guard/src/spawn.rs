@@ -32,7 +32,9 @@ use nix::unistd::Pid;
 use crate::GuardError;
 
 /// Stack for the child until it calls `exec` (execvp builds the candidate
-/// paths on it). Only the pages it touches are ever allocated.
+/// paths on it), plus room for a copy of `argv` (execvp copies it there to
+/// run a script without `#!` through `/bin/sh`). Only the pages it touches
+/// are ever allocated.
 const CHILD_STACK: usize = 256 * 1024;
 
 /// What the child reads (and writes back) in the memory it shares with guard.
@@ -106,9 +108,10 @@ pub fn start(command: &[OsString], foreground: bool) -> Result<Pid, GuardError> 
         parent: std::process::id() as libc::pid_t,
         exec_errno: AtomicI32::new(0),
     };
-    let mut stack = vec![0u8; CHILD_STACK];
+    let size = CHILD_STACK + (argv_ptrs.len() + 2) * std::mem::size_of::<*const libc::c_char>();
+    let mut stack = vec![0u8; size];
     // The stack grows down: pass its 16-byte aligned top.
-    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+    let top = (stack.as_mut_ptr() as usize + size) & !15;
 
     // SAFETY: `child` only makes plain system calls (see there); `top` is the
     // aligned top of a live, writable buffer; `setup`, `argv` and `stack`
