@@ -67,7 +67,8 @@ fn read_pid(path: &Path) -> i32 {
 }
 
 /// Every exit status timeout(1) documents comes out of guard identically:
-/// 0, the command's own status, 124 at the deadline, 143 with
+/// 0, the command's own status (also of a script without `#!`, which
+/// execvp runs with /bin/sh), 124 at the deadline, 143 with
 /// --preserve-status, 137 for -s KILL, 127 not found, 126 not executable,
 /// 0 as DURATION disabling the deadline, and a command killed by a signal
 /// of its own (guard dies of the same signal, as timeout does).
@@ -77,7 +78,13 @@ fn exit_codes_match_timeout() {
     let script = env.dir().join("not-executable.sh");
     std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
     let script = script.to_str().unwrap();
+    // An executable script without "#!": execvp runs it with /bin/sh.
+    let bare = env.dir().join("bare-script");
+    std::fs::write(&bare, "exit 5\n").unwrap();
+    std::fs::set_permissions(&bare, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bare = bare.to_str().unwrap();
     let cases: &[(&[&str], i32)] = &[
+        (&["30", bare], 5),
         (&["30", "true"], 0),
         (&["30", "sh", "-c", "exit 3"], 3),
         (&["0.2", "sleep", "30"], 124),
