@@ -28,6 +28,15 @@ fn limit(s: &str) -> Result<Limit, String> {
     parse_limit(s).map(Limit).map_err(|e| e.to_string())
 }
 
+fn pid(s: &str) -> Result<i32, String> {
+    match s.trim().parse::<i32>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!(
+            "invalid pid '{s}' (a process id, a positive number)"
+        )),
+    }
+}
+
 fn signal(s: &str) -> Result<i32, String> {
     parse_signal(s).map_err(|e| e.to_string())
 }
@@ -73,7 +82,7 @@ struct Cli {
 
     /// Watch this running process (not a child) instead of running COMMAND;
     /// exit 0 if it ends in time, 124 if it had to be signalled.
-    #[arg(long, value_name = "PID", conflicts_with_all = ["command", "preserve_status", "foreground"])]
+    #[arg(long, value_name = "PID", value_parser = pid, allow_hyphen_values = true, conflicts_with_all = ["command", "preserve_status", "foreground"])]
     pid: Option<i32>,
 
     /// Time allowed: a number with an optional unit (s, m, h, d, ms); 0 disables the deadline.
