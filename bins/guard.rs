@@ -1,8 +1,158 @@
-//! `guard`: not yet built (placeholder so the workspace compiles).
+//! `guard`: run a command under a deadline (a drop-in superset of `timeout(1)`),
+//! or watch a running process; kill the whole tree the command started.
+use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use syncomm_guard::{
+    die_by_signal, parse_limit, parse_signal, run_command, watch_pid, Ending, Options, EXIT_FAILED,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  guard 5 make test              TERM after 5 s (exit 124), like timeout(1)
+  guard -k 2 -s INT 1m ./server  INT after a minute, KILL 2 s later if still running
+  guard -v 0.5 sleep 10          says what it sent, then \"Process killed...\"
+  guard --pid 4242 30s           watch a running process; kill it after 30 s
+
+Exit status: the command's own; 124 deadline passed; 125 guard failed;
+126 command cannot run; 127 command not found; 128+N killed by signal N.";
+
+/// A DURATION: a number with an optional unit (s, m, h, d, ms); 0 or inf: no deadline.
+#[derive(Debug, Clone, Copy)]
+struct Limit(Option<Duration>);
+
+fn limit(s: &str) -> Result<Limit, String> {
+    parse_limit(s).map(Limit).map_err(|e| e.to_string())
+}
+
+fn pid(s: &str) -> Result<i32, String> {
+    match s.trim().parse::<i32>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!(
+            "invalid pid '{s}' (a process id, a positive number)"
+        )),
+    }
+}
+
+fn signal(s: &str) -> Result<i32, String> {
+    parse_signal(s).map_err(|e| e.to_string())
+}
+
+/// Start COMMAND, and kill it (and everything it started) if still running after DURATION.
+#[derive(Parser, Debug)]
+#[command(
+    name = "guard",
+    version,
+    after_help = EXAMPLES,
+    override_usage = "guard [OPTIONS] DURATION COMMAND [ARG]...\n       guard [OPTIONS] --pid PID DURATION"
+)]
+struct Cli {
+    /// Signal to send at the deadline: a name like TERM or HUP, or a number.
+    #[arg(short = 's', long = "signal", value_name = "SIGNAL", default_value = "TERM", value_parser = signal)]
+    signal: i32,
+
+    /// Also send KILL if still running this long after the first signal.
+    #[arg(short = 'k', long = "kill-after", value_name = "DURATION", value_parser = limit)]
+    kill_after: Option<Limit>,
+
+    /// Exit with the command's status even when it timed out.
+    #[arg(long)]
+    preserve_status: bool,
+
+    /// Leave COMMAND in guard's process group so it can use the terminal;
+    /// only COMMAND itself is signalled at the deadline.
+    #[arg(long)]
+    foreground: bool,
+
+    /// Report every signal sent on stderr, then "Process killed..." or "Process finished...".
+    #[arg(short, long)]
+    verbose: bool,
+
+    /// Kill everything COMMAND started (its group, and descendants that left
+    /// it) when COMMAND ends or is killed [default].
+    #[arg(long, overrides_with = "no_tree")]
+    tree: bool,
+
+    /// Leave COMMAND's descendants alone, as timeout(1) does.
+    #[arg(long, overrides_with = "tree")]
+    no_tree: bool,
+
+    /// Watch this running process (not a child) instead of running COMMAND;
+    /// exit 0 if it ends in time, 124 if it had to be signalled.
+    #[arg(long, value_name = "PID", value_parser = pid, allow_hyphen_values = true, conflicts_with_all = ["command", "preserve_status", "foreground"])]
+    pid: Option<i32>,
+
+    /// Time allowed: a number with an optional unit (s, m, h, d, ms); 0 disables the deadline.
+    #[arg(value_name = "DURATION", value_parser = limit)]
+    duration: Limit,
+
+    /// The command to run, and its arguments.
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required_unless_present = "pid"
+    )]
+    command: Vec<OsString>,
+}
 
 fn main() -> ExitCode {
-    syncomm_common::run("guard", || {
-        Err(syncomm_common::Fail::failed("not built yet").into())
-    })
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let opts = Options {
+        duration: cli.duration.0,
+        signal: cli.signal,
+        kill_after: cli.kill_after.and_then(|l| l.0),
+        preserve_status: cli.preserve_status,
+        foreground: cli.foreground,
+        verbose: cli.verbose,
+        tree: !cli.no_tree,
+    };
+    // Not syncomm_common::run: guard logs nothing, and setting up the log
+    // subscriber would be a measurable part of guard's own overhead (every
+    // `guard 10 true` pays it). Errors are printed the same way.
+    let outcome = match cli.pid {
+        Some(pid) => watch_pid(nix::unistd::Pid::from_raw(pid), &opts),
+        None => run_command(&cli.command, &opts),
+    };
+    match outcome {
+        Ok(Ending::Exit(code)) => ExitCode::from(code),
+        Ok(Ending::Raise(sig)) => ExitCode::from(die_by_signal(sig)),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "guard: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Clap's errors exit 125 here, as timeout(1)'s do; --help and --version exit 0.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    // Our own value parsers already wrote a whole sentence; use it as is.
+    let message = match (e.kind(), std::error::Error::source(&e)) {
+        (ErrorKind::ValueValidation, Some(why)) => why.to_string(),
+        _ => {
+            // Clap's text up to its usage block, joined onto one line.
+            let text = e.to_string();
+            let lines: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let joined = lines.join(" ");
+            joined.strip_prefix("error: ").unwrap_or(&joined).to_owned()
+        }
+    };
+    let _ = writeln!(std::io::stderr(), "guard: {message} (try 'guard --help')");
+    ExitCode::from(EXIT_FAILED)
 }

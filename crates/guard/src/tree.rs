@@ -1,0 +1,164 @@
+//! The process tree a command leaves behind, and how `guard` ends all of it.
+//!
+//! A command may start helpers that outlive it. Some stay in its process
+//! group (`sh -c 'sleep 100 &'`), which one `killpg(2)` reaches. Others move
+//! to a new session or group (`setsid`, a daemon's double fork) and would be
+//! reparented to `init`, out of reach. `guard` declares itself a *child
+//! subreaper* (`prctl(PR_SET_CHILD_SUBREAPER)`): orphaned descendants are
+//! reparented to it instead, so they become its own children, which it can
+//! find (`/proc/*/stat`, parent pid = guard), signal without pid-reuse races
+//! (an unreaped child's pid cannot be reused) and reap.
+//!
+//! Once the command has ended, every living descendant has a chain of
+//! parents that ends at one of guard's children. So "kill all my children,
+//! reap, repeat until `ECHILD`" leaves nothing behind.
+
+use std::fs;
+
+use nix::errno::Errno;
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::signals::send;
+
+/// Makes this process the reaper of its orphaned descendants.
+pub fn become_subreaper() -> Result<(), Errno> {
+    nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// One of our children, as `/proc/PID/stat` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Child {
+    /// Its pid.
+    pub pid: Pid,
+    /// Its process group.
+    pub pgid: Pid,
+}
+
+/// The calling thread's children: the kernel's list in
+/// `/proc/self/task/TID/children` (guard is single-threaded, so that is all
+/// of them, orphans reparented to it included), else a walk of `/proc/*/stat`
+/// for processes whose parent is us.
+pub fn my_children() -> Vec<Child> {
+    let tid = nix::unistd::gettid();
+    let pids: Vec<i32> = match fs::read_to_string(format!("/proc/self/task/{tid}/children")) {
+        Ok(list) => list
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        Err(_) => return children_of(Pid::this()),
+    };
+    pids.into_iter()
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (_, pgid) = parse_stat(&stat)?;
+            Some(Child {
+                pid: Pid::from_raw(pid),
+                pgid: Pid::from_raw(pgid),
+            })
+        })
+        .collect()
+}
+
+/// The processes whose parent is `parent`, read from `/proc/*/stat`.
+pub fn children_of(parent: Pid) -> Vec<Child> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let name = e.ok()?.file_name();
+        let pid: i32 = name.to_str()?.parse().ok()?;
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (ppid, pgid) = parse_stat(&stat)?;
+        (ppid == parent.as_raw()).then_some(Child {
+            pid: Pid::from_raw(pid),
+            pgid: Pid::from_raw(pgid),
+        })
+    })
+    .collect()
+}
+
+/// Parent pid and process group from a `/proc/PID/stat` line:
+/// `pid (comm) state ppid pgrp ...`, where comm may hold spaces and `)`.
+fn parse_stat(stat: &str) -> Option<(i32, i32)> {
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+    let _state = rest.next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let pgid = rest.next()?.parse().ok()?;
+    Some((ppid, pgid))
+}
+
+/// Reaps children other than `keep` that have already ended (orphans that
+/// were reparented to us and then exited), so they do not linger as zombies
+/// while the command runs. Never reaps `keep`: its status belongs to `guard`.
+pub fn reap_ended_orphans(keep: Pid) {
+    let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    // WNOWAIT looks without reaping, so we can leave `keep` alone.
+    while let Ok(status) = waitid(Id::All, peek) {
+        match status.pid() {
+            Some(pid) if pid != keep => {
+                let _ = waitpid(pid, None);
+            }
+            _ => break,
+        }
+    }
+}
+
+/// Whether we have any child left at all (running or ended, not yet reaped).
+fn have_children() -> bool {
+    let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    !matches!(waitid(Id::All, peek), Err(Errno::ECHILD))
+}
+
+/// Kills every descendant that was reparented to us, with SIGKILL, and
+/// reaps them, until we have no child left.
+///
+/// Call it after the command itself was reaped (and its process group
+/// killed). Returns how many processes were reaped here.
+pub fn kill_leftovers() -> usize {
+    let mut reaped = 0;
+    // The common case, a command that left nothing: one syscall, no /proc walk.
+    while have_children() {
+        for child in my_children() {
+            let _ = send(child.pid, libc::SIGKILL);
+        }
+        // Wait for one to end; its own children are now ours, killed next round.
+        match waitpid(None::<Pid>, None) {
+            Ok(_) => reaped += 1,
+            Err(Errno::EINTR) => {}
+            Err(_) => break,
+        }
+        while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
+            waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG))
+        {
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_awkward_command_name() {
+        let line = "1234 (a b) c) S 77 1234 1234 0 -1 4194560 ...";
+        assert_eq!(parse_stat(line), Some((77, 1234)));
+    }
+
+    #[test]
+    fn finds_own_child() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let found = children_of(Pid::this());
+        let listed = my_children();
+        let pid = Pid::from_raw(child.id() as i32);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(found.iter().any(|c| c.pid == pid), "{found:?}");
+        assert!(listed.iter().any(|c| c.pid == pid), "{listed:?}");
+    }
+}
