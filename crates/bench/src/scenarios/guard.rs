@@ -116,23 +116,3 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     });
     Ok(figures)
 }
-
-#[cfg(test)]
-mod tests {
-    /// Runs the module against the release binaries:
-    /// `cargo build --release --bin guard && cargo test -p syncomm-benchsuite guard -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn guard_figures() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let work = tempfile::tempdir().unwrap();
-        let ctx = crate::Ctx {
-            quick: std::env::var_os("FULL").is_none(),
-            bin_dir: root.join("target/release"),
-            work_dir: work.path().to_owned(),
-        };
-        for f in super::run(&ctx).unwrap() {
-            println!("{}", serde_json::to_string(&f).unwrap());
-        }
-    }
-}
