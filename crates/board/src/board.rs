@@ -220,8 +220,10 @@ impl Board {
         }
         let link = link_path(name)?;
         for _ in 0..8 {
-            let opened = match read_link(&link, name) {
-                Ok(os_id) => Board::open_os_id(name, link.clone(), &os_id).map(Some),
+            let opened = match read_link(&link, name)
+                .and_then(|os_id| Board::open_os_id(name, link.clone(), &os_id))
+            {
+                Ok(board) => Ok(Some(board)),
                 Err(BoardError::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),
             };

@@ -87,10 +87,12 @@ pub fn consume(opts: &ConsumerOptions, shutdown: &Shutdown) -> Result<Outcome, B
         });
     }
 
+    tracing::info!("board {} found; taking its lock", opts.name);
     let mut g = board.lock()?;
     g.add_waiter(v, 1);
     let mut watched: Option<i32> = None;
     let mut woke_at: Option<u64> = None;
+    let mut said_no_producer = false;
     let outcome = loop {
         if g.count(v) > 0 {
             let first = g.first(v);
@@ -119,6 +121,10 @@ pub fn consume(opts: &ConsumerOptions, shutdown: &Shutdown) -> Result<Outcome, B
                 }
             }
             None if live => {
+                tracing::info!(
+                    "waiting for {v}: producer pid {pid} runs the board ({} values so far)",
+                    g.total()
+                );
                 watched = Some(pid);
                 let board = Arc::clone(&board);
                 std::thread::spawn(move || {
@@ -127,6 +133,10 @@ pub fn consume(opts: &ConsumerOptions, shutdown: &Shutdown) -> Result<Outcome, B
                     }
                     wake_all(&board);
                 });
+            }
+            None if !said_no_producer => {
+                tracing::info!("waiting for {v}: no producer runs the board yet");
+                said_no_producer = true;
             }
             _ => {}
         }

@@ -41,9 +41,14 @@ pub fn wait_for_board(
     // Watch first, then look: a link published in between is not missed.
     ino.add_watch(&dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
         .map_err(|e| os("watching the runtime directory", e))?;
+    let mut said = false;
     loop {
         match Board::open(name) {
             Ok(b) => return Ok(Ok(b)),
+            Err(BoardError::NotFound { .. }) if !said => {
+                tracing::info!("waiting for board {name} to appear");
+                said = true;
+            }
             Err(BoardError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
