@@ -50,6 +50,16 @@ struct Args {
     hold_after: u64,
 }
 
+fn rate(per_s: f64) -> String {
+    if per_s >= 1e6 {
+        format!("{:.2} M values/s", per_s / 1e6)
+    } else if per_s >= 1e3 {
+        format!("{:.1} k values/s", per_s / 1e3)
+    } else {
+        format!("{per_s:.0} values/s")
+    }
+}
+
 fn main() -> ExitCode {
     syncomm_common::run("producer", || {
         let a = Args::parse();
@@ -105,10 +115,10 @@ fn main() -> ExitCode {
             print_json(&json!({"event": "done", "report": report}))?;
         } else {
             println!(
-                "appended {} values in {:.3}s ({:.2} M values/s); board total {}; stopped: {}",
+                "appended {} values in {:.3}s ({}); board total {}; stopped: {}",
                 report.appended,
                 report.seconds,
-                report.values_per_s / 1e6,
+                rate(report.values_per_s),
                 report.total,
                 match report.reason {
                     StopReason::Count => "count reached",
