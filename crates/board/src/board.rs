@@ -393,6 +393,12 @@ impl Board {
         }
     }
 
+    /// How many consumers are registered as waiting for `v` (informational:
+    /// read without the lock).
+    pub fn waiting(&self, v: u8) -> u32 {
+        self.shared().waiting[v as usize].load(Relaxed)
+    }
+
     /// CLOCK_MONOTONIC nanoseconds of the last broadcast for an awaited value.
     pub fn notify_ns(&self) -> u64 {
         self.shared().notify_ns.load(Acquire)
