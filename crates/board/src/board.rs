@@ -721,3 +721,111 @@ fn publish_link(link: &Path, os_id: &str) -> Result<(), BoardError> {
     let _ = std::fs::remove_file(&tmp);
     res.map_err(|e| os("publishing", e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+
+    /// All unit tests share one private runtime directory.
+    fn name(prefix: &str) -> Name {
+        static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+        let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+        std::env::set_var(rundir::ENV_VAR, dir.path());
+        static N: AtomicU32 = AtomicU32::new(0);
+        Name::new(&format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Relaxed)
+        ))
+        .unwrap()
+    }
+
+    impl Guard<'_> {
+        /// Half an append, as a holder killed in the middle leaves it.
+        fn append_half(&mut self, v: u8) {
+            let s = self.s();
+            s.pending.store(v as u32, Relaxed);
+            self.begin();
+            let total = s.total.load(Relaxed);
+            self.board.ring(total).store(v, Relaxed);
+        }
+    }
+
+    #[test]
+    fn append_then_snapshot_is_consistent() {
+        let n = name("snap");
+        let (b, origin) = Board::open_or_create(&n, Some(8), false).unwrap();
+        assert_eq!(origin, Origin::Created);
+        {
+            let mut g = b.lock().unwrap();
+            for v in 0..20u8 {
+                g.append(v % 101);
+            }
+            assert_eq!(g.first(3), 4);
+            assert_eq!(g.values(1, 20), (12..20).collect::<Vec<u8>>());
+        }
+        let s = b.snapshot(Duration::from_secs(1)).unwrap();
+        assert_eq!(s.total, 20);
+        assert_eq!(s.counts.iter().sum::<u64>(), 20);
+        assert_eq!(s.recent, (12..20).collect::<Vec<u8>>());
+        // A second opener sees the same board; a capacity mismatch is refused.
+        let b2 = Board::open(&n).unwrap();
+        assert_eq!(b2.capacity(), 8);
+        assert!(matches!(
+            Board::open_or_create(&n, Some(16), false),
+            Err(BoardError::Usage(_))
+        ));
+        b.remove();
+        assert!(matches!(Board::open(&n), Err(BoardError::NotFound { .. })));
+    }
+
+    #[test]
+    fn holder_dying_mid_append_is_repaired_by_next_locker() {
+        let n = name("dead");
+        let (b, _) = Board::open_or_create(&n, None, false).unwrap();
+        b.lock().unwrap().append(5);
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let mut g = b.lock().unwrap();
+                g.append_half(42);
+                // The thread ends holding the robust mutex: its owner died.
+                std::mem::forget(g);
+            });
+        });
+        let g = b.lock().unwrap();
+        assert_eq!(g.total(), 2, "the interrupted append was redone");
+        assert_eq!(g.count(42), 1);
+        drop(g);
+        let s = b.snapshot(Duration::from_secs(1)).unwrap();
+        assert_eq!(s.repairs, 1);
+        assert_eq!(s.recent, vec![5, 42]);
+        b.remove();
+    }
+
+    #[test]
+    fn zeroed_segment_header_is_refused() {
+        let layout = std::alloc::Layout::new::<Shared>();
+        // SAFETY: a zeroed allocation is a valid `Shared` (ShmSafe contract).
+        let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut Shared;
+        // SAFETY: just allocated, properly aligned, zeroed.
+        let s = unsafe { &*p };
+        assert!(segment::check_header(s, layout.size())
+            .unwrap_err()
+            .contains("empty"));
+        s.magic.store(segment::MAGIC, Relaxed);
+        s.version.store(99, Relaxed);
+        assert!(segment::check_header(s, layout.size())
+            .unwrap_err()
+            .contains("version 99"));
+        // SAFETY: allocated above with the same layout.
+        unsafe { std::alloc::dealloc(p as *mut u8, layout) };
+    }
+
+    #[test]
+    fn os_ids_are_checked() {
+        assert!(valid_os_id("/syncomm.board.x.1.ab"));
+        assert!(!valid_os_id("/etc/passwd"));
+        assert!(!valid_os_id("/syncomm.board./../x"));
+    }
+}
