@@ -1,5 +1,6 @@
 //! `consumer`: waits, blocked in the kernel, until a value has appeared on
 //! the shared board NAME.
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -54,7 +55,10 @@ fn main() -> ExitCode {
                 ..
             } => {
                 if !a.json {
-                    println!("Lucky number {value} found after {after} values: {recent:?}");
+                    writeln!(
+                        std::io::stdout().lock(),
+                        "Lucky number {value} found after {after} values: {recent:?}"
+                    )?;
                 }
                 Ok(0)
             }

@@ -1,5 +1,6 @@
 //! `monitor`: prints consistent snapshots of the shared board NAME, read
 //! lock-free through its sequence counter; `--stop` ends the producer.
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -62,10 +63,11 @@ fn main() -> ExitCode {
         let name = Name::new(&a.name).map_err(|e| Fail::usage(e.to_string()))?;
         if a.stop {
             let pid = stop(&name)?;
-            println!(
+            writeln!(
+                std::io::stdout().lock(),
                 "cleared active on board {:?} (producer pid {pid})",
                 name.as_str()
-            );
+            )?;
             return Ok(0);
         }
         let shutdown = syncomm_common::shutdown::Shutdown::install()?;
@@ -83,8 +85,7 @@ fn main() -> ExitCode {
                 if json {
                     print_json(r)
                 } else {
-                    println!("{}", human(r));
-                    Ok(())
+                    writeln!(std::io::stdout().lock(), "{}", human(r))
                 }
             },
             |w| eprintln!("monitor: {w}"),

@@ -1,5 +1,6 @@
 //! `producer`: creates (or attaches to) the shared board NAME and appends
 //! random values 0..=100 to it, waking the consumers whose value appeared.
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -85,7 +86,8 @@ fn main() -> ExitCode {
                         "origin": origin, "capacity": board.capacity(), "total": total,
                         "segment": board.os_id()}))
                 } else {
-                    println!(
+                    writeln!(
+                        std::io::stdout().lock(),
                         "board {:?} {}: capacity {}, {total} values so far (segment {})",
                         board.name().as_str(),
                         match origin {
@@ -94,16 +96,17 @@ fn main() -> ExitCode {
                         },
                         board.capacity(),
                         board.os_id()
-                    );
-                    Ok(())
+                    )
                 };
             },
             || {
                 let _ = if json {
                     print_json(&json!({"event": "holding_lock"}))
                 } else {
-                    println!("holding the board lock mid-append (testing knob)");
-                    Ok(())
+                    writeln!(
+                        std::io::stdout().lock(),
+                        "holding the board lock mid-append (testing knob)"
+                    )
                 };
             },
         )
@@ -114,7 +117,8 @@ fn main() -> ExitCode {
         if json {
             print_json(&json!({"event": "done", "report": report}))?;
         } else {
-            println!(
+            writeln!(
+                std::io::stdout().lock(),
                 "appended {} values in {:.3}s ({}); board total {}; stopped: {}",
                 report.appended,
                 report.seconds,
@@ -125,7 +129,7 @@ fn main() -> ExitCode {
                     StopReason::Signal => "signal",
                     StopReason::Stopped => "monitor --stop",
                 }
-            );
+            )?;
         }
         // Stopping by signal is the normal end of an endless run.
         Ok(0)
