@@ -323,3 +323,47 @@ fn stale_link_is_replaced() {
     assert!(text(&out.stdout).contains("created"));
     assert!(!l.exists());
 }
+
+/// SIGINT or SIGTERM ends a waiting consumer (on the board's condition
+/// variable, or still waiting for the board) and a monitor cleanly with
+/// status 130, and the producer is unaffected.
+#[test]
+fn signals_end_waiting_consumers_and_monitors() {
+    let env = Env::new();
+    let name = unique_name("sig");
+    let mut producer = Proc::spawn(cmd(&env, "producer", &name, &["--interval", "100ms"]));
+    let pout = producer.stdout_lines();
+    pout.wait_for(|l| l.contains("created"));
+    let verbose = |mut c: Command| {
+        c.env("RUST_LOG", "info");
+        c
+    };
+    // One value every 100 ms: the consumer for 100 is almost surely still
+    // waiting when it is signalled (the assertion allows the rare find).
+    let mut on_board = Proc::spawn(verbose(cmd(&env, "consumer", &name, &["--until", "100"])));
+    let e1 = on_board.stderr_lines();
+    let mut no_board = Proc::spawn(verbose(cmd(
+        &env,
+        "consumer",
+        &unique_name("nothing"),
+        &["--until", "1"],
+    )));
+    let e2 = no_board.stderr_lines();
+    let mut monitor = Proc::spawn(cmd(&env, "monitor", &name, &["--interval", "20ms"]));
+    monitor.stdout_lines().wait_for(|l| l.contains("total"));
+    e2.wait_for(|l| l.contains("waiting for board"));
+    let registered = e1.wait_for(|l| l.contains("runs the board") || l.contains("Lucky"));
+    on_board.signal(nix::sys::signal::Signal::SIGINT);
+    no_board.signal(nix::sys::signal::Signal::SIGTERM);
+    monitor.signal(nix::sys::signal::Signal::SIGINT);
+    if registered.contains("runs the board") {
+        let code = on_board.wait_timeout(HANG).code();
+        // 0 only if 100 happened to appear just before the signal.
+        assert!(matches!(code, Some(130) | Some(0)), "{code:?}");
+    }
+    assert_eq!(no_board.wait_timeout(HANG).code(), Some(130));
+    assert_eq!(monitor.wait_timeout(HANG).code(), Some(130));
+    assert!(producer.is_running());
+    producer.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(producer.wait_timeout(HANG).success());
+}
