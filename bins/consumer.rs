@@ -12,6 +12,7 @@ use syncomm_common::{parse_duration, Fail, Name};
 
 #[derive(Parser)]
 #[command(
+    name = "consumer",
     version,
     about = "Wait until a value has appeared on a shared-memory board (blocked in the kernel, not polling)",
     after_help = "Example:\n  consumer --name demo --until 22 --timeout 10s\n  prints: Lucky number 22 found after K values: [recent values]\n\n\

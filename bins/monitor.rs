@@ -11,6 +11,7 @@ use syncomm_common::{parse_duration, Fail, Name};
 
 #[derive(Parser)]
 #[command(
+    name = "monitor",
     version,
     about = "Print consistent snapshots of a shared-memory board without ever taking its lock",
     after_help = "Example:\n  monitor --name demo --interval 500ms\n  monitor --name demo --once --json\n  monitor --name demo --stop      # clears `active`: the producer stops\n\n\
@@ -39,12 +40,11 @@ struct Args {
 
 fn human(r: &Report) -> String {
     let s = &r.snapshot;
-    let rate = if r.values_per_s >= 1e6 {
-        format!("{:.2} M/s", r.values_per_s / 1e6)
-    } else if r.values_per_s >= 1e3 {
-        format!("{:.1} k/s", r.values_per_s / 1e3)
-    } else {
-        format!("{:.0}/s", r.values_per_s)
+    let rate = match r.values_per_s {
+        None => "-".to_owned(),
+        Some(v) if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
+        Some(v) if v >= 1e3 => format!("{:.1} k/s", v / 1e3),
+        Some(v) => format!("{v:.0}/s"),
     };
     format!(
         "total {}  rate {}  active {}  producer {}  repairs {}  recent {:?}",

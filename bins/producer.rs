@@ -12,6 +12,7 @@ use syncomm_common::{parse_duration, Fail, Name};
 
 #[derive(Parser)]
 #[command(
+    name = "producer",
     version,
     about = "Append random values 0..=100 to a shared-memory board and wake the consumers waiting for them",
     after_help = "Example:\n  producer --name demo --count 1000 --interval 1ms --seed 7\n  (then in other shells: consumer --name demo --until 22; monitor --name demo)\n\n\

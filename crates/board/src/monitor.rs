@@ -30,8 +30,9 @@ pub struct MonitorOptions {
 pub struct Report {
     /// The board's name.
     pub name: String,
-    /// Values appended per second since the previous snapshot.
-    pub values_per_s: f64,
+    /// Values appended per second since the previous snapshot (`None` for
+    /// the first one).
+    pub values_per_s: Option<f64>,
     /// The snapshot.
     #[serde(flatten)]
     pub snapshot: Snapshot,
@@ -92,11 +93,11 @@ pub fn monitor(
             Ok(snap) => {
                 let now = Instant::now();
                 let values_per_s = match last {
-                    Some((t, n)) => {
+                    Some((t, n)) => Some(
                         (snap.total.saturating_sub(n)) as f64
-                            / now.duration_since(t).as_secs_f64().max(1e-9)
-                    }
-                    None => 0.0,
+                            / now.duration_since(t).as_secs_f64().max(1e-9),
+                    ),
+                    None => None,
                 };
                 last = Some((now, snap.total));
                 let live = snap.active && liveness::alive(snap.producer_pid);
