@@ -47,11 +47,16 @@ fn human(r: &Report) -> String {
         Some(v) => format!("{v:.0}/s"),
     };
     format!(
-        "total {}  rate {}  active {}  producer {}  repairs {}  recent {:?}",
+        "total {}  rate {}  active {}  producer {}{}  repairs {}  recent {:?}",
         s.total,
         rate,
         if s.active { "yes" } else { "no" },
         s.producer_pid,
+        if s.producer_alive || s.producer_pid == 0 {
+            ""
+        } else {
+            " (gone)"
+        },
         s.repairs,
         s.recent
     )

@@ -262,7 +262,7 @@ fn producer_killed_holding_the_lock_is_repaired_and_continued() {
         &env,
         "producer",
         &name,
-        &["--seed", "5", "--count", "2000", "--interval", "200us"],
+        &["--seed", "5", "--count", "2000", "--interval", "500us"],
     ));
     let out = consumer.finish();
     assert!(out.status.success(), "consumer: {}", text(&out.stderr));
@@ -306,7 +306,7 @@ fn killed_consumer_or_monitor_leaves_producer_unaffected() {
         &env,
         "producer",
         &name,
-        &["--seed", "9", "--interval", "2ms"],
+        &["--seed", "9", "--interval", "5ms"],
     ));
     let pout = producer.stdout_lines();
     pout.wait_for(|l| l.contains("created"));

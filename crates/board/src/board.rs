@@ -59,6 +59,8 @@ pub struct Snapshot {
     pub active: bool,
     /// The pid of the producer that runs or last ran it (0: none yet).
     pub producer_pid: i32,
+    /// Whether that producer is alive (checked when the snapshot was read).
+    pub producer_alive: bool,
     /// How many times a locker repaired the board after a holder died.
     pub repairs: u64,
     /// The most recent values, oldest first (at most the ring capacity).
@@ -299,7 +301,8 @@ impl Board {
     pub fn live_producer(&self) -> Option<i32> {
         let s = self.shared();
         let pid = s.producer_pid.load(Acquire);
-        (s.active.load(Acquire) != 0 && pid > 0 && liveness::alive(pid)).then_some(pid)
+        let start = s.producer_start.load(Acquire);
+        (s.active.load(Acquire) != 0 && liveness::alive_as(pid, start)).then_some(pid)
     }
 
     /// Whether the board is active (a producer runs it).
@@ -329,6 +332,7 @@ impl Board {
             total: 0,
             active: false,
             producer_pid: 0,
+            producer_alive: false,
             repairs: 0,
             recent: Vec::with_capacity(cap as usize),
             counts: vec![0; VALUES],
@@ -341,6 +345,7 @@ impl Board {
                 snap.total = s.total.load(Relaxed);
                 snap.active = s.active.load(Relaxed) != 0;
                 snap.producer_pid = s.producer_pid.load(Relaxed);
+                let producer_start = s.producer_start.load(Relaxed);
                 snap.repairs = s.repairs.load(Relaxed);
                 for (c, a) in snap.counts.iter_mut().zip(&s.counts) {
                     *c = a.load(Relaxed);
@@ -355,6 +360,7 @@ impl Board {
                     if s.reader_req.0.load(Relaxed) != 0 {
                         s.reader_req.0.store(0, Relaxed);
                     }
+                    snap.producer_alive = liveness::alive_as(snap.producer_pid, producer_start);
                     return Ok(snap);
                 }
             }
@@ -367,7 +373,8 @@ impl Board {
                 std::thread::yield_now();
                 let waited = start.elapsed();
                 let pid = s.producer_pid.load(Relaxed);
-                if s1 & 1 == 1 && waited > Duration::from_millis(20) && !liveness::alive(pid) {
+                let alive = liveness::alive_as(pid, s.producer_start.load(Relaxed));
+                if s1 & 1 == 1 && waited > Duration::from_millis(20) && !alive {
                     return Err(SnapshotError::WriterDied { pid });
                 }
                 if waited > limit {
@@ -542,8 +549,10 @@ impl Guard<'_> {
     /// (consumers waiting for a producer to appear).
     pub fn start_producing(&mut self, pid: i32) {
         let s = self.s();
+        let start = liveness::start_time(pid).unwrap_or(0);
         let odd = self.begin();
         s.producer_pid.store(pid, Relaxed);
+        s.producer_start.store(start, Relaxed);
         s.active.store(1, Relaxed);
         self.end(odd);
         self.board.broadcast();
@@ -571,6 +580,14 @@ impl Guard<'_> {
     /// The producer pid recorded on the board (0: none).
     pub fn producer_pid(&self) -> i32 {
         self.s().producer_pid.load(Relaxed)
+    }
+
+    /// Whether the board is active and its producer alive (the same process
+    /// that attached, not a reused pid).
+    pub fn producer_live(&self) -> bool {
+        let s = self.s();
+        self.active()
+            && liveness::alive_as(s.producer_pid.load(Relaxed), s.producer_start.load(Relaxed))
     }
 
     /// How many times `v` has appeared.

@@ -111,7 +111,7 @@ pub fn consume(opts: &ConsumerOptions, shutdown: &Shutdown) -> Result<Outcome, B
             };
         }
         let pid = g.producer_pid();
-        let live = g.active() && liveness::alive(pid);
+        let live = g.producer_live();
         match watched {
             Some(p) if !live || p != pid => {
                 break Outcome::ProducerEnded {

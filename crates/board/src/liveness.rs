@@ -4,16 +4,33 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 /// Whether process `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
+    stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+/// Whether process `pid` is alive and is the same process that had start
+/// time `start` (so a reused pid is not mistaken for it). A `start` of 0
+/// (unknown) checks the pid only.
+pub fn alive_as(pid: i32, start: u64) -> bool {
+    stat(pid).is_some_and(|(state, st)| state != 'Z' && state != 'X' && (start == 0 || st == start))
+}
+
+/// The start time of process `pid` (clock ticks since boot), if it exists.
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat(pid).map(|(_, st)| st)
+}
+
+/// State letter and start time from `/proc/PID/stat`.
+fn stat(pid: i32) -> Option<(char, u64)> {
     if pid <= 0 {
-        return false;
+        return None;
     }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z') && !state.starts_with('X')
-        }
-        Err(_) => false,
-    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name: state is the first,
+    // starttime (field 22 of the whole line) the 20th.
+    let mut rest = stat.rsplit(')').next()?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let start = rest.nth(18)?.parse().ok()?;
+    Some((state, start))
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock the board's condvar uses).
@@ -54,5 +71,21 @@ pub fn wait_exit(fd: &OwnedFd, wake: Option<std::os::fd::BorrowedFd<'_>>) -> boo
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_tells_a_reused_pid_apart() {
+        let me = std::process::id() as i32;
+        let start = start_time(me).expect("our own start time");
+        assert!(alive(me));
+        assert!(alive_as(me, start));
+        assert!(alive_as(me, 0));
+        assert!(!alive_as(me, start + 1));
+        assert!(!alive(0) && !alive(-1));
     }
 }

@@ -9,7 +9,6 @@ use syncomm_common::Name;
 
 use crate::board::{Board, Snapshot, SnapshotError};
 use crate::error::BoardError;
-use crate::liveness;
 use crate::wait::{self, Ended};
 
 /// What the monitor is asked to do.
@@ -100,7 +99,7 @@ pub fn monitor(
                     None => None,
                 };
                 last = Some((now, snap.total));
-                let live = snap.active && liveness::alive(snap.producer_pid);
+                let live = snap.active && snap.producer_alive;
                 let pid = snap.producer_pid;
                 let active = snap.active;
                 emit(&Report {

@@ -79,7 +79,7 @@ pub fn produce(
     let start_total = {
         let mut g = board.lock()?;
         // Checked again under the lock: two producers racing to attach.
-        if g.active() && g.producer_pid() != me && crate::liveness::alive(g.producer_pid()) {
+        if g.producer_pid() != me && g.producer_live() {
             return Err(BoardError::HasProducer {
                 name: opts.name.to_string(),
                 pid: g.producer_pid(),

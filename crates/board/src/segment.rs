@@ -108,6 +108,9 @@ pub struct Shared {
     pub active: AtomicU32,
     /// The pid of the producer that runs (or last ran) the board; 0 for none.
     pub producer_pid: AtomicI32,
+    /// That producer's start time (`/proc/PID/stat`), so a reused pid is
+    /// not mistaken for it.
+    pub producer_start: AtomicU64,
     /// How many times a locker repaired the board after a holder died.
     pub repairs: AtomicU64,
     /// How many times each value has appeared.
