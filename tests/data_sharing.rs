@@ -198,7 +198,8 @@ fn second_producer_is_refused_while_first_runs() {
     let env = Env::new();
     let name = unique_name("two");
     let mut first = Proc::spawn(cmd(&env, "producer", &name, &["--interval", "10ms"]));
-    first.stdout_lines().wait_for(|l| l.contains("created"));
+    let fout = first.stdout_lines();
+    fout.wait_for(|l| l.contains("created"));
     let l = link(&env, &name);
     let id = std::fs::read_to_string(&l).unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -350,7 +351,8 @@ fn signals_end_waiting_consumers_and_monitors() {
     )));
     let e2 = no_board.stderr_lines();
     let mut monitor = Proc::spawn(cmd(&env, "monitor", &name, &["--interval", "20ms"]));
-    monitor.stdout_lines().wait_for(|l| l.contains("total"));
+    let mout = monitor.stdout_lines();
+    mout.wait_for(|l| l.contains("total"));
     e2.wait_for(|l| l.contains("waiting for board"));
     let registered = e1.wait_for(|l| l.contains("runs the board") || l.contains("Lucky"));
     on_board.signal(nix::sys::signal::Signal::SIGINT);
@@ -363,6 +365,7 @@ fn signals_end_waiting_consumers_and_monitors() {
     }
     assert_eq!(no_board.wait_timeout(HANG).code(), Some(130));
     assert_eq!(monitor.wait_timeout(HANG).code(), Some(130));
+    drop(mout);
     assert!(producer.is_running());
     producer.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(producer.wait_timeout(HANG).success());

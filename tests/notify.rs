@@ -63,6 +63,19 @@ fn cmd(env: &Env, bin: &str, name: &str, args: &[&str]) -> Command {
     c
 }
 
+/// Reads lines until one contains `pat`; on end of stream panics showing
+/// every line read, so a failure explains itself.
+fn expect_line(lines: &Lines, pat: &str) -> String {
+    let mut seen = Vec::new();
+    loop {
+        match lines.next_line() {
+            Some(l) if l.contains(pat) => return l,
+            Some(l) => seen.push(l),
+            None => panic!("stream ended before a line with {pat:?}; read: {seen:#?}"),
+        }
+    }
+}
+
 /// A command with info logs on stderr (the tests wait on them as events).
 fn verbose(mut c: Command) -> Command {
     c.env("RUST_LOG", "info");
@@ -117,7 +130,7 @@ fn several_consumers_wait_for_different_values() {
     let _clean = BoardCleanup::new(&env, &name);
     let seq = seeded(11, 3000);
     let values = [22u8, 0, 100];
-    let mut early: Vec<Proc> = values[..2]
+    let mut early: Vec<(Proc, Option<Lines>)> = values[..2]
         .iter()
         .map(|v| {
             let mut p = Proc::spawn(verbose(cmd(
@@ -126,9 +139,9 @@ fn several_consumers_wait_for_different_values() {
                 &name,
                 &["--until", &v.to_string()],
             )));
-            p.stderr_lines()
-                .wait_for(|l| l.contains("waiting for board"));
-            p
+            let err = p.stderr_lines();
+            expect_line(&err, "waiting for board");
+            (p, Some(err))
         })
         .collect();
     let producer = Proc::spawn(cmd(
@@ -146,10 +159,16 @@ fn several_consumers_wait_for_different_values() {
         ],
     ));
     let late = Proc::spawn(cmd(&env, "consumer", &name, &["--until", "100"]));
-    early.push(late);
-    for (p, v) in early.into_iter().zip(values) {
+    early.push((late, None));
+    for ((p, err), v) in early.into_iter().zip(values) {
         let out = p.finish();
-        assert!(out.status.success(), "consumer {v}: {}", text(&out.stderr));
+        let err = err.map(|e| e.rest().join("\n")).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "consumer {v}: {:?} {}{err}",
+            out.status,
+            text(&out.stderr)
+        );
         assert_eq!(text(&out.stdout).trim(), lucky_line(&seq, v));
     }
     assert!(producer.finish().status.success());
@@ -171,7 +190,8 @@ fn consumer_exits_1_when_producer_ends_without_value_or_on_timeout() {
         &name,
         &["--seed", "3", "--count", "100", "--interval", "20ms"],
     ));
-    producer.stdout_lines().wait_for(|l| l.contains("created"));
+    let pout = producer.stdout_lines();
+    expect_line(&pout, "created");
     let mut consumer = Proc::spawn(verbose(cmd(
         &env,
         "consumer",
@@ -228,7 +248,7 @@ fn producer_killed_holding_the_lock_is_repaired_and_continued() {
         &["--seed", "5", "--hold-lock", "60s", "--hold-after", "10"],
     ));
     let p1_out = p1.stdout_lines();
-    p1_out.wait_for(|l| l.contains("holding the board lock"));
+    expect_line(&p1_out, "holding the board lock");
 
     let mut monitor = Proc::spawn(cmd(
         &env,
@@ -244,13 +264,13 @@ fn producer_killed_holding_the_lock_is_repaired_and_continued() {
         &["--until", &v.to_string()],
     )));
     let cerr = consumer.stderr_lines();
-    cerr.wait_for(|l| l.contains("taking its lock"));
+    expect_line(&cerr, "taking its lock");
 
     p1.kill9();
     let _ = p1.wait_timeout(HANG);
     // The consumer was blocked on the mutex: it is the next locker and repairs.
-    cerr.wait_for(|l| l.contains("repairing board: finishing the interrupted append"));
-    cerr.wait_for(|l| l.contains("no producer runs the board"));
+    expect_line(&cerr, "repairing board: finishing the interrupted append");
+    expect_line(&cerr, "no producer runs the board");
 
     // The repaired board is consistent: the stalled append was finished.
     let snap = wait_snapshot(&env, &name, |s| s["total"] == 11);
@@ -316,15 +336,17 @@ fn killed_consumer_or_monitor_leaves_producer_unaffected() {
         &name,
         &["--until", &v.to_string()],
     )));
-    consumer
-        .stderr_lines()
-        .wait_for(|l| l.contains("runs the board"));
+    let cerr = consumer.stderr_lines();
+    expect_line(&cerr, "runs the board");
     let mut monitor = Proc::spawn(cmd(&env, "monitor", &name, &["--interval", "10ms"]));
-    monitor.stdout_lines().wait_for(|l| l.contains("total"));
+    let mout = monitor.stdout_lines();
+    expect_line(&mout, "total");
+    // Killed while waiting on the condition variable / between snapshots.
     consumer.kill9();
     monitor.kill9();
     let _ = consumer.wait_timeout(HANG);
     let _ = monitor.wait_timeout(HANG);
+    drop((cerr, mout));
 
     let before = wait_snapshot(&env, &name, |_| true)["total"]
         .as_u64()

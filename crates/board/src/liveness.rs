@@ -2,35 +2,53 @@
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
-/// Whether process `pid` exists and is not a zombie.
+/// `PF_EXITING` in `/proc/PID/stat`'s flags: the process has begun to die.
+/// The kernel sets it before it releases the robust mutexes the process
+/// held, so the locker that gets `EOWNERDEAD` already sees the holder as dead.
+const PF_EXITING: u64 = 0x4;
+
+/// Whether process `pid` exists and is not dying or a zombie.
 pub fn alive(pid: i32) -> bool {
-    stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+    alive_as(pid, 0)
 }
 
-/// Whether process `pid` is alive and is the same process that had start
-/// time `start` (so a reused pid is not mistaken for it). A `start` of 0
-/// (unknown) checks the pid only.
+/// Whether process `pid` is alive (not dying, not a zombie) and is the same
+/// process that had start time `start`, so a reused pid is not mistaken for
+/// it. A `start` of 0 (unknown) checks the pid only.
 pub fn alive_as(pid: i32, start: u64) -> bool {
-    stat(pid).is_some_and(|(state, st)| state != 'Z' && state != 'X' && (start == 0 || st == start))
+    stat(pid).is_some_and(|st| {
+        st.state != 'Z'
+            && st.state != 'X'
+            && st.flags & PF_EXITING == 0
+            && (start == 0 || st.start == start)
+    })
 }
 
 /// The start time of process `pid` (clock ticks since boot), if it exists.
 pub fn start_time(pid: i32) -> Option<u64> {
-    stat(pid).map(|(_, st)| st)
+    stat(pid).map(|st| st.start)
 }
 
-/// State letter and start time from `/proc/PID/stat`.
-fn stat(pid: i32) -> Option<(char, u64)> {
+struct Stat {
+    state: char,
+    flags: u64,
+    start: u64,
+}
+
+/// State, flags and start time from `/proc/PID/stat`.
+fn stat(pid: i32) -> Option<Stat> {
     if pid <= 0 {
         return None;
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name: state is the first,
-    // starttime (field 22 of the whole line) the 20th.
-    let mut rest = stat.rsplit(')').next()?.split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let start = rest.nth(18)?.parse().ok()?;
-    Some((state, start))
+    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the parenthesised command name, numbered as in
+    // proc(5): 3 state, ..., 9 flags, ..., 22 starttime.
+    let rest: Vec<&str> = line.rsplit(')').next()?.split_whitespace().collect();
+    Some(Stat {
+        state: rest.first()?.chars().next()?,
+        flags: rest.get(6)?.parse().ok()?,
+        start: rest.get(19)?.parse().ok()?,
+    })
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock the board's condvar uses).
