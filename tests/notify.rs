@@ -396,3 +396,54 @@ fn assert_consistent(snap: &serde_json::Value) {
     let recent = snap["recent"].as_array().unwrap().len() as u64;
     assert_eq!(recent, total.min(64), "ring length in {snap}");
 }
+
+/// A consumer killed while it sleeps leaves nothing that can block the
+/// producer: its value appears (a wake-up reaches the dead waiter), a new
+/// consumer waits for another value, and the producer's next wake-ups still
+/// go through. (glibc's process-shared `pthread_cond_t` hangs the producer
+/// in exactly this sequence; the board's futex-word condition does not.)
+#[test]
+fn consumer_killed_mid_wait_never_blocks_later_wakeups() {
+    let env = Env::new();
+    let name = unique_name("dead-waiter");
+    let seq = seeded(13, 100_000);
+    let first = |v: u8| seq.iter().position(|&x| x == v).unwrap();
+    // A: a value that appears early-ish; B: the value that appears last.
+    let mut order: Vec<u8> = (0..=100).collect();
+    order.sort_by_key(|&v| first(v));
+    let (a, b) = (order[90], order[100]);
+    let mut producer = Proc::spawn(cmd(
+        &env,
+        "producer",
+        &name,
+        &["--seed", "13", "--interval", "5ms"],
+    ));
+    let pout = producer.stdout_lines();
+    expect_line(&pout, "created");
+    let mut dead = Proc::spawn(verbose(cmd(
+        &env,
+        "consumer",
+        &name,
+        &["--until", &a.to_string()],
+    )));
+    let derr = dead.stderr_lines();
+    expect_line(&derr, "runs the board");
+    dead.kill9();
+    let _ = dead.wait_timeout(HANG);
+    drop(derr);
+    // Wait until A has appeared: the dead waiter was woken (and moved on).
+    wait_snapshot(&env, &name, |s| {
+        s["counts"][a as usize].as_u64().unwrap() > 0
+    });
+    let waiter = Proc::spawn(cmd(&env, "consumer", &name, &["--until", &b.to_string()]));
+    // The producer keeps appending and the waiter gets its value.
+    let out = waiter.finish();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(&format!("Lucky number {b} found")));
+    let before = wait_snapshot(&env, &name, |_| true)["total"]
+        .as_u64()
+        .unwrap();
+    wait_snapshot(&env, &name, |s| s["total"].as_u64().unwrap() > before);
+    producer.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(producer.wait_timeout(HANG).success());
+}

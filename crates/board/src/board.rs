@@ -411,11 +411,12 @@ impl Board {
         self.shared().notify_ns.load(Acquire)
     }
 
-    /// Wakes every waiter (without the lock; used by the watcher threads,
-    /// which take the lock first).
+    /// Wakes every waiter: bumps the wake sequence, then `FUTEX_WAKE`s all
+    /// sleepers on it (in every process: a shared, not private, futex).
     fn broadcast(&self) {
-        // SAFETY: the condition variable was initialised process-shared.
-        unsafe { libc::pthread_cond_broadcast(self.shared().cond.get()) };
+        let word = &self.shared().wake;
+        word.fetch_add(1, Release);
+        futex(word, libc::FUTEX_WAKE, i32::MAX as u32, None);
     }
 }
 
@@ -616,31 +617,44 @@ impl Guard<'_> {
         w.store(w.load(Relaxed).saturating_add_signed(delta), Relaxed);
     }
 
-    /// Waits on the board's condition variable until woken or `deadline`
-    /// (CLOCK_MONOTONIC through `Instant`). The lock is released while
-    /// waiting and held again on return; the caller re-checks its predicate.
+    /// Waits on the board's condition until woken or `deadline`: reads the
+    /// wake sequence under the lock, unlocks, sleeps in `FUTEX_WAIT` while the
+    /// sequence is unchanged (a notification between the unlock and the
+    /// sleep makes it return at once: no lost wake-up), and locks again
+    /// (repairing if a holder died meanwhile). The caller re-checks its
+    /// predicate: wake-ups may be spurious.
     pub fn wait(&mut self, deadline: Option<Instant>) -> Result<(), BoardError> {
         let s = self.s();
-        let rc = match deadline {
-            None => {
-                // SAFETY: we hold the mutex; both objects are process-shared.
-                unsafe { libc::pthread_cond_wait(s.cond.get(), s.mutex.get()) }
-            }
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                let abs = liveness::monotonic_ns().saturating_add(left.as_nanos() as u64);
-                let ts = libc::timespec {
-                    tv_sec: (abs / 1_000_000_000) as libc::time_t,
-                    tv_nsec: (abs % 1_000_000_000) as libc::c_long,
-                };
-                // SAFETY: as above; the condvar uses CLOCK_MONOTONIC, as `abs` does.
-                unsafe { libc::pthread_cond_timedwait(s.cond.get(), s.mutex.get(), &ts) }
-            }
-        };
-        match rc {
-            0 | libc::ETIMEDOUT => Ok(()),
-            rc => self.after_lock(rc),
+        let seen = s.wake.load(Acquire);
+        // SAFETY: we hold the mutex (a Guard exists); we take it again below
+        // before returning, so the Guard's invariant holds on return.
+        unsafe { libc::pthread_mutex_unlock(s.mutex.get()) };
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left != Some(Duration::ZERO) {
+            futex(&s.wake, libc::FUTEX_WAIT, seen, left);
         }
+        // SAFETY: the mutex was initialised process-shared and robust.
+        let rc = unsafe { libc::pthread_mutex_lock(s.mutex.get()) };
+        self.after_lock(rc)
+    }
+}
+
+/// `futex(2)` on a word in the shared segment (shared futex: the kernel keys
+/// it by the physical page, so every process mapping the board meets here).
+/// Errors (EAGAIN: the word changed; ETIMEDOUT; EINTR) all mean "re-check".
+fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned u32 in a mapping that outlives the
+    // call; FUTEX_WAIT reads it and sleeps, FUTEX_WAKE wakes sleepers; the
+    // relative timeout (CLOCK_MONOTONIC) is a valid timespec or null.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, tsp);
     }
 }
 

@@ -17,10 +17,17 @@
 //!   `EOWNERDEAD`, repairs the board from its redo record (the value being
 //!   appended) so the per-value counts sum to the total again, calls
 //!   `pthread_mutex_consistent` and goes on ([`Board::lock`]).
-//! - **Notification**: a process-shared `pthread_cond_t` on CLOCK_MONOTONIC.
-//!   Consumers register in `waiting[value]`; the producer broadcasts only when
-//!   someone waits for the value it just appended, so appending stays cheap.
-//!   Waits re-check their predicate in a loop.
+//! - **Notification**: a condition variable made of the robust mutex and a
+//!   futex word in the segment (a wake-up sequence number): a waiter reads it
+//!   under the mutex, unlocks and sleeps in `FUTEX_WAIT` while it is
+//!   unchanged; a notifier bumps it and `FUTEX_WAKE`s. Consumers register in
+//!   `waiting[value]`; the producer notifies only when someone waits for the
+//!   value it just appended, so appending stays cheap. Waits re-check their
+//!   predicate in a loop. Why not glibc's process-shared `pthread_cond_t`: it
+//!   keeps per-waiter references in shared memory, and a waiter killed in its
+//!   sleep leaves one behind that makes a later `pthread_cond_broadcast`
+//!   block forever (seen on glibc 2.36) — a killed consumer would hang the
+//!   producer. The futex word holds no per-waiter state.
 //! - **Snapshots**: a sequence counter (seqlock). Writers make it odd, write,
 //!   make it even; a reader retries when it changed. A reader that keeps
 //!   losing to a flat-out producer asks it for a few microseconds' pause

@@ -51,7 +51,7 @@ fn stat(pid: i32) -> Option<Stat> {
     })
 }
 
-/// CLOCK_MONOTONIC in nanoseconds (the clock the board's condvar uses).
+/// CLOCK_MONOTONIC in nanoseconds (the clock of the board's timed waits).
 pub fn monotonic_ns() -> u64 {
     let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .expect("CLOCK_MONOTONIC is always available");

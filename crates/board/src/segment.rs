@@ -4,7 +4,7 @@
 //! +-------------------------------+  offset 0
 //! | header: magic, version, sizes |  magic is stored LAST (release) by the creator
 //! | pthread_mutex_t (shared,robust)|
-//! | pthread_cond_t (shared, MONO) |
+//! | wake: futex word (condition)  |  bumped + FUTEX_WAKE to notify waiters
 //! | lock-only state: waiting[101], |  read and written only under the mutex
 //! |   pending value, notify time   |
 //! | reader_req (own cache line)   |  a monitor asking the producer for a window
@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SYNCBRD\x01");
 
 /// The layout version; bump it whenever [`Shared`] changes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Values are 0..=100, so there are 101 of them.
 pub const VALUES: usize = 101;
@@ -81,8 +81,13 @@ pub struct Shared {
     // ---- synchronisation ----
     /// Process-shared, robust mutex guarding every write.
     pub mutex: UnsafeCell<libc::pthread_mutex_t>,
-    /// Process-shared condition variable (CLOCK_MONOTONIC) consumers wait on.
-    pub cond: UnsafeCell<libc::pthread_cond_t>,
+    /// The condition consumers wait on: a wake-up sequence number used as a
+    /// futex word. A notifier bumps it and calls `FUTEX_WAKE`; a waiter reads
+    /// it under the mutex, unlocks, and sleeps in `FUTEX_WAIT` only while it
+    /// is unchanged. Unlike glibc's process-shared `pthread_cond_t` it keeps
+    /// no per-waiter state, so a waiter killed in its sleep leaves nothing
+    /// behind that could block the next notifier.
+    pub wake: AtomicU32,
 
     // ---- state only touched under the mutex ----
     /// How many consumers wait for each value: the producer broadcasts only
@@ -172,8 +177,8 @@ pub fn check_header(s: &Shared, map_len: usize) -> Result<u32, String> {
     Ok(capacity)
 }
 
-/// Initialises a zeroed segment in place: the pthread objects, then the
-/// header, the magic last with release ordering.
+/// Initialises a zeroed segment in place: the mutex, then the header, the
+/// magic last with release ordering.
 ///
 /// # Safety
 /// `s` must point into a fresh, zeroed, writable mapping of at least
@@ -209,23 +214,6 @@ pub unsafe fn init(s: &Shared, capacity: u32) -> Result<(), std::io::Error> {
         let rc = libc::pthread_mutex_init(s.mutex.get(), mattr.as_ptr());
         libc::pthread_mutexattr_destroy(mattr.as_mut_ptr());
         check(rc, "pthread_mutex_init")?;
-
-        let mut cattr = std::mem::MaybeUninit::<libc::pthread_condattr_t>::uninit();
-        check(
-            libc::pthread_condattr_init(cattr.as_mut_ptr()),
-            "pthread_condattr_init",
-        )?;
-        check(
-            libc::pthread_condattr_setpshared(cattr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED),
-            "pthread_condattr_setpshared",
-        )?;
-        check(
-            libc::pthread_condattr_setclock(cattr.as_mut_ptr(), libc::CLOCK_MONOTONIC),
-            "pthread_condattr_setclock",
-        )?;
-        let rc = libc::pthread_cond_init(s.cond.get(), cattr.as_ptr());
-        libc::pthread_condattr_destroy(cattr.as_mut_ptr());
-        check(rc, "pthread_cond_init")?;
     }
     s.version.store(VERSION, Ordering::Relaxed);
     s.header_size

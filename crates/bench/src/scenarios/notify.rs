@@ -3,7 +3,7 @@
 //! - **Wake-up latency**: a `consumer` process waits on the board's condition
 //!   variable for a value; this process (the producer, through the board
 //!   library) appends it. The consumer reports the time from the producer's
-//!   `pthread_cond_broadcast` (CLOCK_MONOTONIC, stamped in the segment) to
+//!   wake-up (`FUTEX_WAKE`; CLOCK_MONOTONIC stamped in the segment) to
 //!   its own thread running again with the mutex re-acquired. Floor: a raw
 //!   `FUTEX_WAKE` → `FUTEX_WAIT` return between two threads.
 //! - **Append rate**: the `producer` binary appends flat out while a
@@ -103,7 +103,13 @@ fn wakeup_once(ctx: &Ctx, i: usize) -> anyhow::Result<f64> {
 
 fn sleeping(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('S'))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('S')
+        })
         .unwrap_or(false)
 }
 
@@ -152,7 +158,9 @@ fn futex_floor(n: usize) -> anyhow::Result<Vec<f64>> {
         futex(&word, libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
         out.push(rx.recv_timeout(Duration::from_secs(10))?);
     }
-    waiter.join().map_err(|_| anyhow::anyhow!("futex waiter panicked"))?;
+    waiter
+        .join()
+        .map_err(|_| anyhow::anyhow!("futex waiter panicked"))?;
     Ok(out)
 }
 
@@ -175,8 +183,9 @@ fn append_rate(ctx: &Ctx) -> anyhow::Result<Figure> {
     std::hint::black_box(&m);
     Ok(Figure {
         scenario: "data-sharing",
-        what: "producer append rate with a monitor (10 ms snapshots) and a waiting consumer attached"
-            .into(),
+        what:
+            "producer append rate with a monitor (10 ms snapshots) and a waiting consumer attached"
+                .into(),
         unit: Unit::PerSec,
         median: med,
         p99: None,
@@ -224,7 +233,9 @@ fn append_once(ctx: &Ctx, i: usize, count: u64) -> anyhow::Result<f64> {
             if let Ok(mut g) = b.lock() {
                 g.add_waiter(22, 1);
                 while g.active() {
-                    if g.wait(Some(Instant::now() + Duration::from_secs(1))).is_err() {
+                    if g.wait(Some(Instant::now() + Duration::from_secs(1)))
+                        .is_err()
+                    {
                         break;
                     }
                 }
