@@ -3,7 +3,7 @@
 # next locker and a new producer continues.
 
 about_notify() {
-  echo "consumers sleep (condvar in shared memory) until their value appears; kill -9 of the lock holder is repaired"
+  echo "consumers sleep (robust mutex + futex condition in shared memory) until their value appears; kill -9 of the lock holder is repaired"
 }
 
 run_notify() {
