@@ -413,10 +413,11 @@ impl Board {
 
     /// Wakes every waiter: bumps the wake sequence, then `FUTEX_WAKE`s all
     /// sleepers on it (in every process: a shared, not private, futex).
-    fn broadcast(&self) {
+    /// Returns how many sleepers were woken.
+    fn broadcast(&self) -> i64 {
         let word = &self.shared().wake;
         word.fetch_add(1, Release);
-        futex(word, libc::FUTEX_WAKE, i32::MAX as u32, None);
+        futex(word, libc::FUTEX_WAKE, i32::MAX as u32, None)
     }
 }
 
@@ -518,7 +519,10 @@ impl Guard<'_> {
         self.end(odd);
         if s.waiting[v as usize].load(Relaxed) != 0 {
             s.notify_ns.store(liveness::monotonic_ns(), Release);
-            self.board.broadcast();
+            if self.board.broadcast() == 0 {
+                // Nobody was asleep: maybe the waiters for `v` are dead.
+                self.reap_dead_waiters();
+            }
         }
     }
 
@@ -611,10 +615,51 @@ impl Guard<'_> {
             .collect()
     }
 
-    /// Registers (+1) or unregisters (-1) a waiter for `v`.
+    /// Registers (+1) or unregisters (-1) this process as a waiter for `v`:
+    /// the count the producer checks, and a slot naming this process so the
+    /// registration can be reaped if it dies while waiting.
     pub fn add_waiter(&mut self, v: u8, delta: i32) {
-        let w = &self.s().waiting[v as usize];
+        let s = self.s();
+        let w = &s.waiting[v as usize];
         w.store(w.load(Relaxed).saturating_add_signed(delta), Relaxed);
+        let me = std::process::id() as i32;
+        if delta > 0 {
+            self.reap_dead_waiters();
+            if let Some(slot) = s.waiter_slots.iter().find(|x| x.pid.load(Relaxed) == 0) {
+                slot.value.store(v as u32, Relaxed);
+                slot.start
+                    .store(liveness::start_time(me).unwrap_or(0), Relaxed);
+                slot.pid.store(me, Relaxed);
+            }
+        } else if let Some(slot) = s
+            .waiter_slots
+            .iter()
+            .find(|x| x.pid.load(Relaxed) == me && x.value.load(Relaxed) == v as u32)
+        {
+            slot.pid.store(0, Relaxed);
+        }
+    }
+
+    /// Drops the registrations of waiters that died while waiting (their
+    /// process is gone): their values need no more wake-ups. Returns how
+    /// many were reaped.
+    pub fn reap_dead_waiters(&self) -> usize {
+        let s = self.s();
+        let mut reaped = 0;
+        for slot in &s.waiter_slots {
+            let pid = slot.pid.load(Relaxed);
+            if pid != 0 && !liveness::alive_as(pid, slot.start.load(Relaxed)) {
+                let v = (slot.value.load(Relaxed) as usize).min(VALUES - 1);
+                let w = &s.waiting[v];
+                w.store(w.load(Relaxed).saturating_sub(1), Relaxed);
+                slot.pid.store(0, Relaxed);
+                reaped += 1;
+            }
+        }
+        if reaped > 0 {
+            tracing::info!("reaped {reaped} waiter(s) that died while waiting");
+        }
+        reaped
     }
 
     /// Waits on the board's condition until woken or `deadline`: reads the
@@ -642,7 +687,8 @@ impl Guard<'_> {
 /// `futex(2)` on a word in the shared segment (shared futex: the kernel keys
 /// it by the physical page, so every process mapping the board meets here).
 /// Errors (EAGAIN: the word changed; ETIMEDOUT; EINTR) all mean "re-check".
-fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<Duration>) {
+/// Returns the syscall's result (for FUTEX_WAKE: how many were woken).
+fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<Duration>) -> i64 {
     let ts = timeout.map(|t| libc::timespec {
         tv_sec: t.as_secs() as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
@@ -653,9 +699,7 @@ fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<Duration>)
     // SAFETY: `word` is a live, aligned u32 in a mapping that outlives the
     // call; FUTEX_WAIT reads it and sleeps, FUTEX_WAKE wakes sleepers; the
     // relative timeout (CLOCK_MONOTONIC) is a valid timespec or null.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, tsp);
-    }
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, tsp) }
 }
 
 impl Drop for Guard<'_> {

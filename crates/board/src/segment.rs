@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SYNCBRD\x01");
 
 /// The layout version; bump it whenever [`Shared`] changes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Values are 0..=100, so there are 101 of them.
 pub const VALUES: usize = 101;
@@ -55,6 +55,21 @@ pub const MAX_CAPACITY: u32 = 1 << 20;
 /// - has the same layout in every process that maps it (guarded by the
 ///   header's version and size fields).
 pub unsafe trait ShmSafe: Sized {}
+
+/// How many waiters the slot table tracks (more still work, but a killed
+/// one beyond the table is not reaped).
+pub const WAITER_SLOTS: usize = 64;
+
+/// One registered waiter (touched only under the mutex).
+#[repr(C)]
+pub struct WaiterSlot {
+    /// The waiter's pid; 0: free.
+    pub pid: AtomicI32,
+    /// The value it waits for.
+    pub value: AtomicU32,
+    /// Its start time, so a reused pid is not taken for it.
+    pub start: AtomicU64,
+}
 
 /// A value on its own cache line, so a reader polling it does not slow the
 /// writer of its neighbours.
@@ -93,6 +108,10 @@ pub struct Shared {
     /// How many consumers wait for each value: the producer broadcasts only
     /// when someone waits for the value it just appended.
     pub waiting: [AtomicU32; VALUES],
+    /// Who waits for what: a waiter claims a free slot (pid 0) beside its
+    /// `waiting` count, so the registrations of a waiter killed in its sleep
+    /// can be found and reaped.
+    pub waiter_slots: [WaiterSlot; WAITER_SLOTS],
     /// The value being appended (a redo record for repair after a crash).
     pub pending: AtomicU32,
     /// CLOCK_MONOTONIC nanoseconds of the last broadcast for a value (for
