@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{fence, AtomicU32, AtomicU8, Ordering::*};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -30,6 +30,8 @@ pub struct Board {
     name: Name,
     link: PathBuf,
     capacity: u32,
+    /// When this process last looked for dead waiters (CLOCK_MONOTONIC ns).
+    reaped_at: AtomicU64,
 }
 
 // SAFETY: the mapping is shared memory that every process touches only
@@ -162,6 +164,7 @@ impl Board {
             name: name.clone(),
             link,
             capacity,
+            reaped_at: AtomicU64::new(0),
         })
     }
 
@@ -187,6 +190,7 @@ impl Board {
             name: name.clone(),
             link,
             capacity,
+            reaped_at: AtomicU64::new(0),
         };
         let unlink_on_err = |e: BoardError| {
             let _ = nix::sys::mman::shm_unlink(os_id.as_str());
@@ -520,8 +524,14 @@ impl Guard<'_> {
         if s.waiting[v as usize].load(Relaxed) != 0 {
             s.notify_ns.store(liveness::monotonic_ns(), Release);
             if self.board.broadcast() == 0 {
-                // Nobody was asleep: maybe the waiters for `v` are dead.
-                self.reap_dead_waiters();
+                // Nobody was asleep: maybe the waiters for `v` are dead (or
+                // just awake). Look at most every 100 ms: it reads /proc.
+                let now = liveness::monotonic_ns();
+                let last = self.board.reaped_at.load(Relaxed);
+                if now.saturating_sub(last) > 100_000_000 {
+                    self.board.reaped_at.store(now, Relaxed);
+                    self.reap_dead_waiters();
+                }
             }
         }
     }
