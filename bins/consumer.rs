@@ -1,8 +1,85 @@
-//! `consumer`: not yet built (placeholder so the workspace compiles).
+//! `consumer`: waits, blocked in the kernel, until a value has appeared on
+//! the shared board NAME.
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use syncomm_board::consumer::{consume, ConsumerOptions, Outcome};
+use syncomm_common::duration::format_duration;
+use syncomm_common::output::print_json;
+use syncomm_common::{parse_duration, Fail, Name};
+
+#[derive(Parser)]
+#[command(
+    name = "consumer",
+    version,
+    about = "Wait until a value has appeared on a shared-memory board (blocked in the kernel, not polling)",
+    after_help = "Example:\n  consumer --name demo --until 22 --timeout 10s\n  prints: Lucky number 22 found after K values: [recent values]\n\n\
+Started before the producer, it waits for the board to appear. Exit 0 when the\nvalue appeared; 1 when the producer ended (or died) without it, or on timeout."
+)]
+struct Args {
+    /// Rendezvous name of the board.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// The value to wait for (0..=100).
+    #[arg(long, value_name = "V", default_value_t = 22,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    until: u8,
+    /// Give up after DUR (default: wait as long as a producer runs).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Print the outcome as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
 
 fn main() -> ExitCode {
     syncomm_common::run("consumer", || {
-        Err(syncomm_common::Fail::failed("not built yet").into())
+        let a = Args::parse();
+        let name = Name::new(&a.name).map_err(|e| Fail::usage(e.to_string()))?;
+        let shutdown = syncomm_common::shutdown::Shutdown::install()?;
+        let opts = ConsumerOptions {
+            name,
+            until: a.until,
+            timeout: a.timeout,
+        };
+        let outcome = consume(&opts, &shutdown)?;
+        if a.json {
+            print_json(&outcome)?;
+        }
+        match outcome {
+            Outcome::Found {
+                value,
+                after,
+                recent,
+                ..
+            } => {
+                if !a.json {
+                    writeln!(
+                        std::io::stdout().lock(),
+                        "Lucky number {value} found after {after} values: {recent:?}"
+                    )?;
+                }
+                Ok(0)
+            }
+            Outcome::ProducerEnded { value, total, died } => Err(Fail::failed(match died {
+                Some(pid) => {
+                    format!("the producer (pid {pid}) died after {total} values without {value}")
+                }
+                None => format!("the producer ended after {total} values without {value}"),
+            })
+            .into()),
+            Outcome::TimedOut { value, total } => Err(Fail::failed(format!(
+                "timed out after {} waiting for {value} ({})",
+                format_duration(a.timeout.unwrap_or_default()),
+                match total {
+                    Some(t) => format!("{t} values so far"),
+                    None => format!("no board named {:?} appeared", a.name),
+                }
+            ))
+            .into()),
+            Outcome::Interrupted => Ok(130),
+        }
     })
 }

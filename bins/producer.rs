@@ -1,8 +1,138 @@
-//! `producer`: not yet built (placeholder so the workspace compiles).
+//! `producer`: creates (or attaches to) the shared board NAME and appends
+//! random values 0..=100 to it, waking the consumers whose value appeared.
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::json;
+use syncomm_board::producer::{produce, ProducerOptions, StopReason};
+use syncomm_common::output::print_json;
+use syncomm_common::{parse_duration, Fail, Name};
+
+#[derive(Parser)]
+#[command(
+    name = "producer",
+    version,
+    about = "Append random values 0..=100 to a shared-memory board and wake the consumers waiting for them",
+    after_help = "Example:\n  producer --name demo --count 1000 --interval 1ms --seed 7\n  (then in other shells: consumer --name demo --until 22; monitor --name demo)\n\n\
+On exit (count reached, SIGINT/SIGTERM, or `monitor --stop`) the producer clears\n`active`, wakes every waiter and removes the board's name unless --keep.\nA board left by a crashed producer is repaired and continued by the next one."
+)]
+struct Args {
+    /// Rendezvous name of the board.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Stop after K values (default: until stopped).
+    #[arg(long, value_name = "K")]
+    count: Option<u64>,
+    /// Pause between values (0: flat out).
+    #[arg(long, value_name = "DUR", default_value = "0", value_parser = parse_duration)]
+    interval: Duration,
+    /// Seed for reproducible values.
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// Ring capacity (recent values kept) for a new board [default: 64].
+    #[arg(long, value_name = "C")]
+    capacity: Option<u32>,
+    /// Replace an existing board (or anything else under its name) with a new one.
+    #[arg(long)]
+    fresh: bool,
+    /// Leave the board in place at exit (for later consumers and monitors).
+    #[arg(long)]
+    keep: bool,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+    /// TESTING KNOB: stall DUR in the middle of an append, holding the lock,
+    /// so a test can kill -9 the producer at the worst moment.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, hide = true)]
+    hold_lock: Option<Duration>,
+    /// TESTING KNOB: stall after this many values (with --hold-lock).
+    #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
+    hold_after: u64,
+}
+
+fn rate(per_s: f64) -> String {
+    if per_s >= 1e6 {
+        format!("{:.2} M values/s", per_s / 1e6)
+    } else if per_s >= 1e3 {
+        format!("{:.1} k values/s", per_s / 1e3)
+    } else {
+        format!("{per_s:.0} values/s")
+    }
+}
 
 fn main() -> ExitCode {
     syncomm_common::run("producer", || {
-        Err(syncomm_common::Fail::failed("not built yet").into())
+        let a = Args::parse();
+        let name = Name::new(&a.name).map_err(|e| Fail::usage(e.to_string()))?;
+        let opts = ProducerOptions {
+            name,
+            count: a.count,
+            interval: a.interval,
+            seed: a.seed,
+            capacity: a.capacity,
+            fresh: a.fresh,
+            keep: a.keep,
+            hold_lock: a.hold_lock.map(|d| (a.hold_after, d)),
+        };
+        let shutdown = syncomm_common::shutdown::Shutdown::install()?;
+        let json = a.json;
+        let report = produce(
+            &opts,
+            &shutdown,
+            |board, origin, total| {
+                let _ = if json {
+                    print_json(&json!({"event": "ready", "name": board.name().as_str(),
+                        "origin": origin, "capacity": board.capacity(), "total": total,
+                        "segment": board.os_id()}))
+                } else {
+                    writeln!(
+                        std::io::stdout().lock(),
+                        "board {:?} {}: capacity {}, {total} values so far (segment {})",
+                        board.name().as_str(),
+                        match origin {
+                            syncomm_board::Origin::Created => "created",
+                            syncomm_board::Origin::Attached => "attached",
+                        },
+                        board.capacity(),
+                        board.os_id()
+                    )
+                };
+            },
+            || {
+                let _ = if json {
+                    print_json(&json!({"event": "holding_lock"}))
+                } else {
+                    writeln!(
+                        std::io::stdout().lock(),
+                        "holding the board lock mid-append (testing knob)"
+                    )
+                };
+            },
+        )
+        .map_err(|e| match e {
+            syncomm_board::BoardError::Usage(m) => anyhow::Error::new(Fail::usage(m)),
+            e => anyhow::Error::new(e),
+        })?;
+        if json {
+            print_json(&json!({"event": "done", "report": report}))?;
+        } else {
+            writeln!(
+                std::io::stdout().lock(),
+                "appended {} values in {:.3}s ({}); board total {}; stopped: {}",
+                report.appended,
+                report.seconds,
+                rate(report.values_per_s),
+                report.total,
+                match report.reason {
+                    StopReason::Count => "count reached",
+                    StopReason::Signal => "signal",
+                    StopReason::Stopped => "monitor --stop",
+                }
+            )?;
+        }
+        // Stopping by signal is the normal end of an endless run.
+        Ok(0)
     })
 }

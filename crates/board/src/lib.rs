@@ -1,4 +1,66 @@
 //! # syncomm-board
 //!
-//! (being built; see the issue for this scenario)
+//! The shared board behind the **notify** and **data-sharing** scenarios: a
+//! named POSIX shared-memory segment that a `producer` appends random values
+//! 0..=100 to, `consumer`s sleep on until their value has appeared, and
+//! `monitor`s read without ever taking its lock.
+//!
+//! ## The mechanism
+//! - **Segment** ([`segment`]): one `#[repr(C)]` struct, [`segment::Shared`],
+//!   then a ring of recent values. A header (magic, layout version, sizes)
+//!   is checked by every opener; the creator stores the magic last, with
+//!   release ordering, so no opener sees a half-built board. Payload types
+//!   carry the unsafe marker trait [`segment::ShmSafe`], whose contract says
+//!   why sharing them between processes is sound.
+//! - **Lock**: a `pthread_mutex_t` made `PTHREAD_PROCESS_SHARED` and
+//!   `PTHREAD_MUTEX_ROBUST`. When a holder dies the next locker gets
+//!   `EOWNERDEAD`, repairs the board from its redo record (the value being
+//!   appended) so the per-value counts sum to the total again, calls
+//!   `pthread_mutex_consistent` and goes on ([`Board::lock`]).
+//! - **Notification**: a condition variable made of the robust mutex and a
+//!   futex word in the segment (a wake-up sequence number): a waiter reads it
+//!   under the mutex, unlocks and sleeps in `FUTEX_WAIT` while it is
+//!   unchanged; a notifier bumps it and `FUTEX_WAKE`s. Consumers register in
+//!   `waiting[value]`; the producer notifies only when someone waits for the
+//!   value it just appended, so appending stays cheap. Waits re-check their
+//!   predicate in a loop. Why not glibc's process-shared `pthread_cond_t`: it
+//!   keeps per-waiter references in shared memory, and a waiter killed in its
+//!   sleep leaves one behind that makes a later `pthread_cond_broadcast`
+//!   block forever (seen on glibc 2.36) — a killed consumer would hang the
+//!   producer. The futex word holds no per-waiter state.
+//! - **Snapshots**: a sequence counter (seqlock). Writers make it odd, write,
+//!   make it even; a reader retries when it changed. A reader that keeps
+//!   losing to a flat-out producer asks it for a few microseconds' pause
+//!   ([`Board::yield_to_readers`]) instead of taking the lock.
+//! - **Finding each other**: the segment's name is written to a link file
+//!   `board.NAME.shm` in the runtime directory (published atomically with
+//!   `link(2)`); a consumer started first waits for it with inotify.
+//!
+//! ## Modules
+//! - [`segment`]: the layout and its initialisation.
+//! - [`board`]: [`Board`] (open, create, lock, snapshot) and [`board::Guard`]
+//!   (append, wait, stop).
+//! - [`producer`], [`consumer`], [`monitor`]: the three programs' logic.
+//! - [`wait`]: waiting for a board to appear, for a signal, for a deadline.
+//! - [`liveness`]: is a process alive; a pidfd that tells when it dies.
+//! - [`values`]: the seeded value stream.
+//!
+//! ## Why these crates
+//! - `shared_memory`: creates, opens and maps named POSIX segments.
+//! - `libc`: the pthread process-shared and robust attributes (nix lacks them).
+//! - `nix`: inotify, ppoll, shm_unlink, clocks.
+//! - `rand`: a portable seeded generator, so `--seed` reproduces a run anywhere.
 #![deny(missing_docs)]
+
+pub mod board;
+pub mod consumer;
+pub mod error;
+pub mod liveness;
+pub mod monitor;
+pub mod producer;
+pub mod segment;
+pub mod values;
+pub mod wait;
+
+pub use board::{Board, Origin, Snapshot};
+pub use error::BoardError;

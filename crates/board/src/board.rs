@@ -1,0 +1,916 @@
+//! The board: a named shared-memory segment, its robust lock, and the three
+//! ways to touch it: append (producer), wait (consumer), snapshot (monitor).
+
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use shared_memory::{Shmem, ShmemConf, ShmemError};
+use syncomm_common::{rundir, Name};
+
+use crate::error::BoardError;
+use crate::liveness;
+use crate::segment::{self, Shared, ShmSafe, MAX_CAPACITY, VALUES};
+
+/// Prefix of every board's shared-memory object name (`/dev/shm/syncomm.board.*`).
+pub const OS_ID_PREFIX: &str = "/syncomm.board.";
+
+/// The link file in the runtime directory that names a board's segment:
+/// `{rundir}/board.NAME.shm`, holding the segment's os id.
+pub fn link_path(name: &Name) -> Result<PathBuf, BoardError> {
+    Ok(rundir::file_path("board", name, "shm")?)
+}
+
+/// A mapped board.
+pub struct Board {
+    shm: Shmem,
+    name: Name,
+    link: PathBuf,
+    capacity: u32,
+    /// When this process last looked for dead waiters (CLOCK_MONOTONIC ns).
+    reaped_at: AtomicU64,
+}
+
+// SAFETY: the mapping is shared memory that every process touches only
+// through atomics and process-shared pthread objects (see `ShmSafe`), so
+// threads of one process may share it just as processes do. `Shmem` is not
+// Send/Sync only because it holds a raw pointer.
+unsafe impl Send for Board {}
+// SAFETY: as above.
+unsafe impl Sync for Board {}
+
+/// How a producer got its board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A new segment was created.
+    Created,
+    /// An existing board was attached to.
+    Attached,
+}
+
+/// One consistent view of the board, read through the sequence counter.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Values appended since the board was created.
+    pub total: u64,
+    /// Whether a producer runs (the seed's `remainActive`).
+    pub active: bool,
+    /// The pid of the producer that runs or last ran it (0: none yet).
+    pub producer_pid: i32,
+    /// Whether that producer is alive (checked when the snapshot was read).
+    pub producer_alive: bool,
+    /// How many times a locker repaired the board after a holder died.
+    pub repairs: u64,
+    /// The most recent values, oldest first (at most the ring capacity).
+    pub recent: Vec<u8>,
+    /// How many times each value 0..=100 has appeared.
+    pub counts: Vec<u64>,
+}
+
+/// Why no consistent snapshot could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The writer died inside a write section; the next locker repairs it.
+    #[error("the producer (pid {pid}) died in the middle of an update; the next producer repairs the board")]
+    WriterDied {
+        /// The dead producer.
+        pid: i32,
+    },
+    /// A live writer kept the board mid-update for the whole limit.
+    #[error("the board stayed mid-update for {0:?} (pid {1} holds it)")]
+    Busy(Duration, i32),
+}
+
+fn shm_err(what: &str, e: ShmemError) -> BoardError {
+    BoardError::Os {
+        what: what.to_owned(),
+        source: io::Error::other(e.to_string()),
+    }
+}
+
+impl Board {
+    fn shared(&self) -> &Shared {
+        view::<Shared>(&self.shm, 0)
+    }
+
+    fn ring(&self, i: u64) -> &AtomicU8 {
+        let off = std::mem::size_of::<Shared>() + (i % self.capacity as u64) as usize;
+        view::<AtomicU8>(&self.shm, off)
+    }
+
+    /// The board's rendezvous name.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// The ring capacity.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// The shared-memory object's name (under `/dev/shm`).
+    pub fn os_id(&self) -> &str {
+        self.shm.get_os_id()
+    }
+
+    /// The link file naming this board.
+    pub fn link(&self) -> &Path {
+        &self.link
+    }
+
+    /// Opens the board called `name`. A missing link, or a link whose segment
+    /// is gone (left by a crash), is [`BoardError::NotFound`]; a segment that
+    /// is not a board is [`BoardError::Foreign`].
+    pub fn open(name: &Name) -> Result<Board, BoardError> {
+        let link = link_path(name)?;
+        let os_id = read_link(&link, name)?;
+        Board::open_os_id(name, link, &os_id)
+    }
+
+    fn open_os_id(name: &Name, link: PathBuf, os_id: &str) -> Result<Board, BoardError> {
+        let shm = match ShmemConf::new().os_id(os_id).open() {
+            Ok(shm) => shm,
+            Err(ShmemError::MapOpenFailed(code)) if code == libc::ENOENT as u32 => {
+                return Err(BoardError::NotFound {
+                    name: name.to_string(),
+                })
+            }
+            Err(ShmemError::MapOpenFailed(code)) if code == libc::EINVAL as u32 => {
+                return Err(BoardError::Foreign {
+                    path: link,
+                    why: format!("segment {os_id} is empty"),
+                })
+            }
+            Err(e) => return Err(shm_err(&format!("opening segment {os_id}"), e)),
+        };
+        let foreign = |why: String| BoardError::Foreign {
+            path: link.clone(),
+            why,
+        };
+        if shm.len() < std::mem::size_of::<Shared>() {
+            return Err(foreign(format!(
+                "segment {os_id} is {} bytes, too small for a board header",
+                shm.len()
+            )));
+        }
+        let capacity = segment::check_header(view::<Shared>(&shm, 0), shm.len())
+            .map_err(|why| foreign(format!("segment {os_id}: {why}")))?;
+        Ok(Board {
+            shm,
+            name: name.clone(),
+            link,
+            capacity,
+            reaped_at: AtomicU64::new(0),
+        })
+    }
+
+    /// Creates a new board segment and publishes its link. Fails with
+    /// `AlreadyExists` (as [`BoardError::Os`]) if a link appeared meanwhile.
+    fn create(name: &Name, capacity: u32) -> Result<Board, BoardError> {
+        let link = link_path(name)?;
+        let os_id = format!(
+            "{OS_ID_PREFIX}{name}.{}.{:x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let mut shm = ShmemConf::new()
+            .os_id(&os_id)
+            .size(segment::segment_size(capacity))
+            .create()
+            .map_err(|e| shm_err(&format!("creating segment {os_id}"), e))?;
+        // We remove the segment ourselves (the producer that ends it), never
+        // on drop: a board outlives a crashed producer on purpose.
+        shm.set_owner(false);
+        let board = Board {
+            shm,
+            name: name.clone(),
+            link,
+            capacity,
+            reaped_at: AtomicU64::new(0),
+        };
+        let unlink_on_err = |e: BoardError| {
+            let _ = nix::sys::mman::shm_unlink(os_id.as_str());
+            e
+        };
+        // SAFETY: the segment was just created by us (O_EXCL), is zeroed by
+        // ftruncate, and its name is not yet published in any link file.
+        unsafe { segment::init(board.shared(), capacity) }.map_err(|e| {
+            unlink_on_err(BoardError::Os {
+                what: "initialising the board's lock".into(),
+                source: e,
+            })
+        })?;
+        publish_link(&board.link, &os_id).map_err(unlink_on_err)?;
+        Ok(board)
+    }
+
+    /// What a producer does: attach to the board called `name`, creating it
+    /// if needed. A stale link (its segment gone) is replaced. With `fresh`,
+    /// an existing board (or a foreign segment under the name) is replaced by
+    /// a new one, unless a live producer still runs it. `capacity` is the ring
+    /// size for a new board; for an existing one it must match if given.
+    pub fn open_or_create(
+        name: &Name,
+        capacity: Option<u32>,
+        fresh: bool,
+    ) -> Result<(Board, Origin), BoardError> {
+        let want = capacity.unwrap_or(segment::DEFAULT_CAPACITY);
+        if want == 0 || want > MAX_CAPACITY {
+            return Err(BoardError::Usage(format!(
+                "capacity {want} out of range 1..={MAX_CAPACITY}"
+            )));
+        }
+        let link = link_path(name)?;
+        for _ in 0..8 {
+            let opened = match read_link(&link, name)
+                .and_then(|os_id| Board::open_os_id(name, link.clone(), &os_id))
+            {
+                Ok(board) => Ok(Some(board)),
+                Err(BoardError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match opened {
+                Ok(Some(board)) => {
+                    if let Some(pid) = board.live_producer() {
+                        if pid != std::process::id() as i32 {
+                            return Err(BoardError::HasProducer {
+                                name: name.to_string(),
+                                pid,
+                            });
+                        }
+                    }
+                    if fresh {
+                        tracing::info!("replacing board {name} (--fresh)");
+                        board.remove();
+                        continue;
+                    }
+                    if capacity.is_some_and(|c| c != board.capacity) {
+                        return Err(BoardError::Usage(format!(
+                            "board {name:?} exists with capacity {}, not {want} (use --fresh to recreate it)",
+                            board.capacity
+                        )));
+                    }
+                    return Ok((board, Origin::Attached));
+                }
+                Ok(None) => {
+                    // No link, or a stale link whose segment is gone.
+                    if link.exists() {
+                        tracing::warn!("removing stale board link {}", link.display());
+                        let _ = std::fs::remove_file(&link);
+                    }
+                    match Board::create(name, want) {
+                        Ok(b) => return Ok((b, Origin::Created)),
+                        Err(BoardError::Os { source, .. })
+                            if source.kind() == io::ErrorKind::AlreadyExists =>
+                        {
+                            continue; // another producer won the race; attach to it
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(BoardError::Foreign { path, why }) if fresh => {
+                    tracing::warn!("replacing foreign board link {}: {why}", path.display());
+                    if let Ok(id) = std::fs::read_to_string(&path) {
+                        if valid_os_id(id.trim()) {
+                            let _ = nix::sys::mman::shm_unlink(id.trim());
+                        }
+                    }
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(BoardError::Os {
+            what: format!("creating board {name:?}"),
+            source: io::Error::other("the board kept changing under us"),
+        })
+    }
+
+    /// Removes the board's name: the link (if it still names this segment)
+    /// and the shared-memory object. Processes that mapped it keep their view.
+    pub fn remove(&self) {
+        if std::fs::read_to_string(&self.link).is_ok_and(|id| id.trim() == self.os_id()) {
+            let _ = std::fs::remove_file(&self.link);
+        }
+        let _ = nix::sys::mman::shm_unlink(self.os_id());
+    }
+
+    /// The pid of the producer that runs the board, if it is alive and the
+    /// board is active.
+    pub fn live_producer(&self) -> Option<i32> {
+        let s = self.shared();
+        let pid = s.producer_pid.load(Acquire);
+        let start = s.producer_start.load(Acquire);
+        (s.active.load(Acquire) != 0 && liveness::alive_as(pid, start)).then_some(pid)
+    }
+
+    /// Whether the board is active (a producer runs it).
+    pub fn active(&self) -> bool {
+        self.shared().active.load(Relaxed) != 0
+    }
+
+    /// Takes the board's lock. If the previous holder died holding it
+    /// (`EOWNERDEAD`), repairs the protected state first and marks the lock
+    /// consistent again.
+    pub fn lock(&self) -> Result<Guard<'_>, BoardError> {
+        // SAFETY: the mutex was initialised process-shared by the creator
+        // before the magic that `open` checked was published.
+        let rc = unsafe { libc::pthread_mutex_lock(self.shared().mutex.get()) };
+        let guard = Guard { board: self };
+        guard.after_lock(rc)?;
+        Ok(guard)
+    }
+
+    /// Reads a consistent snapshot without taking the lock: retries while a
+    /// write is in progress, asking the producer for a short pause when it
+    /// keeps losing, for at most `limit`.
+    pub fn snapshot(&self, limit: Duration) -> Result<Snapshot, SnapshotError> {
+        let s = self.shared();
+        let cap = self.capacity as u64;
+        let mut snap = Snapshot {
+            total: 0,
+            active: false,
+            producer_pid: 0,
+            producer_alive: false,
+            repairs: 0,
+            recent: Vec::with_capacity(cap as usize),
+            counts: vec![0; VALUES],
+        };
+        let start = Instant::now();
+        let mut tries: u64 = 0;
+        loop {
+            let s1 = s.seq.0.load(Acquire);
+            if s1 & 1 == 0 {
+                snap.total = s.total.load(Relaxed);
+                snap.active = s.active.load(Relaxed) != 0;
+                snap.producer_pid = s.producer_pid.load(Relaxed);
+                let producer_start = s.producer_start.load(Relaxed);
+                snap.repairs = s.repairs.load(Relaxed);
+                for (c, a) in snap.counts.iter_mut().zip(&s.counts) {
+                    *c = a.load(Relaxed);
+                }
+                snap.recent.clear();
+                let n = snap.total.min(cap);
+                for i in snap.total - n..snap.total {
+                    snap.recent.push(self.ring(i).load(Relaxed));
+                }
+                fence(Acquire);
+                if s.seq.0.load(Relaxed) == s1 {
+                    if s.reader_req.0.load(Relaxed) != 0 {
+                        s.reader_req.0.store(0, Relaxed);
+                    }
+                    snap.producer_alive = liveness::alive_as(snap.producer_pid, producer_start);
+                    return Ok(snap);
+                }
+            }
+            tries += 1;
+            if tries >= 4 {
+                // Ask a flat-out producer to leave us a window (see `yield_to_readers`).
+                s.reader_req.0.store(1, Relaxed);
+            }
+            if tries % 64 == 0 {
+                std::thread::yield_now();
+                let waited = start.elapsed();
+                let pid = s.producer_pid.load(Relaxed);
+                let alive = liveness::alive_as(pid, s.producer_start.load(Relaxed));
+                if s1 & 1 == 1 && waited > Duration::from_millis(20) && !alive {
+                    return Err(SnapshotError::WriterDied { pid });
+                }
+                if waited > limit {
+                    return Err(SnapshotError::Busy(limit, pid));
+                }
+            }
+        }
+    }
+
+    /// Called by the producer between appends (lock not held): if a monitor
+    /// keeps failing to read a snapshot, pause a few microseconds so it can.
+    /// One relaxed load when nobody asks.
+    #[inline]
+    pub fn yield_to_readers(&self) {
+        let req: &AtomicU32 = &self.shared().reader_req.0;
+        if req.load(Relaxed) == 1 {
+            req.store(2, Relaxed);
+            let start = Instant::now();
+            while req.load(Relaxed) == 2 && start.elapsed() < Duration::from_micros(50) {
+                std::hint::spin_loop();
+            }
+            let _ = req.compare_exchange(2, 0, Relaxed, Relaxed);
+        }
+    }
+
+    /// How many consumers are registered as waiting for `v` (informational:
+    /// read without the lock).
+    pub fn waiting(&self, v: u8) -> u32 {
+        self.shared().waiting[v as usize].load(Relaxed)
+    }
+
+    /// CLOCK_MONOTONIC nanoseconds of the last broadcast for an awaited value.
+    pub fn notify_ns(&self) -> u64 {
+        self.shared().notify_ns.load(Acquire)
+    }
+
+    /// Wakes every waiter: bumps the wake sequence, then `FUTEX_WAKE`s all
+    /// sleepers on it (in every process: a shared, not private, futex).
+    /// Returns how many sleepers were woken.
+    fn broadcast(&self) -> i64 {
+        let word = &self.shared().wake;
+        word.fetch_add(1, Release);
+        futex(word, libc::FUTEX_WAKE, i32::MAX as u32, None)
+    }
+}
+
+/// The board's lock, held. Dropping it unlocks.
+pub struct Guard<'a> {
+    board: &'a Board,
+}
+
+impl Guard<'_> {
+    fn s(&self) -> &Shared {
+        self.board.shared()
+    }
+
+    fn after_lock(&self, rc: libc::c_int) -> Result<(), BoardError> {
+        match rc {
+            0 => Ok(()),
+            libc::EOWNERDEAD => {
+                self.repair();
+                // SAFETY: we hold the mutex (EOWNERDEAD means we acquired it).
+                let rc = unsafe { libc::pthread_mutex_consistent(self.s().mutex.get()) };
+                if rc != 0 {
+                    return Err(BoardError::Unrecoverable(rc));
+                }
+                Ok(())
+            }
+            libc::ENOTRECOVERABLE => Err(BoardError::Unrecoverable(rc)),
+            rc => Err(BoardError::Os {
+                what: "locking the board".into(),
+                source: io::Error::from_raw_os_error(rc),
+            }),
+        }
+    }
+
+    /// Opens a write section: the sequence counter becomes odd.
+    #[inline]
+    fn begin(&self) -> u64 {
+        let seq = &self.s().seq.0;
+        let v = seq.load(Relaxed);
+        seq.store(v | 1, Relaxed);
+        fence(Release);
+        v | 1
+    }
+
+    /// Closes a write section: the sequence counter becomes even again.
+    #[inline]
+    fn end(&self, odd: u64) {
+        self.s().seq.0.store(odd + 1, Release);
+    }
+
+    /// The previous holder died holding the lock, possibly inside an append.
+    /// An append is redone from its redo record (`pending`) so that the
+    /// per-value counts always sum to the total.
+    fn repair(&self) {
+        let s = self.s();
+        let seq = s.seq.0.load(Relaxed);
+        let odd = if seq & 1 == 1 { seq } else { self.begin() };
+        let total = s.total.load(Relaxed);
+        let sum: u64 = s.counts.iter().map(|c| c.load(Relaxed)).sum();
+        let v = s.pending.load(Relaxed) as usize;
+        if seq & 1 == 1 && sum == total && v < VALUES {
+            // Died before counting the value: redo the whole append.
+            tracing::warn!("repairing board: redoing the interrupted append of {v}");
+            self.write_value(total, v as u8);
+        } else if seq & 1 == 1 && sum == total + 1 {
+            // Counted but the total not yet bumped: finish it.
+            tracing::warn!("repairing board: finishing the interrupted append of {v}");
+            s.total.store(total + 1, Relaxed);
+        } else if sum != total {
+            tracing::warn!(
+                "repairing board: total {total} but counts sum to {sum}; trusting the counts"
+            );
+            s.total.store(sum, Relaxed);
+        }
+        s.repairs.store(s.repairs.load(Relaxed) + 1, Relaxed);
+        self.end(odd);
+    }
+
+    /// Writes value number `total + 1` (inside an open write section).
+    #[inline]
+    fn write_value(&self, total: u64, v: u8) {
+        let s = self.s();
+        self.board.ring(total).store(v, Relaxed);
+        let c = &s.counts[v as usize];
+        let n = c.load(Relaxed);
+        if n == 0 {
+            s.first[v as usize].store(total + 1, Relaxed);
+        }
+        c.store(n + 1, Relaxed);
+        s.total.store(total + 1, Relaxed);
+    }
+
+    /// Appends `v` (0..=100) and wakes the consumers waiting for it.
+    #[inline]
+    pub fn append(&mut self, v: u8) {
+        let s = self.s();
+        s.pending.store(v as u32, Relaxed);
+        let odd = self.begin();
+        self.write_value(s.total.load(Relaxed), v);
+        self.end(odd);
+        if s.waiting[v as usize].load(Relaxed) != 0 {
+            s.notify_ns.store(liveness::monotonic_ns(), Release);
+            if self.board.broadcast() == 0 {
+                // Nobody was asleep: maybe the waiters for `v` are dead (or
+                // just awake). Look at most every 100 ms: it reads /proc.
+                let now = liveness::monotonic_ns();
+                let last = self.board.reaped_at.load(Relaxed);
+                if now.saturating_sub(last) > 100_000_000 {
+                    self.board.reaped_at.store(now, Relaxed);
+                    self.reap_dead_waiters();
+                }
+            }
+        }
+    }
+
+    /// TESTING KNOB: appends `v` but stops half-way (counted, total not yet
+    /// bumped, the sequence counter odd) and sleeps `hold` with the lock held,
+    /// so a test can `kill -9` the holder at the worst moment.
+    /// `on_hold` runs at the worst moment, just before the sleep.
+    pub fn append_stalled(&mut self, v: u8, hold: Duration, on_hold: impl FnOnce()) {
+        let s = self.s();
+        s.pending.store(v as u32, Relaxed);
+        let odd = self.begin();
+        let total = s.total.load(Relaxed);
+        self.board.ring(total).store(v, Relaxed);
+        let c = &s.counts[v as usize];
+        c.store(c.load(Relaxed) + 1, Relaxed);
+        on_hold();
+        std::thread::sleep(hold);
+        if s.first[v as usize].load(Relaxed) == 0 {
+            s.first[v as usize].store(total + 1, Relaxed);
+        }
+        s.total.store(total + 1, Relaxed);
+        self.end(odd);
+        if s.waiting[v as usize].load(Relaxed) != 0 {
+            self.board.broadcast();
+        }
+    }
+
+    /// Makes `pid` the board's producer and sets `active`; wakes everyone
+    /// (consumers waiting for a producer to appear).
+    pub fn start_producing(&mut self, pid: i32) {
+        let s = self.s();
+        let start = liveness::start_time(pid).unwrap_or(0);
+        let odd = self.begin();
+        s.producer_pid.store(pid, Relaxed);
+        s.producer_start.store(start, Relaxed);
+        s.active.store(1, Relaxed);
+        self.end(odd);
+        self.board.broadcast();
+    }
+
+    /// Clears `active` and wakes every waiter.
+    pub fn stop(&mut self) {
+        let s = self.s();
+        let odd = self.begin();
+        s.active.store(0, Relaxed);
+        self.end(odd);
+        self.board.broadcast();
+    }
+
+    /// Values appended so far.
+    pub fn total(&self) -> u64 {
+        self.s().total.load(Relaxed)
+    }
+
+    /// Whether the board is active.
+    pub fn active(&self) -> bool {
+        self.s().active.load(Relaxed) != 0
+    }
+
+    /// The producer pid recorded on the board (0: none).
+    pub fn producer_pid(&self) -> i32 {
+        self.s().producer_pid.load(Relaxed)
+    }
+
+    /// Whether the board is active and its producer alive (the same process
+    /// that attached, not a reused pid).
+    pub fn producer_live(&self) -> bool {
+        let s = self.s();
+        self.active()
+            && liveness::alive_as(s.producer_pid.load(Relaxed), s.producer_start.load(Relaxed))
+    }
+
+    /// How many times `v` has appeared.
+    pub fn count(&self, v: u8) -> u64 {
+        self.s().counts[v as usize].load(Relaxed)
+    }
+
+    /// The number (1-based) of `v`'s first appearance, 0 if never.
+    pub fn first(&self, v: u8) -> u64 {
+        self.s().first[v as usize].load(Relaxed)
+    }
+
+    /// The values numbered `from..=to` (1-based) that are still in the ring.
+    pub fn values(&self, from: u64, to: u64) -> Vec<u8> {
+        let total = self.total();
+        let to = to.min(total);
+        let oldest = total.saturating_sub(self.board.capacity as u64) + 1;
+        (from.max(oldest)..=to)
+            .map(|n| self.board.ring(n - 1).load(Relaxed))
+            .collect()
+    }
+
+    /// Registers (+1) or unregisters (-1) this process as a waiter for `v`:
+    /// the count the producer checks, and a slot naming this process so the
+    /// registration can be reaped if it dies while waiting.
+    pub fn add_waiter(&mut self, v: u8, delta: i32) {
+        let s = self.s();
+        let w = &s.waiting[v as usize];
+        w.store(w.load(Relaxed).saturating_add_signed(delta), Relaxed);
+        let me = std::process::id() as i32;
+        if delta > 0 {
+            self.reap_dead_waiters();
+            if let Some(slot) = s.waiter_slots.iter().find(|x| x.pid.load(Relaxed) == 0) {
+                slot.value.store(v as u32, Relaxed);
+                slot.start
+                    .store(liveness::start_time(me).unwrap_or(0), Relaxed);
+                slot.pid.store(me, Relaxed);
+            }
+        } else if let Some(slot) = s
+            .waiter_slots
+            .iter()
+            .find(|x| x.pid.load(Relaxed) == me && x.value.load(Relaxed) == v as u32)
+        {
+            slot.pid.store(0, Relaxed);
+        }
+    }
+
+    /// Drops the registrations of waiters that died while waiting (their
+    /// process is gone): their values need no more wake-ups. Returns how
+    /// many were reaped.
+    pub fn reap_dead_waiters(&self) -> usize {
+        let s = self.s();
+        let mut reaped = 0;
+        for slot in &s.waiter_slots {
+            let pid = slot.pid.load(Relaxed);
+            if pid != 0 && !liveness::alive_as(pid, slot.start.load(Relaxed)) {
+                let v = (slot.value.load(Relaxed) as usize).min(VALUES - 1);
+                let w = &s.waiting[v];
+                w.store(w.load(Relaxed).saturating_sub(1), Relaxed);
+                slot.pid.store(0, Relaxed);
+                reaped += 1;
+            }
+        }
+        if reaped > 0 {
+            tracing::info!("reaped {reaped} waiter(s) that died while waiting");
+        }
+        reaped
+    }
+
+    /// Waits on the board's condition until woken or `deadline`: reads the
+    /// wake sequence under the lock, unlocks, sleeps in `FUTEX_WAIT` while the
+    /// sequence is unchanged (a notification between the unlock and the
+    /// sleep makes it return at once: no lost wake-up), and locks again
+    /// (repairing if a holder died meanwhile). The caller re-checks its
+    /// predicate: wake-ups may be spurious.
+    pub fn wait(&mut self, deadline: Option<Instant>) -> Result<(), BoardError> {
+        let s = self.s();
+        let seen = s.wake.load(Acquire);
+        // SAFETY: we hold the mutex (a Guard exists); we take it again below
+        // before returning, so the Guard's invariant holds on return.
+        unsafe { libc::pthread_mutex_unlock(s.mutex.get()) };
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left != Some(Duration::ZERO) {
+            futex(&s.wake, libc::FUTEX_WAIT, seen, left);
+        }
+        // SAFETY: the mutex was initialised process-shared and robust.
+        let rc = unsafe { libc::pthread_mutex_lock(s.mutex.get()) };
+        self.after_lock(rc)
+    }
+}
+
+/// `futex(2)` on a word in the shared segment (shared futex: the kernel keys
+/// it by the physical page, so every process mapping the board meets here).
+/// Errors (EAGAIN: the word changed; ETIMEDOUT; EINTR) all mean "re-check".
+/// Returns the syscall's result (for FUTEX_WAKE: how many were woken).
+fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<Duration>) -> i64 {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned u32 in a mapping that outlives the
+    // call; FUTEX_WAIT reads it and sleeps, FUTEX_WAKE wakes sleepers; the
+    // relative timeout (CLOCK_MONOTONIC) is a valid timespec or null.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, tsp) }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: a Guard exists only while this thread holds the mutex.
+        unsafe { libc::pthread_mutex_unlock(self.s().mutex.get()) };
+    }
+}
+
+/// Wakes every waiter of `board` safely from another thread: takes the lock
+/// (repairing if needed), broadcasts, unlocks. The caller has already set the
+/// state the waiters will re-check.
+pub fn wake_all(board: &Board) {
+    if let Ok(g) = board.lock() {
+        board.broadcast();
+        drop(g);
+    } else {
+        board.broadcast();
+    }
+}
+
+/// A shared reference to a `T` at `offset` in the mapping.
+fn view<T: ShmSafe>(shm: &Shmem, offset: usize) -> &T {
+    assert!(
+        offset + std::mem::size_of::<T>() <= shm.len(),
+        "view out of the mapping"
+    );
+    // SAFETY: in bounds (asserted); mmap returns page-aligned memory and every
+    // offset we use is a multiple of T's alignment (Shared at 0, u8 anywhere);
+    // `ShmSafe` promises T is valid for any bytes written by a board and is
+    // only accessed through atomics / process-shared pthread objects.
+    unsafe {
+        let p = shm.as_ptr().add(offset);
+        debug_assert_eq!(p as usize % std::mem::align_of::<T>(), 0);
+        &*(p as *const T)
+    }
+}
+
+/// Whether `id` looks like an os id we create.
+pub fn valid_os_id(id: &str) -> bool {
+    id.len() < 200
+        && id.starts_with(OS_ID_PREFIX)
+        && id[1..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Reads a link file: the os id of the board's segment.
+fn read_link(link: &Path, name: &Name) -> Result<String, BoardError> {
+    let text = match std::fs::read(link) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(BoardError::NotFound {
+                name: name.to_string(),
+            })
+        }
+        Err(e) => {
+            return Err(BoardError::Os {
+                what: format!("reading {}", link.display()),
+                source: e,
+            })
+        }
+    };
+    match std::str::from_utf8(&text) {
+        Ok(id) if valid_os_id(id.trim()) => Ok(id.trim().to_owned()),
+        _ => Err(BoardError::Foreign {
+            path: link.to_owned(),
+            why: "the link file does not name a board segment".to_owned(),
+        }),
+    }
+}
+
+/// Publishes a link atomically: written to a temporary file, then hard-linked
+/// into place (`link(2)` fails if the name exists, so two racing producers
+/// never overwrite each other's board).
+fn publish_link(link: &Path, os_id: &str) -> Result<(), BoardError> {
+    let tmp = link.with_extension(format!("shm.tmp.{}", std::process::id()));
+    let os = |what: &str, source| BoardError::Os {
+        what: format!("{what} {}", link.display()),
+        source,
+    };
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| os("writing", e))?;
+    f.write_all(os_id.as_bytes())
+        .map_err(|e| os("writing", e))?;
+    let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+    drop(f);
+    let res = std::fs::hard_link(&tmp, link);
+    let _ = std::fs::remove_file(&tmp);
+    res.map_err(|e| os("publishing", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+
+    /// All unit tests share one private runtime directory.
+    fn name(prefix: &str) -> Name {
+        static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+        let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+        std::env::set_var(rundir::ENV_VAR, dir.path());
+        static N: AtomicU32 = AtomicU32::new(0);
+        Name::new(&format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Relaxed)
+        ))
+        .unwrap()
+    }
+
+    impl Guard<'_> {
+        /// Half an append, as a holder killed in the middle leaves it.
+        fn append_half(&mut self, v: u8) {
+            let s = self.s();
+            s.pending.store(v as u32, Relaxed);
+            self.begin();
+            let total = s.total.load(Relaxed);
+            self.board.ring(total).store(v, Relaxed);
+        }
+    }
+
+    #[test]
+    fn append_then_snapshot_is_consistent() {
+        let n = name("snap");
+        let (b, origin) = Board::open_or_create(&n, Some(8), false).unwrap();
+        assert_eq!(origin, Origin::Created);
+        {
+            let mut g = b.lock().unwrap();
+            for v in 0..20u8 {
+                g.append(v % 101);
+            }
+            assert_eq!(g.first(3), 4);
+            assert_eq!(g.values(1, 20), (12..20).collect::<Vec<u8>>());
+        }
+        let s = b.snapshot(Duration::from_secs(1)).unwrap();
+        assert_eq!(s.total, 20);
+        assert_eq!(s.counts.iter().sum::<u64>(), 20);
+        assert_eq!(s.recent, (12..20).collect::<Vec<u8>>());
+        // A second opener sees the same board; a capacity mismatch is refused.
+        let b2 = Board::open(&n).unwrap();
+        assert_eq!(b2.capacity(), 8);
+        assert!(matches!(
+            Board::open_or_create(&n, Some(16), false),
+            Err(BoardError::Usage(_))
+        ));
+        b.remove();
+        assert!(matches!(Board::open(&n), Err(BoardError::NotFound { .. })));
+    }
+
+    #[test]
+    fn holder_dying_mid_append_is_repaired_by_next_locker() {
+        let n = name("dead");
+        let (b, _) = Board::open_or_create(&n, None, false).unwrap();
+        b.lock().unwrap().append(5);
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let mut g = b.lock().unwrap();
+                g.append_half(42);
+                // The thread ends holding the robust mutex: its owner died.
+                std::mem::forget(g);
+            });
+        });
+        let g = b.lock().unwrap();
+        assert_eq!(g.total(), 2, "the interrupted append was redone");
+        assert_eq!(g.count(42), 1);
+        drop(g);
+        let s = b.snapshot(Duration::from_secs(1)).unwrap();
+        assert_eq!(s.repairs, 1);
+        assert_eq!(s.recent, vec![5, 42]);
+        b.remove();
+    }
+
+    #[test]
+    fn zeroed_segment_header_is_refused() {
+        let layout = std::alloc::Layout::new::<Shared>();
+        // SAFETY: a zeroed allocation is a valid `Shared` (ShmSafe contract).
+        let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut Shared;
+        // SAFETY: just allocated, properly aligned, zeroed.
+        let s = unsafe { &*p };
+        assert!(segment::check_header(s, layout.size())
+            .unwrap_err()
+            .contains("empty"));
+        s.magic.store(segment::MAGIC, Relaxed);
+        s.version.store(99, Relaxed);
+        assert!(segment::check_header(s, layout.size())
+            .unwrap_err()
+            .contains("version 99"));
+        // SAFETY: allocated above with the same layout.
+        unsafe { std::alloc::dealloc(p as *mut u8, layout) };
+    }
+
+    #[test]
+    fn os_ids_are_checked() {
+        assert!(valid_os_id("/syncomm.board.x.1.ab"));
+        assert!(!valid_os_id("/etc/passwd"));
+        assert!(!valid_os_id("/syncomm.board./../x"));
+    }
+}

@@ -1,0 +1,106 @@
+//! Waiting without polling: for a board to appear (inotify on the runtime
+//! directory), for a signal, or for a deadline.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::time::TimeSpec;
+use syncomm_common::shutdown::Shutdown;
+use syncomm_common::{rundir, Name};
+
+use crate::board::Board;
+use crate::error::BoardError;
+
+/// How a wait ended when it did not get what it waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The deadline passed.
+    TimedOut,
+    /// SIGINT or SIGTERM arrived.
+    Interrupted,
+}
+
+/// Waits until the board called `name` exists and opens it. Blocks in
+/// `ppoll(2)` on an inotify descriptor watching the runtime directory (a
+/// producer publishing the board's link wakes us) and on the shutdown
+/// descriptor, bounded by `deadline`.
+pub fn wait_for_board(
+    name: &Name,
+    deadline: Option<Instant>,
+    shutdown: &Shutdown,
+) -> Result<Result<Board, Ended>, BoardError> {
+    let dir = rundir::runtime_dir()?;
+    let os = |what: &str, e: nix::Error| BoardError::Os {
+        what: what.to_owned(),
+        source: e.into(),
+    };
+    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+        .map_err(|e| os("inotify_init", e))?;
+    // Watch first, then look: a link published in between is not missed.
+    ino.add_watch(&dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+        .map_err(|e| os("watching the runtime directory", e))?;
+    let mut said = false;
+    loop {
+        match Board::open(name) {
+            Ok(b) => return Ok(Ok(b)),
+            Err(BoardError::NotFound { .. }) if !said => {
+                tracing::info!("waiting for board {name} to appear");
+                said = true;
+            }
+            Err(BoardError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        match sleep_until(deadline, Some(&ino), shutdown) {
+            Some(end) => return Ok(Err(end)),
+            None => while matches!(ino.read_events(), Ok(ev) if !ev.is_empty()) {},
+        }
+    }
+}
+
+/// Sleeps until `deadline`, a shutdown signal, or (if given) an inotify
+/// event. Returns why it ended if that was the deadline or a signal, `None`
+/// if something else woke it.
+pub fn sleep_until(
+    deadline: Option<Instant>,
+    ino: Option<&Inotify>,
+    shutdown: &Shutdown,
+) -> Option<Ended> {
+    loop {
+        if shutdown.requested() {
+            return Some(Ended::Interrupted);
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return Some(Ended::TimedOut);
+        }
+        let mut fds = vec![PollFd::new(shutdown.wake_fd(), PollFlags::POLLIN)];
+        if let Some(i) = ino {
+            fds.push(PollFd::new(i.as_fd(), PollFlags::POLLIN));
+        }
+        match ppoll(&mut fds, left.map(TimeSpec::from_duration), None) {
+            Ok(0) => {} // deadline: checked at the top
+            Ok(_) => {
+                let ino_ready = fds
+                    .get(1)
+                    .and_then(|f| f.revents())
+                    .is_some_and(|r| r.contains(PollFlags::POLLIN));
+                if shutdown.requested() {
+                    return Some(Ended::Interrupted);
+                }
+                if ino_ready {
+                    return None;
+                }
+                shutdown.drain();
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Sleeps `d` or until a shutdown signal; true if interrupted.
+pub fn pause(d: Duration, shutdown: &Shutdown) -> bool {
+    sleep_until(Some(Instant::now() + d), None, shutdown) == Some(Ended::Interrupted)
+}
