@@ -115,7 +115,9 @@ impl Proc {
         self.signal(nix::sys::signal::Signal::SIGKILL);
     }
 
-    /// Takes the stdout pipe as a line reader.
+    /// Takes the stdout pipe as a line reader. Keep the reader alive while the
+    /// child runs: dropping it closes the pipe, and the child's next write then
+    /// fails with EPIPE (`p.stdout_lines().wait_for(..)` as a temporary is a bug).
     pub fn stdout_lines(&mut self) -> Lines {
         Lines::new(self.child.stdout.take().expect("stdout piped"))
     }

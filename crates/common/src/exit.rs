@@ -100,6 +100,8 @@ pub fn init_logging() {
         .with_writer(io::stderr)
         .with_target(false)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        // A closed stderr must never turn a log line into a panic.
+        .log_internal_errors(false)
         .try_init();
 }
 
