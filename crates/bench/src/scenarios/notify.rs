@@ -262,26 +262,3 @@ fn append_once(ctx: &Ctx, i: usize, count: u64) -> anyhow::Result<f64> {
         .as_f64()
         .context("no values_per_s in the producer's report")
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Prints this module's figures: `cargo build --release --bins` first,
-    /// then `cargo test -p syncomm-benchsuite notify -- --ignored --nocapture`
-    /// (`QUICK=1` for a quick run).
-    #[test]
-    #[ignore = "benchmark: needs the release binaries"]
-    fn print_figures() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let work = tempfile::tempdir().unwrap();
-        let ctx = Ctx {
-            quick: std::env::var_os("QUICK").is_some(),
-            bin_dir: root.join("target/release"),
-            work_dir: work.path().to_owned(),
-        };
-        for f in run(&ctx).unwrap() {
-            println!("{}", serde_json::to_string(&f).unwrap());
-        }
-    }
-}
