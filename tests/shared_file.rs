@@ -65,9 +65,25 @@ fn eight_writers_lose_and_tear_nothing() {
     assert!(counts.values().all(|&n| n == 10_000), "{counts:?}");
 }
 
+/// How many processes wait in the kernel for a `flock` on `file`
+/// (`/proc/locks` lists a blocked request as `N: -> FLOCK ... PID DEV:INODE ...`).
+fn flock_waiters(file: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let inode = format!(":{}", std::fs::metadata(file).unwrap().ino());
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    locks
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"->") && f.get(2) == Some(&"FLOCK") && f[6].ends_with(&inode)
+        })
+        .count()
+}
+
 /// A writer killed with SIGKILL while it holds the lock (it holds it for
-/// 1000 s after its first line): the kernel releases the lock, the other
-/// writers finish, and the file has no torn line.
+/// 1000 s after its first line): until then the other writers wait in the
+/// kernel and write nothing (the lock is real); then the kernel releases
+/// the lock, the others finish, and the file has no torn line.
 #[test]
 fn writer_killed_holding_the_lock_blocks_nobody() {
     let env = Env::new();
@@ -82,6 +98,14 @@ fn writer_killed_holding_the_lock_blocks_nobody() {
     let others: Vec<Proc> = (0..3)
         .map(|i| Proc::spawn(writer(&env, &file, &format!("o{i}"), 2000)))
         .collect();
+    wait_until("the three other writers to wait for the lock", || {
+        flock_waiters(&file) == 3
+    });
+    assert_eq!(
+        count_by_writer(&file).len(),
+        1,
+        "a writer got past the lock"
+    );
     victim.kill9();
     for p in others {
         let out = p.finish();
