@@ -234,3 +234,30 @@ fn sigterm_stops_a_writer_cleanly() {
     // The lock is free again: a new writer gets through.
     assert!(run(writer(&env, &file, "u", 3)).status.success());
 }
+
+/// SIGINT to a writer that waits for the lock (another writer holds it for
+/// 1000 s): the waiter stops at once, without waiting for the lock and
+/// without writing, and exits 130. (flock(2) is restarted after a signal
+/// handler installed with SA_RESTART; the waiter must not be.)
+#[test]
+fn sigint_stops_a_writer_waiting_for_the_lock() {
+    let env = Env::new();
+    let file = env.dir().join("shared.txt");
+    let mut c = writer(&env, &file, "holder", 5);
+    c.args(["--hold", "1000s"]);
+    let _holder = Proc::spawn(c);
+    wait_until("the holder's first line", || {
+        std::fs::read_to_string(&file).is_ok_and(|s| s.contains("holder mu:"))
+    });
+    let waiter = Proc::spawn(writer(&env, &file, "waiter", 5));
+    wait_until("the waiter to wait in flock", || flock_waiters(&file) == 1);
+    waiter.signal(nix::sys::signal::Signal::SIGINT);
+    let out = waiter.finish();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("interrupted after 0 of 5 lines"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(count_by_writer(&file).get("waiter"), None);
+}
