@@ -1,7 +1,8 @@
 //! `discover`: find the other processes of a group, then meet.
 //!
 //! Thin entry point: parse the arguments, call `syncomm_discover`, print the
-//! outcome and map errors to exit codes (1 failed, 2 usage).
+//! outcome and map errors to exit codes (1 failed, 2 usage, 128+N stopped by
+//! signal N after removing our entry).
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,7 +19,10 @@ Examples (each line in its own shell, in any order):
   discover --name demo --as bob   --members 3
   discover --name demo --as carol --members 3
 Each prints `ID found: [alice, bob, carol]` once all three are present.
-  discover --list --name demo     # who is registered now";
+  discover --list --name demo     # who is registered now
+
+Exit status: 0 when the group met, 1 on --timeout or a refused id, 2 for a
+usage error, 128+N when stopped by signal N (the entry is removed first).";
 
 /// Find the other processes of a group, then meet.
 ///
@@ -91,14 +95,7 @@ fn main() -> ExitCode {
         let shutdown = Shutdown::install().context("installing signal handlers")?;
         let found =
             syncomm_discover::discover(&opts, &shutdown, &|notice| eprintln!("discover: {notice}"))
-                .map_err(|e| {
-                    let msg = e.to_string();
-                    if e.is_usage() {
-                        Fail::usage(msg)
-                    } else {
-                        Fail::failed(msg)
-                    }
-                })?;
+                .map_err(|e| Fail::with_code(e.exit_code(), e.to_string()))?;
         let mut out = std::io::stdout().lock();
         if args.json {
             let group: Vec<&str> = found.group.iter().map(|i| i.as_str()).collect();

@@ -270,9 +270,10 @@ fn the_barrier_holds_members_until_all_have_seen_the_group() {
 }
 
 /// `--timeout` ends the wait with exit 1 and a message saying who was
-/// missing, and the member's entry is removed; SIGINT does the same.
+/// missing, and the member's entry is removed; SIGINT and SIGTERM remove the
+/// entry too and exit 128+N, as the other programs do.
 #[test]
-fn timeout_and_sigint_exit_1_and_remove_the_entry() {
+fn timeout_exits_1_and_signals_exit_128_plus_n_and_remove_the_entry() {
     let env = Env::new();
     let name = unique_name("timeout");
     let b = member(&env, &name, "b", 3, &[]);
@@ -289,13 +290,24 @@ fn timeout_and_sigint_exit_1_and_remove_the_entry() {
 
     b.signal(Signal::SIGINT);
     let out = b.finish();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(130));
     assert!(text(&out.stderr).starts_with("discover: interrupted by SIGINT"));
     assert!(
         !registry(&env, &name).exists(),
         "entry not removed on SIGINT"
     );
     assert!(!lockfile(&env, &name).exists());
+
+    let c = member(&env, &name, "c", 3, &[]);
+    wait_listed(&env, &name, &["c"]);
+    c.signal(Signal::SIGTERM);
+    let out = c.finish();
+    assert_eq!(out.status.code(), Some(143));
+    assert!(text(&out.stderr).starts_with("discover: interrupted by SIGTERM"));
+    assert!(
+        !registry(&env, &name).exists(),
+        "entry not removed on SIGTERM"
+    );
 }
 
 /// A group that has left makes room for a later group of another size under
@@ -456,7 +468,7 @@ fn bad_arguments_exit_2() {
 
 /// A process that holds the registry lock and never lets go (as a member
 /// stopped with SIGSTOP mid-update would) cannot keep a member past its
-/// `--timeout`, nor past SIGINT: both exit 1 naming the holder. Once the lock
+/// `--timeout` (exit 1), nor past SIGINT (exit 130): both name the holder. Once the lock
 /// is free the group meets.
 #[test]
 fn a_stuck_lock_holder_does_not_hang_members() {
@@ -486,7 +498,7 @@ fn a_stuck_lock_holder_does_not_hang_members() {
     });
     a.signal(Signal::SIGINT);
     let out = a.finish();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(130));
     assert!(text(&out.stderr).starts_with("discover: interrupted by SIGINT: the registry lock"));
 
     drop(held);

@@ -27,6 +27,17 @@ fn guard(env: &Env, args: &[&str]) -> Output {
     run(c)
 }
 
+/// guard started with every signal at its default action. guard keeps a
+/// signal it inherits as ignored (as `nohup` expects), and a test runner
+/// started in the background by a script ignores INT and QUIT (under `nohup`,
+/// HUP too); a test that sends guard one of those must not depend on that.
+fn guard_with_default_signals(env: &Env) -> Command {
+    let mut c = Command::new("env");
+    c.env("SYNCOMM_DIR", env.dir());
+    c.args(["--default-signal", env!("CARGO_BIN_EXE_guard")]);
+    c
+}
+
 fn timeout(args: &[&str]) -> Output {
     let mut c = Command::new("timeout");
     c.args(args);
@@ -303,7 +314,7 @@ fn leftovers_of_a_finished_command_die_with_tree_and_survive_without() {
 #[test]
 fn signals_are_passed_on() {
     let env = Env::new();
-    let mut c = env.cmd("guard");
+    let mut c = guard_with_default_signals(&env);
     c.args([
         "60",
         "sh",
@@ -443,7 +454,7 @@ fn command_starts_with_a_clean_signal_state() {
 fn command_killed_by_a_passed_on_signal_kills_guard_the_same_way() {
     let env = Env::new();
     let script = "echo $$; exec sleep 300";
-    let mut g = env.cmd("guard");
+    let mut g = guard_with_default_signals(&env);
     g.args(["60", "sh", "-c", script]);
     let mut t = Command::new("timeout");
     t.args(["60", "sh", "-c", script]);

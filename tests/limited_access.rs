@@ -282,6 +282,66 @@ fn bad_runtime_files_are_reported_or_repaired() {
     assert_eq!(sem.status()["slots"], 2);
 }
 
+/// The System V semaphore sets as `(key, semid)`, from `ipcs -s`.
+fn sem_sets() -> Vec<(String, String)> {
+    let mut c = Command::new("ipcs");
+    c.arg("-s");
+    let out = run(c);
+    text(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("0x"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_owned(), f[1].to_owned())
+        })
+        .collect()
+}
+
+/// A gate killed between creating its set and initialising it (`semget`
+/// done, the key written, `SETALL` not yet) leaves a set of zeros under the
+/// key in the runtime file. The next gate repairs the name and removes that
+/// half-made set instead of leaking it until the next reboot.
+#[test]
+fn a_half_made_set_is_removed_not_leaked() {
+    let sem = Sem::new();
+    // The state such a gate leaves: a fresh set of 3 slots + 2 (all 0),
+    // under a key gate could have drawn (ipcmk draws any 32 bits; gate 31).
+    let (key, semid) = loop {
+        let mut c = Command::new("ipcmk");
+        c.args(["-S", "5", "-p", "0600"]);
+        let out = run(c);
+        assert!(out.status.success(), "ipcmk: {}", text(&out.stderr));
+        let semid = text(&out.stdout)
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_owned();
+        let (key, _) = sem_sets()
+            .into_iter()
+            .find(|(_, id)| *id == semid)
+            .expect("the new set in ipcs -s");
+        let key = u32::from_str_radix(key.trim_start_matches("0x"), 16).unwrap();
+        if key <= 0x7fff_ffff {
+            break (key, semid);
+        }
+        let mut c = Command::new("ipcrm");
+        c.args(["-s", &semid]);
+        run(c);
+    };
+    std::fs::write(sem.sem_file(), format!("syncomm-gate 1 key={key}\n")).unwrap();
+
+    let out = run(sem.gate(&["--slots", "2", "--", "true"]));
+    let removed = !sem_sets().iter().any(|(_, id)| *id == semid);
+    if !removed {
+        let mut c = Command::new("ipcrm");
+        c.args(["-s", &semid]);
+        run(c);
+    }
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(removed, "the half-made set {semid} was leaked");
+    assert_eq!(sem.status()["slots"], 2);
+}
+
 /// `gate --remove` refuses while a slot is held, and removes an idle
 /// semaphore (after which a new one can be made with another count).
 #[test]

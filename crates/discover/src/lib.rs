@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::signal::Signal;
 use syncomm_common::duration::format_duration;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::Name;
@@ -154,10 +155,10 @@ pub enum Error {
         waiting: String,
     },
     /// SIGINT or SIGTERM.
-    #[error("interrupted by {signal}: {waiting}")]
+    #[error("interrupted by {}: {waiting}", signal.as_str())]
     Interrupted {
-        /// The signal's name.
-        signal: String,
+        /// The signal.
+        signal: Signal,
         /// What we were waiting for.
         waiting: String,
     },
@@ -178,9 +179,15 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether this is a usage error (exit 2) rather than a failure (exit 1).
-    pub fn is_usage(&self) -> bool {
-        matches!(self, Error::BadMembers(_))
+    /// The exit code this error maps to: 2 for a usage error, 128+N for a
+    /// member stopped by signal N (as a shell reports a death by that
+    /// signal), 1 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::BadMembers(_) => 2,
+            Error::Interrupted { signal, .. } => 128 + *signal as u8,
+            _ => 1,
+        }
     }
 }
 
@@ -531,11 +538,12 @@ impl Member<'_> {
             WaitEnd::Signal => {
                 self.shutdown.drain();
                 Error::Interrupted {
+                    // A shutdown requested without a signal counts as SIGTERM.
                     signal: self
                         .shutdown
                         .signal()
-                        .and_then(|s| nix::sys::signal::Signal::try_from(s).ok())
-                        .map_or("a signal".to_owned(), |s| s.as_str().to_owned()),
+                        .and_then(|s| Signal::try_from(s).ok())
+                        .unwrap_or(Signal::SIGTERM),
                     waiting,
                 }
             }

@@ -46,6 +46,9 @@
 //! - A stale file (its set no longer exists, e.g. after a reboot, or the key
 //!   now names a set that is not ours) is repaired: a new set is created.
 //!   Nobody can hold a slot of a set that does not exist, so this is safe.
+//! - A gate killed between creating its set and initialising it leaves a set
+//!   of zeros under the key in the file: the next gate removes that
+//!   half-made set (nobody can hold a slot of it) and creates a new one.
 //! - A file that is a symlink, is not a regular file, cannot be read, or holds
 //!   garbage is a clear error, never a repair: gates could still be holding
 //!   slots of the set it named, and a second set would break the limit.
@@ -437,6 +440,7 @@ impl Gate {
                 "runtime file {} names no gate set: repairing",
                 path.display()
             );
+            remove_half_made(key);
         }
         Gate::create(name, slots.unwrap_or(DEFAULT_SLOTS), &mut kf)
     }
@@ -487,8 +491,11 @@ impl Gate {
         }
     }
 
-    /// Creates a new set with `slots` slots under a fresh random key, sets
-    /// every value, and only then writes the key where others can find it.
+    /// Creates a new set with `slots` slots under a fresh random key, writes
+    /// the key to the runtime file, then sets every value. Nobody reads the
+    /// file before we release its lock; and if we are killed before `SETALL`,
+    /// the next gate finds the half-made set by its key and removes it
+    /// ([`remove_half_made`]) instead of leaking it.
     fn create(name: &Name, slots: u16, kf: &mut KeyFile) -> Result<Gate, GateError> {
         assert!((1..=MAX_SLOTS).contains(&slots), "slots out of range");
         let nsems = usize::from(slots) + 2;
@@ -687,6 +694,24 @@ impl GateError {
                 ..
             }
         )
+    }
+}
+
+/// Removes the set of `key` if it is a gate set whose creator died before
+/// initialising it: ours, of a gate's size, never operated on (`sem_otime`
+/// 0) and with its SIZE value still 0 (`SETALL` sets it to the slot count).
+/// No gate attaches to such a set ([`Gate::attach`] checks SIZE), so nobody
+/// holds a slot of it. Anything else under the key is left alone.
+fn remove_half_made(key: libc::key_t) {
+    let Ok(semid) = sem_get(key, 0, 0) else {
+        return;
+    };
+    let Ok(ds) = sem_stat(semid) else { return };
+    let ours = ds.sem_perm.uid == nix::unistd::geteuid().as_raw();
+    let size_ok = (3..=usize::from(MAX_SLOTS) + 2).contains(&(ds.sem_nsems as usize));
+    if ours && size_ok && ds.sem_otime == 0 && sem_ctl(semid, SIZE, libc::GETVAL) == Ok(0) {
+        tracing::info!("removing the half-made gate set {semid} (key {key})");
+        let _ = sem_ctl(semid, 0, libc::IPC_RMID);
     }
 }
 

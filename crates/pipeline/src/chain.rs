@@ -213,6 +213,9 @@ pub fn run_here(spec: &StageSpec, stage_number: usize) -> StageReport {
 /// The hidden child mode: runs one stage, writes its report line to
 /// `report_fd`, and returns the exit code the parent expects.
 pub fn run_child(spec: &StageSpec, report_fd: RawFd) -> u8 {
+    // Exec'ing `/proc/self/exe` names the process "exe" in `ps` and `top`;
+    // show "filter" there, as for the parent (best effort: only a label).
+    let _ = nix::sys::prctl::set_name(c"filter");
     let report = run_here(spec, 0);
     // The parent gave us this descriptor (see `spawn_stage`); check it is open
     // before taking ownership of it.

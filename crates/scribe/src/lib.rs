@@ -44,7 +44,7 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use syncomm_common::shutdown::Shutdown;
+use syncomm_common::shutdown::{Shutdown, SHUTDOWN_SIGNALS};
 
 /// The marker between the writer's id and its message.
 pub const MARKER: &str = " mu: ";
@@ -217,14 +217,20 @@ pub fn append_lines(
         path: path.to_owned(),
         source,
     };
+    interrupt_flock_on_shutdown_signals();
     let mut line = Vec::with_capacity(opts.id.len() + opts.message.len() + 32);
     for k in 0..opts.count {
         if shutdown.requested() {
             return Ok(WriteOutcome::Interrupted { written: k });
         }
         format_line(&mut line, &opts.id, &opts.message, k);
-        // 1. Wait for the exclusive lock (in the kernel, no polling).
-        lock_exclusive(&file).map_err(lock_err)?;
+        // 1. Wait for the exclusive lock (in the kernel, no polling); a
+        //    shutdown signal ends the wait, or else wins once we have the lock.
+        let locked = lock_exclusive(&file, shutdown).map_err(lock_err)?;
+        if !locked || shutdown.requested() {
+            unlock(&file).map_err(lock_err)?;
+            return Ok(WriteOutcome::Interrupted { written: k });
+        }
         // 2. One write(2) of the whole line: O_APPEND puts it at the end.
         let written = write_once(&file, &line).map_err(|source| WriteError::Write {
             path: path.to_owned(),
@@ -253,26 +259,54 @@ pub fn append_lines(
     Ok(WriteOutcome::Done)
 }
 
-/// `flock(fd, op)` on the file, retried if a signal interrupts the wait.
+/// `flock(fd, op)` on the file, once (`EINTR` if a signal interrupted it).
 fn flock(file: &File, op: libc::c_int) -> nix::Result<()> {
     use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) takes a descriptor and a flag word and touches no
+    // memory of ours; `file` keeps the descriptor open for the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+    nix::Error::result(rc).map(drop)
+}
+
+/// Waits for the exclusive lock. `Ok(false)`: a shutdown signal ended the wait.
+fn lock_exclusive(file: &File, shutdown: &Shutdown) -> nix::Result<bool> {
     loop {
-        // SAFETY: flock(2) takes a descriptor and a flag word and touches no
-        // memory of ours; `file` keeps the descriptor open for the call.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-        match nix::Error::result(rc) {
+        match flock(file, libc::LOCK_EX) {
+            Ok(()) => return Ok(true),
+            Err(nix::Error::EINTR) if shutdown.requested() => return Ok(false),
             Err(nix::Error::EINTR) => continue,
-            other => return other.map(drop),
+            Err(e) => return Err(e),
         }
     }
 }
 
-fn lock_exclusive(file: &File) -> nix::Result<()> {
-    flock(file, libc::LOCK_EX)
-}
-
 fn unlock(file: &File) -> nix::Result<()> {
     flock(file, libc::LOCK_UN)
+}
+
+/// Lets SIGINT and SIGTERM interrupt a writer blocked in `flock(2)`.
+///
+/// `Shutdown` (signal-hook) installs its handlers with `SA_RESTART`, and the
+/// kernel restarts a `flock` wait after such a handler: a writer queued behind
+/// a holder that never lets go would not see Ctrl-C until it got the lock.
+/// Without the flag the wait fails with `EINTR` and [`lock_exclusive`] checks
+/// the shutdown flag. (A signal that lands just before the wait starts is
+/// seen once the lock is ours, and nothing is written; a second Ctrl-C exits
+/// at once anyway.) Our other calls either retry `EINTR` or cannot block.
+fn interrupt_flock_on_shutdown_signals() {
+    for sig in SHUTDOWN_SIGNALS {
+        // SAFETY: `sigaction` is plain old data; all zeroes is a valid value.
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: with a null new action, sigaction(2) only reads the current
+        // one into `act`, which outlives the call.
+        let read = unsafe { libc::sigaction(sig, std::ptr::null(), &mut act) };
+        if read == 0 && act.sa_flags & libc::SA_RESTART != 0 {
+            act.sa_flags &= !libc::SA_RESTART;
+            // SAFETY: re-installs the handler, mask and flags just read,
+            // minus SA_RESTART; the handler stays valid (signal-hook keeps it).
+            unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) };
+        }
+    }
 }
 
 /// One `write(2)` of the whole buffer. A short write (disk full) is an error:
