@@ -448,3 +448,46 @@ fn consumer_killed_mid_wait_never_blocks_later_wakeups() {
     producer.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(producer.wait_timeout(HANG).success());
 }
+
+/// The largest durations the parser accepts (~292 billion years) are waited
+/// on, not a panic from overflowing the clock: a producer pausing that long
+/// between values, a consumer and a monitor bounded by such a timeout, all
+/// still end cleanly on SIGTERM.
+#[test]
+fn huge_durations_wait_instead_of_panicking() {
+    let env = Env::new();
+    let name = unique_name("huge");
+    let _clean = BoardCleanup::new(&env, &name);
+    let huge = "9223372036854775000";
+    let mut producer = Proc::spawn(cmd(
+        &env,
+        "producer",
+        &name,
+        &["--count", "2", "--interval", huge],
+    ));
+    let pout = producer.stdout_lines();
+    expect_line(&pout, "created");
+    let mut consumer = Proc::spawn(verbose(cmd(
+        &env,
+        "consumer",
+        &unique_name("none"),
+        &["--timeout", huge],
+    )));
+    let cerr = consumer.stderr_lines();
+    expect_line(&cerr, "waiting for board");
+    let mut monitor = Proc::spawn(cmd(
+        &env,
+        "monitor",
+        &name,
+        &["--interval", huge, "--timeout", huge],
+    ));
+    let mout = monitor.stdout_lines();
+    expect_line(&mout, "total ");
+    for p in [&producer, &consumer, &monitor] {
+        p.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+    assert_eq!(producer.wait_timeout(HANG).code(), Some(0));
+    assert_eq!(consumer.wait_timeout(HANG).code(), Some(130));
+    assert_eq!(monitor.wait_timeout(HANG).code(), Some(130));
+    drop((pout, cerr, mout));
+}
