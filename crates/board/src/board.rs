@@ -321,7 +321,10 @@ impl Board {
         // SAFETY: the mutex was initialised process-shared by the creator
         // before the magic that `open` checked was published.
         let rc = unsafe { libc::pthread_mutex_lock(self.shared().mutex.get()) };
-        let guard = Guard { board: self };
+        let mut guard = Guard {
+            board: self,
+            held: false, // set by after_lock
+        };
         guard.after_lock(rc)?;
         Ok(guard)
     }
@@ -428,6 +431,9 @@ impl Board {
 /// The board's lock, held. Dropping it unlocks.
 pub struct Guard<'a> {
     board: &'a Board,
+    /// Whether this thread holds the mutex (false only after a failed
+    /// re-lock in [`Guard::wait`] or a failed [`Board::lock`]).
+    held: bool,
 }
 
 impl Guard<'_> {
@@ -435,7 +441,9 @@ impl Guard<'_> {
         self.board.shared()
     }
 
-    fn after_lock(&self, rc: libc::c_int) -> Result<(), BoardError> {
+    fn after_lock(&mut self, rc: libc::c_int) -> Result<(), BoardError> {
+        // EOWNERDEAD also hands us the mutex; any other error does not.
+        self.held = rc == 0 || rc == libc::EOWNERDEAD;
         match rc {
             0 => Ok(()),
             libc::EOWNERDEAD => {
@@ -697,11 +705,13 @@ impl Guard<'_> {
     /// (repairing if a holder died meanwhile). The caller re-checks its
     /// predicate: wake-ups may be spurious.
     pub fn wait(&mut self, deadline: Option<Instant>) -> Result<(), BoardError> {
-        let s = self.s();
+        let s = self.board.shared();
         let seen = s.wake.load(Acquire);
-        // SAFETY: we hold the mutex (a Guard exists); we take it again below
-        // before returning, so the Guard's invariant holds on return.
+        // SAFETY: we hold the mutex (a Guard with `held` exists; `lock`
+        // never returns one without it); we take it again below, and
+        // `after_lock` records whether that worked for the Guard's Drop.
         unsafe { libc::pthread_mutex_unlock(s.mutex.get()) };
+        self.held = false;
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if left != Some(Duration::ZERO) {
             futex(&s.wake, libc::FUTEX_WAIT, seen, left);
@@ -732,8 +742,10 @@ fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<Duration>)
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        // SAFETY: a Guard exists only while this thread holds the mutex.
-        unsafe { libc::pthread_mutex_unlock(self.s().mutex.get()) };
+        if self.held {
+            // SAFETY: `held`: this thread holds the mutex.
+            unsafe { libc::pthread_mutex_unlock(self.s().mutex.get()) };
+        }
     }
 }
 
