@@ -377,7 +377,14 @@ impl Board {
                 s.reader_req.0.store(1, Relaxed);
             }
             if tries % 64 == 0 {
-                std::thread::yield_now();
+                // Past the first millisecond the writer is not merely busy
+                // (stalled, or dead holding the lock): wait without burning
+                // a core.
+                if start.elapsed() > Duration::from_millis(1) {
+                    std::thread::sleep(Duration::from_micros(200));
+                } else {
+                    std::thread::yield_now();
+                }
                 let waited = start.elapsed();
                 let pid = s.producer_pid.load(Relaxed);
                 let alive = liveness::alive_as(pid, s.producer_start.load(Relaxed));
