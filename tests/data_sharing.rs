@@ -309,6 +309,41 @@ fn foreign_segment_under_the_name_is_refused() {
     let _ = nix::sys::mman::shm_unlink(garbage_id.as_str());
 }
 
+/// A real board whose segment was cut short (smaller than its header says,
+/// or smaller than the header itself) is refused with a one-line error and
+/// exit 1 by every program: never a SIGBUS from touching unmapped bytes.
+#[test]
+fn truncated_segment_is_refused() {
+    let env = Env::new();
+    let name = unique_name("cut");
+    let l = link(&env, &name);
+    let _clean = BoardCleanup(l.clone());
+    let out = run(cmd(&env, "producer", &name, &["--count", "10", "--keep"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = std::fs::read_to_string(&l).unwrap();
+    let segment = std::fs::File::from(
+        nix::sys::mman::shm_open(
+            id.trim(),
+            nix::fcntl::OFlag::O_RDWR,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap(),
+    );
+    let full = segment.metadata().unwrap().len();
+    // The ring (64 bytes) loses its last byte; then only half a header is left.
+    for size in [full - 1, (full - 64) / 2] {
+        segment.set_len(size).unwrap();
+        for (prog, args) in [
+            ("monitor", &["--once"][..]),
+            ("consumer", &["--timeout", "5s"][..]),
+            ("producer", &["--count", "5"][..]),
+        ] {
+            let out = run(cmd(&env, prog, &name, args));
+            assert_one_line_error(&out, prog, 1, "is not a syncomm board");
+        }
+    }
+}
+
 /// A link left by a crash whose segment is gone is stale: a consumer treats
 /// the board as not there yet, and a producer replaces the link.
 #[test]

@@ -448,3 +448,98 @@ fn consumer_killed_mid_wait_never_blocks_later_wakeups() {
     producer.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(producer.wait_timeout(HANG).success());
 }
+
+/// The largest durations the parser accepts (~292 billion years) are waited
+/// on, not a panic from overflowing the clock: a producer pausing that long
+/// between values, a consumer and a monitor bounded by such a timeout, all
+/// still end cleanly on SIGTERM.
+#[test]
+fn huge_durations_wait_instead_of_panicking() {
+    let env = Env::new();
+    let name = unique_name("huge");
+    let _clean = BoardCleanup::new(&env, &name);
+    let huge = "9223372036854775000";
+    let mut producer = Proc::spawn(cmd(
+        &env,
+        "producer",
+        &name,
+        &["--count", "2", "--interval", huge],
+    ));
+    let pout = producer.stdout_lines();
+    expect_line(&pout, "created");
+    let mut consumer = Proc::spawn(verbose(cmd(
+        &env,
+        "consumer",
+        &unique_name("none"),
+        &["--timeout", huge],
+    )));
+    let cerr = consumer.stderr_lines();
+    expect_line(&cerr, "waiting for board");
+    let mut monitor = Proc::spawn(cmd(
+        &env,
+        "monitor",
+        &name,
+        &["--interval", huge, "--timeout", huge],
+    ));
+    let mout = monitor.stdout_lines();
+    expect_line(&mout, "total ");
+    for p in [&producer, &consumer, &monitor] {
+        p.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+    assert_eq!(producer.wait_timeout(HANG).code(), Some(0));
+    assert_eq!(consumer.wait_timeout(HANG).code(), Some(130));
+    assert_eq!(monitor.wait_timeout(HANG).code(), Some(130));
+    drop((pout, cerr, mout));
+}
+
+/// A producer `kill -9`-ed between appends (not holding the lock) cannot
+/// clear `active`: the consumer watching it (woken by its pidfd) exits 1
+/// saying it died, the monitor exits 1, and a new producer attaches to the
+/// board and continues its total.
+#[test]
+fn producer_killed_between_appends_ends_its_watchers_with_1() {
+    let env = Env::new();
+    let name = unique_name("gone");
+    let _clean = BoardCleanup::new(&env, &name);
+    let seq = seeded(9, 100_000);
+    let v = (0..=100u8)
+        .max_by_key(|x| seq.iter().position(|y| y == x).unwrap_or(0))
+        .unwrap();
+    let mut producer = Proc::spawn(cmd(
+        &env,
+        "producer",
+        &name,
+        &["--seed", "9", "--interval", "20ms"],
+    ));
+    let pout = producer.stdout_lines();
+    expect_line(&pout, "created");
+    let mut consumer = Proc::spawn(verbose(cmd(
+        &env,
+        "consumer",
+        &name,
+        &["--until", &v.to_string()],
+    )));
+    let cerr = consumer.stderr_lines();
+    expect_line(&cerr, "runs the board");
+    let mut monitor = Proc::spawn(cmd(&env, "monitor", &name, &["--interval", "20ms"]));
+    let mout = monitor.stdout_lines();
+    expect_line(&mout, "active yes");
+    producer.kill9();
+    let _ = producer.wait_timeout(HANG);
+    assert_eq!(consumer.wait_timeout(HANG).code(), Some(1));
+    let err = cerr.rest().join("\n");
+    assert!(err.contains("died after"), "{err}");
+    assert_eq!(monitor.wait_timeout(HANG).code(), Some(1));
+    drop((pout, mout));
+
+    let total = wait_snapshot(&env, &name, |_| true)["total"]
+        .as_u64()
+        .unwrap();
+    let out = run(cmd(&env, "producer", &name, &["--count", "5"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("board total {}", total + 5)),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -321,7 +321,10 @@ impl Board {
         // SAFETY: the mutex was initialised process-shared by the creator
         // before the magic that `open` checked was published.
         let rc = unsafe { libc::pthread_mutex_lock(self.shared().mutex.get()) };
-        let guard = Guard { board: self };
+        let mut guard = Guard {
+            board: self,
+            held: false, // set by after_lock
+        };
         guard.after_lock(rc)?;
         Ok(guard)
     }
@@ -374,7 +377,14 @@ impl Board {
                 s.reader_req.0.store(1, Relaxed);
             }
             if tries % 64 == 0 {
-                std::thread::yield_now();
+                // Past the first millisecond the writer is not merely busy
+                // (stalled, or dead holding the lock): wait without burning
+                // a core.
+                if start.elapsed() > Duration::from_millis(1) {
+                    std::thread::sleep(Duration::from_micros(200));
+                } else {
+                    std::thread::yield_now();
+                }
                 let waited = start.elapsed();
                 let pid = s.producer_pid.load(Relaxed);
                 let alive = liveness::alive_as(pid, s.producer_start.load(Relaxed));
@@ -428,6 +438,9 @@ impl Board {
 /// The board's lock, held. Dropping it unlocks.
 pub struct Guard<'a> {
     board: &'a Board,
+    /// Whether this thread holds the mutex (false only after a failed
+    /// re-lock in [`Guard::wait`] or a failed [`Board::lock`]).
+    held: bool,
 }
 
 impl Guard<'_> {
@@ -435,7 +448,9 @@ impl Guard<'_> {
         self.board.shared()
     }
 
-    fn after_lock(&self, rc: libc::c_int) -> Result<(), BoardError> {
+    fn after_lock(&mut self, rc: libc::c_int) -> Result<(), BoardError> {
+        // EOWNERDEAD also hands us the mutex; any other error does not.
+        self.held = rc == 0 || rc == libc::EOWNERDEAD;
         match rc {
             0 => Ok(()),
             libc::EOWNERDEAD => {
@@ -479,13 +494,22 @@ impl Guard<'_> {
         let seq = s.seq.0.load(Relaxed);
         let odd = if seq & 1 == 1 { seq } else { self.begin() };
         let total = s.total.load(Relaxed);
-        let sum: u64 = s.counts.iter().map(|c| c.load(Relaxed)).sum();
+        let sum = s
+            .counts
+            .iter()
+            .fold(0u64, |a, c| a.wrapping_add(c.load(Relaxed)));
         let v = s.pending.load(Relaxed) as usize;
-        if seq & 1 == 1 && sum == total && v < VALUES {
+        // An append was cut short if a write section was open and `total`
+        // has not yet reached the number the pending value gets. (`total` is
+        // stored last: once it is bumped the append is complete, even if the
+        // holder died before closing the section; any other write section,
+        // like `stop`, leaves `pending_n` at the current total.)
+        let cut = seq & 1 == 1 && s.pending_n.load(Relaxed) == total.wrapping_add(1);
+        if cut && sum == total && v < VALUES {
             // Died before counting the value: redo the whole append.
             tracing::warn!("repairing board: redoing the interrupted append of {v}");
             self.write_value(total, v as u8);
-        } else if seq & 1 == 1 && sum == total + 1 {
+        } else if cut && sum == total.wrapping_add(1) {
             // Counted but the total not yet bumped: finish it.
             tracing::warn!("repairing board: finishing the interrupted append of {v}");
             s.total.store(total + 1, Relaxed);
@@ -513,13 +537,24 @@ impl Guard<'_> {
         s.total.store(total + 1, Relaxed);
     }
 
+    /// Writes the redo record for appending `v` (the value and the number it
+    /// gets), then opens a write section. Returns the odd sequence number
+    /// and the current total.
+    #[inline]
+    fn begin_append(&self, v: u8) -> (u64, u64) {
+        let s = self.s();
+        let total = s.total.load(Relaxed);
+        s.pending.store(v as u32, Relaxed);
+        s.pending_n.store(total + 1, Relaxed);
+        (self.begin(), total)
+    }
+
     /// Appends `v` (0..=100) and wakes the consumers waiting for it.
     #[inline]
     pub fn append(&mut self, v: u8) {
         let s = self.s();
-        s.pending.store(v as u32, Relaxed);
-        let odd = self.begin();
-        self.write_value(s.total.load(Relaxed), v);
+        let (odd, total) = self.begin_append(v);
+        self.write_value(total, v);
         self.end(odd);
         if s.waiting[v as usize].load(Relaxed) != 0 {
             s.notify_ns.store(liveness::monotonic_ns(), Release);
@@ -542,9 +577,7 @@ impl Guard<'_> {
     /// `on_hold` runs at the worst moment, just before the sleep.
     pub fn append_stalled(&mut self, v: u8, hold: Duration, on_hold: impl FnOnce()) {
         let s = self.s();
-        s.pending.store(v as u32, Relaxed);
-        let odd = self.begin();
-        let total = s.total.load(Relaxed);
+        let (odd, total) = self.begin_append(v);
         self.board.ring(total).store(v, Relaxed);
         let c = &s.counts[v as usize];
         c.store(c.load(Relaxed) + 1, Relaxed);
@@ -679,11 +712,13 @@ impl Guard<'_> {
     /// (repairing if a holder died meanwhile). The caller re-checks its
     /// predicate: wake-ups may be spurious.
     pub fn wait(&mut self, deadline: Option<Instant>) -> Result<(), BoardError> {
-        let s = self.s();
+        let s = self.board.shared();
         let seen = s.wake.load(Acquire);
-        // SAFETY: we hold the mutex (a Guard exists); we take it again below
-        // before returning, so the Guard's invariant holds on return.
+        // SAFETY: we hold the mutex (a Guard with `held` exists; `lock`
+        // never returns one without it); we take it again below, and
+        // `after_lock` records whether that worked for the Guard's Drop.
         unsafe { libc::pthread_mutex_unlock(s.mutex.get()) };
+        self.held = false;
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if left != Some(Duration::ZERO) {
             futex(&s.wake, libc::FUTEX_WAIT, seen, left);
@@ -714,8 +749,10 @@ fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<Duration>)
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        // SAFETY: a Guard exists only while this thread holds the mutex.
-        unsafe { libc::pthread_mutex_unlock(self.s().mutex.get()) };
+        if self.held {
+            // SAFETY: `held`: this thread holds the mutex.
+            unsafe { libc::pthread_mutex_unlock(self.s().mutex.get()) };
+        }
     }
 }
 
@@ -829,11 +866,15 @@ mod tests {
     impl Guard<'_> {
         /// Half an append, as a holder killed in the middle leaves it.
         fn append_half(&mut self, v: u8) {
-            let s = self.s();
-            s.pending.store(v as u32, Relaxed);
-            self.begin();
-            let total = s.total.load(Relaxed);
+            let (_, total) = self.begin_append(v);
             self.board.ring(total).store(v, Relaxed);
+        }
+
+        /// A whole append whose holder dies before closing the write
+        /// section (the sequence counter stays odd).
+        fn append_unclosed(&mut self, v: u8) {
+            let (_, total) = self.begin_append(v);
+            self.write_value(total, v);
         }
     }
 
@@ -885,6 +926,43 @@ mod tests {
         let s = b.snapshot(Duration::from_secs(1)).unwrap();
         assert_eq!(s.repairs, 1);
         assert_eq!(s.recent, vec![5, 42]);
+        b.remove();
+    }
+
+    /// A holder that died after completing an append but before closing
+    /// the write section, or inside another write section (`stop`), must
+    /// not have its last value appended a second time by the repair.
+    #[test]
+    fn repair_never_redoes_a_completed_append() {
+        let n = name("done");
+        let (b, _) = Board::open_or_create(&n, None, false).unwrap();
+        b.lock().unwrap().append(5);
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                std::mem::forget({
+                    let mut g = b.lock().unwrap();
+                    g.append_unclosed(7);
+                    g
+                })
+            });
+        });
+        let g = b.lock().unwrap();
+        assert_eq!((g.total(), g.count(7)), (2, 1), "7 appended once");
+        drop(g);
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                std::mem::forget({
+                    let g = b.lock().unwrap();
+                    g.begin(); // dies inside a write section that is not an append
+                    g
+                })
+            });
+        });
+        let g = b.lock().unwrap();
+        assert_eq!((g.total(), g.count(7)), (2, 1), "nothing redone");
+        drop(g);
+        let s = b.snapshot(Duration::from_secs(1)).unwrap();
+        assert_eq!((s.repairs, s.recent), (2, vec![5, 7]));
         b.remove();
     }
 

@@ -66,7 +66,7 @@ pub enum Outcome {
 /// a shutdown signal and the producer's death (a pidfd) into a broadcast, so
 /// the wait never has to poll.
 pub fn consume(opts: &ConsumerOptions, shutdown: &Shutdown) -> Result<Outcome, BoardError> {
-    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let deadline = opts.timeout.and_then(wait::after);
     let v = opts.until;
     let board = match wait::wait_for_board(&opts.name, deadline, shutdown)? {
         Ok(b) => Arc::new(b),

@@ -73,7 +73,7 @@ pub fn monitor(
     mut emit: impl FnMut(&Report) -> std::io::Result<()>,
     mut warn: impl FnMut(&str),
 ) -> Result<MonitorEnd, MonitorError> {
-    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let deadline = opts.timeout.and_then(wait::after);
     let board = if opts.once {
         Board::open(&opts.name)?
     } else {
@@ -139,11 +139,11 @@ pub fn monitor(
                 warn(&e.to_string());
             }
         }
-        let wake = match deadline {
-            Some(d) => d.min(Instant::now() + opts.interval),
-            None => Instant::now() + opts.interval,
+        let wake = match (deadline, wait::after(opts.interval)) {
+            (Some(d), Some(w)) => Some(d.min(w)),
+            (d, w) => d.or(w),
         };
-        match wait::sleep_until(Some(wake), None, shutdown) {
+        match wait::sleep_until(wake, None, shutdown) {
             Some(Ended::Interrupted) => return Ok(MonitorEnd::Interrupted),
             _ if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(MonitorEnd::TimedOut),
             _ => {}

@@ -6,7 +6,8 @@
 //! | pthread_mutex_t (shared,robust)|
 //! | wake: futex word (condition)  |  bumped + FUTEX_WAKE to notify waiters
 //! | lock-only state: waiting[101], |  read and written only under the mutex
-//! |   pending value, notify time   |
+//! |   pending value + number,      |
+//! |   notify time                  |
 //! | reader_req (own cache line)   |  a monitor asking the producer for a window
 //! | seq (own cache line)          |  the sequence counter (odd = write in progress)
 //! | seqlock state: total, active, |  written under the mutex inside a seq section,
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SYNCBRD\x01");
 
 /// The layout version; bump it whenever [`Shared`] changes.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Values are 0..=100, so there are 101 of them.
 pub const VALUES: usize = 101;
@@ -114,6 +115,9 @@ pub struct Shared {
     pub waiter_slots: [WaiterSlot; WAITER_SLOTS],
     /// The value being appended (a redo record for repair after a crash).
     pub pending: AtomicU32,
+    /// The number (1-based) the pending value gets: while `total` is below
+    /// it, the append is unfinished; once `total` reached it, it is done.
+    pub pending_n: AtomicU64,
     /// CLOCK_MONOTONIC nanoseconds of the last broadcast for a value (for
     /// measuring wake-up latency across processes).
     pub notify_ns: AtomicU64,

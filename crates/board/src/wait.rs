@@ -102,5 +102,11 @@ pub fn sleep_until(
 
 /// Sleeps `d` or until a shutdown signal; true if interrupted.
 pub fn pause(d: Duration, shutdown: &Shutdown) -> bool {
-    sleep_until(Some(Instant::now() + d), None, shutdown) == Some(Ended::Interrupted)
+    sleep_until(after(d), None, shutdown) == Some(Ended::Interrupted)
+}
+
+/// The instant `d` from now; `None` (no deadline) when `d` is so large that
+/// the clock cannot represent it (`Instant + Duration` would panic).
+pub fn after(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
 }
