@@ -1,4 +1,4 @@
-//! Clean shutdown on SIGINT and SIGTERM.
+//! Clean shutdown on SIGINT, SIGTERM and SIGHUP.
 //!
 //! [`Shutdown::install`] replaces the default "die at once" action of SIGINT
 //! and SIGTERM with three cheap, async-signal-safe effects (via `signal-hook`):
@@ -14,12 +14,13 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-/// The signals that request a clean shutdown.
-pub const SHUTDOWN_SIGNALS: [i32; 2] = [SIGINT, SIGTERM];
+/// The signals that request a clean shutdown: Ctrl-C, `kill`, and the hang-up
+/// a program gets when its terminal (or tmux pane) closes.
+pub const SHUTDOWN_SIGNALS: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
 
-/// A shutdown request flag fed by SIGINT and SIGTERM.
+/// A shutdown request flag fed by SIGINT, SIGTERM and SIGHUP.
 #[derive(Clone, Debug)]
 pub struct Shutdown {
     flag: Arc<AtomicBool>,
@@ -28,7 +29,7 @@ pub struct Shutdown {
 }
 
 impl Shutdown {
-    /// Installs the handlers for SIGINT and SIGTERM.
+    /// Installs the handlers for SIGINT, SIGTERM and SIGHUP.
     pub fn install() -> io::Result<Shutdown> {
         let flag = Arc::new(AtomicBool::new(false));
         let signal = Arc::new(AtomicUsize::new(0));
