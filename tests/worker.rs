@@ -623,3 +623,79 @@ fn calls_do_not_queue_behind_a_long_call() {
         );
     }
 }
+
+/// A process's resident memory in KiB and CPU time in clock ticks, from /proc.
+fn rss_and_cpu(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let cpu = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    (rss, cpu)
+}
+
+/// A caller that sends many calls and never reads its answers: the server
+/// stops taking its calls once about a megabyte of its answers waits unread
+/// (back-pressure), instead of holding every answer in memory; others are
+/// served meanwhile; when the caller finally reads, it gets every answer.
+#[test]
+fn a_caller_that_never_reads_is_held_back_not_buffered_without_bound() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 2, &[]);
+    // `functions` answers about 1 KiB to a 17-byte call: 20,000 of them
+    // would hold some 20 MiB of answers in an unbounded server.
+    let calls = 20_000;
+    let req = syncomm_worker::Request {
+        id: 7,
+        function: "functions".into(),
+        args: vec![],
+    };
+    let one = frame::encode_frame(&req).unwrap();
+    let s = UnixStream::connect(&pool.path).unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let burst = one.repeat(calls);
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&burst).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    // Wait for the server to settle: its CPU time stops moving (a timeout
+    // only stops a hang). Meanwhile its memory must stay bounded.
+    let server = pool.proc.pid();
+    let (rss0, _) = rss_and_cpu(server);
+    let mut last = (0, u64::MAX);
+    let mut still = 0;
+    let deadline = std::time::Instant::now() + HANG;
+    while still < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never settled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (rss, cpu) = rss_and_cpu(server);
+        assert!(
+            rss < rss0 + 8 * 1024,
+            "the server grew from {rss0} KiB to {rss} KiB holding answers nobody reads"
+        );
+        still = if cpu == last.1 { still + 1 } else { 0 };
+        last = (rss, cpu);
+    }
+    // Others are served meanwhile.
+    let mut other = pool.client();
+    assert_eq!(other.call("add", &[int(20), int(22)]).unwrap(), Ok(int(42)));
+    // Now read: every call is answered once, then the stream ends.
+    s.set_read_timeout(Some(HANG)).unwrap();
+    let mut answers = 0;
+    let mut r = std::io::BufReader::new(&s);
+    while let Some(msg) = frame::read_frame::<_, ToClient>(&mut r, 1 << 20).unwrap() {
+        match msg {
+            ToClient::Answer(a) if a.id == 7 && a.result.is_ok() => answers += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    sender.join().unwrap();
+    assert_eq!(answers, calls, "every call sent is answered once");
+}

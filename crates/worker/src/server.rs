@@ -24,6 +24,10 @@
 //! - A caller sends something that is not a frame of a [`Request`]: it gets
 //!   a [`ToClient::ConnectionError`] and its connection is closed.
 //! - A caller goes away with calls in flight: their answers are dropped.
+//! - A caller sends faster than the pool works, or never reads its answers:
+//!   past [`MAX_IN_FLIGHT_PER_CONN`] calls or [`MAX_UNSENT_PER_CONN`] bytes of
+//!   unread answers, the server stops reading its socket until it catches
+//!   up (back-pressure), so its memory stays bounded and others are served.
 //! - SIGINT/SIGTERM: stop accepting, remove the socket, finish every call
 //!   already accepted, close the children's stdin (they exit), exit.
 //! - The server is killed with SIGKILL: each child was started with
@@ -62,6 +66,10 @@ pub const SLOW_CALL: Duration = Duration::from_millis(2);
 /// Calls one connection may have in flight before the server stops reading
 /// from it (back-pressure on a caller that sends faster than the pool works).
 pub const MAX_IN_FLIGHT_PER_CONN: usize = 4096;
+
+/// Bytes of answers a connection may leave unread before the server stops
+/// taking its requests (back-pressure on a caller that sends and never reads).
+pub const MAX_UNSENT_PER_CONN: usize = 1 << 20;
 
 /// How long the server waits, after the last call is finished at shutdown,
 /// for callers to read their answers and for children to exit.
@@ -214,6 +222,20 @@ struct Conn {
     read_closed: bool,
     /// The caller broke the protocol; send the error, then close.
     doomed: bool,
+}
+
+impl Conn {
+    /// Back-pressure: too many of its calls in the pool, or too many of its
+    /// answers not yet read by it. Its requests wait (in its socket) meanwhile.
+    fn held_back(&self) -> bool {
+        self.in_flight >= MAX_IN_FLIGHT_PER_CONN || self.outbuf.unsent() >= MAX_UNSENT_PER_CONN
+    }
+
+    /// Whether to read from its socket: not after its end or an error, and not
+    /// while a whole request already waits in `inbuf` (it is held back).
+    fn wants_input(&self, max_frame: u32) -> bool {
+        !self.read_closed && !self.doomed && !self.inbuf.frame_ready(max_frame)
+    }
 }
 
 /// One child process and its two pipes.
@@ -405,7 +427,7 @@ impl Server {
         }
         for (id, c) in &self.conns {
             let mut flags = PollFlags::empty();
-            if !c.read_closed && !c.doomed && c.in_flight < MAX_IN_FLIGHT_PER_CONN {
+            if c.wants_input(self.cfg.max_frame) {
                 flags |= PollFlags::POLLIN;
             }
             if !c.outbuf.is_empty() {
@@ -492,7 +514,7 @@ impl Server {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        if c.read_closed || c.doomed {
+        if !c.wants_input(self.cfg.max_frame) {
             return;
         }
         match c.inbuf.fill(&mut c.stream, READ_LIMIT) {
@@ -516,7 +538,7 @@ impl Server {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
-            if c.doomed || c.in_flight >= MAX_IN_FLIGHT_PER_CONN {
+            if c.doomed || c.held_back() {
                 return;
             }
             if c.read_closed && c.inbuf.pending() > 0 && !c.inbuf.frame_ready(max) {

@@ -138,6 +138,11 @@ impl OutBuf {
         frame::encode_frame_into(msg, &mut self.buf)
     }
 
+    /// Bytes not yet written.
+    pub fn unsent(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
     /// Whether everything has been written.
     pub fn is_empty(&self) -> bool {
         self.start == self.buf.len()
