@@ -796,12 +796,17 @@ fn begin_drain(ctx: &mut Ctx<'_>, conns: &mut Slab) {
         let conn = conns.get_mut(slot).expect("listed");
         let keep = match conn.state {
             State::Open => {
-                // Whatever has arrived: read it, answer it, then close.
+                // Whatever has arrived: read it, answer it, then close. What
+                // has arrived fits in the receive buffer: read no more than
+                // that, or a client that keeps sending would keep us here,
+                // piling up answers, forever.
+                let mut budget = getsockopt(&conn.fd, sockopt::RcvBuf).unwrap_or(MAX_LINE);
                 let mut alive = true;
-                loop {
+                while budget > 0 {
                     match nix::unistd::read(conn.fd.as_raw_fd(), &mut ctx.scratch) {
                         Ok(0) => break,
                         Ok(n) => {
+                            budget = budget.saturating_sub(n);
                             conn.inbuf.extend_from_slice(&ctx.scratch[..n]);
                             answer(conn, ctx);
                             if conn.state != State::Open {
