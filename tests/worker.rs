@@ -624,18 +624,18 @@ fn calls_do_not_queue_behind_a_long_call() {
     }
 }
 
-/// A process's resident memory in KiB and CPU time in clock ticks, from /proc.
-fn rss_and_cpu(pid: i32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+/// A process's resident memory in KiB and CPU time in clock ticks, from
+/// /proc (None once it has exited).
+fn rss_and_cpu(pid: i32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let cpu = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    (rss, cpu)
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    let cpu = fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?;
+    Some((rss, cpu))
 }
 
 /// A caller that sends many calls and never reads its answers: the server
@@ -665,7 +665,7 @@ fn a_caller_that_never_reads_is_held_back_not_buffered_without_bound() {
     // Wait for the server to settle: its CPU time stops moving (a timeout
     // only stops a hang). Meanwhile its memory must stay bounded.
     let server = pool.proc.pid();
-    let (rss0, _) = rss_and_cpu(server);
+    let (rss0, _) = rss_and_cpu(server).unwrap();
     let mut last = (0, u64::MAX);
     let mut still = 0;
     let deadline = std::time::Instant::now() + HANG;
@@ -675,7 +675,7 @@ fn a_caller_that_never_reads_is_held_back_not_buffered_without_bound() {
             "the server never settled"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let (rss, cpu) = rss_and_cpu(server);
+        let (rss, cpu) = rss_and_cpu(server).unwrap();
         assert!(
             rss < rss0 + 8 * 1024,
             "the server grew from {rss0} KiB to {rss} KiB holding answers nobody reads"
@@ -698,4 +698,63 @@ fn a_caller_that_never_reads_is_held_back_not_buffered_without_bound() {
     }
     sender.join().unwrap();
     assert_eq!(answers, calls, "every call sent is answered once");
+}
+
+/// SIGTERM while two callers flood the pool with calls, one reading its
+/// answers and one never reading: the server refuses the calls that arrive
+/// after the signal, keeps its memory bounded (a buffer that never fully
+/// empties used to grow for as long as the connection lived), and still
+/// exits 0 with its socket removed.
+#[test]
+fn sigterm_under_a_flood_of_calls_stays_bounded_and_ends() {
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 2, &[]);
+    let req = syncomm_worker::Request {
+        id: 1,
+        function: "add".into(),
+        args: vec![int(2), int(3)],
+    };
+    let burst = frame::encode_frame(&req).unwrap().repeat(4096);
+    let mut threads = Vec::new();
+    for reads in [true, false] {
+        let s = UnixStream::connect(&pool.path).unwrap();
+        if reads {
+            let mut r = s.try_clone().unwrap();
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while matches!(std::io::Read::read(&mut r, &mut buf), Ok(n) if n > 0) {}
+            }));
+        }
+        let mut w = s;
+        let burst = burst.clone();
+        // Until the server closes the connection.
+        threads.push(std::thread::spawn(
+            move || while w.write_all(&burst).is_ok() {},
+        ));
+    }
+    let pid = pool.proc.pid();
+    // Under way: the reader has had answers.
+    let mut c = pool.client();
+    assert_eq!(c.call("add", &[int(1), int(1)]).unwrap(), Ok(int(2)));
+    let (rss0, _) = rss_and_cpu(pid).unwrap();
+    pool.proc.signal(Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + HANG;
+    while pool.proc.is_running() {
+        if let Some((rss, _)) = rss_and_cpu(pid) {
+            assert!(
+                rss < rss0 + 32 * 1024,
+                "the draining server grew from {rss0} KiB to {rss} KiB"
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(pool.proc.wait_timeout(HANG).code(), Some(0));
+    assert!(!pool.path.exists(), "socket removed");
+    for t in threads {
+        t.join().unwrap();
+    }
 }
