@@ -28,7 +28,9 @@
 //!   past [`MAX_IN_FLIGHT_PER_CONN`] calls or [`MAX_UNSENT_PER_CONN`] bytes of
 //!   unread answers, the server stops reading its socket until it catches
 //!   up (back-pressure), so its memory stays bounded and others are served.
-//! - SIGINT/SIGTERM: stop accepting, remove the socket, finish every call
+//! - SIGINT/SIGTERM: stop accepting, remove the socket, stop reading
+//!   callers (calls already read but not started are refused as "shutting
+//!   down"; a flood of new ones cannot hold the pool up), finish every call
 //!   already accepted, close the children's stdin (they exit), exit.
 //! - The server is killed with SIGKILL: each child was started with
 //!   `PR_SET_PDEATHSIG = SIGKILL`, so the kernel kills it too.
@@ -427,7 +429,7 @@ impl Server {
         }
         for (id, c) in &self.conns {
             let mut flags = PollFlags::empty();
-            if c.wants_input(self.cfg.max_frame) {
+            if self.draining.is_none() && c.wants_input(self.cfg.max_frame) {
                 flags |= PollFlags::POLLIN;
             }
             if !c.outbuf.is_empty() {
@@ -514,7 +516,7 @@ impl Server {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        if !c.wants_input(self.cfg.max_frame) {
+        if self.draining.is_some() || !c.wants_input(self.cfg.max_frame) {
             return;
         }
         match c.inbuf.fill(&mut c.stream, READ_LIMIT) {
