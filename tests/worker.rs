@@ -758,3 +758,63 @@ fn sigterm_under_a_flood_of_calls_stays_bounded_and_ends() {
         t.join().unwrap();
     }
 }
+
+/// `kill -9` of children in the middle of a pipelined burst (4,000 calls,
+/// half of them `sleep_ms 1` so the children are busy, 256 in flight, three
+/// kills): every call is answered exactly once, each answer is either the
+/// right result or "died from signal 9 while running ...", and each kill
+/// costs at most the one call its child was running (the calls queued
+/// behind it go to the replacement).
+#[test]
+fn children_killed_during_a_pipelined_burst_lose_and_repeat_nothing() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 2, &[]);
+    let mut c = pool.client();
+    // A lost answer fails the test instead of hanging it.
+    c.set_timeout(Some(HANG)).unwrap();
+    const CALLS: i64 = 4_000;
+    const WINDOW: usize = 256;
+    let kill = |pid: i32| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap()
+    };
+    let mut expect: HashMap<u64, Value> = HashMap::new();
+    let (mut seen, mut next, mut died, mut kills) = (0i64, 0i64, 0, 0);
+    while seen < CALLS {
+        while next < CALLS && c.in_flight() < WINDOW {
+            let (id, want) = if next % 2 == 0 {
+                (c.send("add", &[int(next), int(1)]).unwrap(), int(next + 1))
+            } else {
+                (c.send("sleep_ms", &[int(1)]).unwrap(), Value::UInt(1))
+            };
+            expect.insert(id, want);
+            next += 1;
+        }
+        let (id, r) = c.recv().unwrap();
+        let want = expect
+            .remove(&id)
+            .unwrap_or_else(|| panic!("unknown or duplicate answer {id}"));
+        match r {
+            Ok(v) => assert_eq!(v, want),
+            Err(e) => {
+                assert_eq!(e.kind, CallErrorKind::WorkerDied, "{e:?}");
+                assert!(
+                    e.message.contains("died from signal 9 while running"),
+                    "{e:?}"
+                );
+                died += 1;
+            }
+        }
+        seen += 1;
+        match seen {
+            1_000 => kill(pool.pids[0]),
+            2_000 => kill(pool.pids[1]),
+            3_000 => kill(pool.wait_started(1)),
+            _ => continue,
+        }
+        kills += 1;
+    }
+    assert!(expect.is_empty());
+    assert_eq!(kills, 3);
+    assert!(died <= kills, "{died} calls lost to {kills} kills");
+    assert_eq!(c.call("add", &[int(1), int(1)]).unwrap(), Ok(int(2)));
+}
