@@ -340,11 +340,6 @@ impl Server {
         &self.path
     }
 
-    /// The children's pids, by slot.
-    pub fn worker_pids(&self) -> Vec<i32> {
-        self.workers.iter().map(|w| w.pid).collect()
-    }
-
     fn say(&mut self, line: String) {
         let _ = writeln!(self.log, "{line}");
         let _ = self.log.flush();
