@@ -34,8 +34,10 @@
 //! ## Shutdown
 //! SIGINT/SIGTERM make the shutdown descriptor readable; every loop watches
 //! it. Each loop then stops accepting, the first removes the local socket,
-//! and each answers every request already received, flushes the answers (for
-//! at most [`DRAIN_LIMIT`]) and ends; the listeners close when all have.
+//! and each answers every request already received (at most a receive
+//! buffer's worth per connection: a client that keeps sending cannot keep
+//! it reading), flushes the answers (for at most [`DRAIN_LIMIT`]) and ends;
+//! the listeners close when all have.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
