@@ -662,15 +662,12 @@ impl Server {
         let overdue = |w: &Worker| !w.running.is_empty() && w.head_since.elapsed() >= limit;
         for i in 0..self.workers.len() {
             if overdue(&self.workers[i]) {
-                // An answer may have arrived since poll returned: take it first.
-                match self.read_answers(i) {
-                    (_, Some(why)) => self.replace(i, Ending::Misbehaved(why))?,
-                    (Ok(Fill::Eof) | Err(_), None) => self.replace(i, Ending::Ended)?,
-                    (Ok(_), None) if overdue(&self.workers[i]) => {
-                        let job = self.workers[i].running[0].req.id;
-                        self.replace(i, Ending::TimedOut { limit, job })?
-                    }
-                    (Ok(_), None) => {}
+                // An answer may have arrived since poll returned: take it
+                // first (a child replaced meanwhile is not overdue).
+                self.worker_readable(i)?;
+                if overdue(&self.workers[i]) {
+                    let job = self.workers[i].running[0].req.id;
+                    self.replace(i, Ending::TimedOut { limit, job })?;
                 }
             }
         }
