@@ -818,3 +818,58 @@ fn children_killed_during_a_pipelined_burst_lose_and_repeat_nothing() {
     assert!(died <= kills, "{died} calls lost to {kills} kills");
     assert_eq!(c.call("add", &[int(1), int(1)]).unwrap(), Ok(int(2)));
 }
+
+/// Out of file descriptors (the server run under `prlimit --nofile=30`,
+/// then 60 connections at once): the server rests its listener instead of
+/// spinning on `accept` (it used to burn a CPU and log a warning per
+/// attempt), keeps serving the callers it has, and takes newcomers again
+/// once descriptors free up.
+#[test]
+fn running_out_of_descriptors_neither_spins_nor_stops_serving() {
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("prlimit(1) not installed: skipped");
+        return;
+    }
+    let env = Env::new();
+    let name = unique_name("fds");
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.env("SYNCOMM_DIR", env.dir())
+        .arg("--nofile=30:30")
+        .arg(bin("worker"))
+        .args(["serve", "--name", &name, "--workers", "1"]);
+    let mut proc = Proc::spawn(cmd);
+    let lines = proc.stdout_lines();
+    lines.wait_for(|l| l.starts_with("serving "));
+    let path = env.dir().join(format!("worker.{name}.sock"));
+    let mut c = Client::connect_path(&path).unwrap();
+    c.set_timeout(Some(HANG)).unwrap();
+    assert_eq!(c.call("add", &[int(1), int(1)]).unwrap(), Ok(int(2)));
+    let flood: Vec<UnixStream> = (0..60)
+        .map(|_| UnixStream::connect(&path).expect("connect (the backlog takes it)"))
+        .collect();
+    // The callers it has are served even now.
+    assert_eq!(c.call("add", &[int(2), int(2)]).unwrap(), Ok(int(4)));
+    // Spinning shows as CPU time: a spinning server spends most of this
+    // second on the CPU, a resting one almost none. (A loaded machine can
+    // only make a spinning server pass, never a resting one fail.)
+    let (_, before) = rss_and_cpu(proc.pid()).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (_, after) = rss_and_cpu(proc.pid()).unwrap();
+    assert!(
+        after - before < 20,
+        "the server spent {} ticks of one second on the CPU",
+        after - before
+    );
+    assert_eq!(c.call("add", &[int(3), int(3)]).unwrap(), Ok(int(6)));
+    drop(flood);
+    wait_until("the server to serve a newcomer again", || {
+        Client::connect_path(&path)
+            .and_then(|mut c| c.call("add", &[int(4), int(4)]))
+            .is_ok_and(|r| r == Ok(int(8)))
+    });
+    assert!(proc.is_running());
+}

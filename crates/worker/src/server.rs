@@ -77,6 +77,10 @@ pub const MAX_UNSENT_PER_CONN: usize = 1 << 20;
 /// for callers to read their answers and for children to exit.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long the listener is left alone after `accept` failed (out of file
+/// descriptors): a level-triggered poll would report it ready at once again.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// Bytes read from one descriptor per turn of the loop (fairness).
 const READ_LIMIT: usize = 1 << 20;
 
@@ -282,6 +286,8 @@ pub struct Server {
     pending: VecDeque<Job>,
     next_job: u64,
     draining: Option<Instant>,
+    /// `accept` failed (out of descriptors): the listener rests until then.
+    accept_paused: Option<Instant>,
     log: Box<dyn Write>,
 }
 
@@ -318,6 +324,7 @@ impl Server {
             pending: VecDeque::new(),
             next_job: 0,
             draining: None,
+            accept_paused: None,
             log,
         };
         for index in 1..=server.cfg.workers {
@@ -419,7 +426,8 @@ impl Server {
             fds.push(PollFd::new(fd, flags));
         };
         watch(shutdown.wake_fd(), PollFlags::POLLIN, Source::Wake);
-        if let Some(l) = &self.listener {
+        let resting = self.accept_paused.is_some_and(|t| Instant::now() < t);
+        if let (Some(l), false) = (&self.listener, resting) {
             watch(l.as_fd(), PollFlags::POLLIN, Source::Listener);
         }
         for (id, c) in &self.conns {
@@ -455,6 +463,10 @@ impl Server {
     fn poll_timeout(&self) -> PollTimeout {
         let now = Instant::now();
         let mut until: Option<Duration> = self.draining.map(|_| Duration::from_millis(50));
+        if let Some(t) = self.accept_paused.filter(|t| *t > now) {
+            let left = t - now;
+            until = Some(until.map_or(left, |u| u.min(left)));
+        }
         if let Some(limit) = self.cfg.task_timeout {
             for w in &self.workers {
                 if !w.running.is_empty() {
@@ -499,8 +511,10 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // EMFILE and friends: log, keep serving those we have.
-                    tracing::warn!("accept: {e}");
+                    // EMFILE and friends: keep serving those we have, and
+                    // leave the listener alone a moment rather than spin on it.
+                    tracing::warn!("accept: {e}; pausing new connections briefly");
+                    self.accept_paused = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             }
