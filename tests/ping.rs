@@ -328,6 +328,58 @@ fn sigterm_answers_in_flight_and_cleans_up() {
     assert!(!sock_path(&env, &name).exists(), "socket removed");
 }
 
+/// The server's resident memory in KiB.
+fn rss_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// SIGTERM while clients keep sending pings and never read the answers:
+/// the server answers only what had already arrived, gives up on clients
+/// that do not read within its drain limit, and exits 0, with its memory
+/// bounded all along (it used to read and answer without end, never exiting).
+#[test]
+fn sigterm_under_a_flood_of_unread_pings_still_ends() {
+    let env = Env::new();
+    let mut server = start(&env, &["--threads", "1", "--quiet"]);
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let flooders: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr()).unwrap();
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                let burst = b"ping\n".repeat(16 * 1024);
+                // Until the server closes the connection.
+                while s.write_all(&burst).is_ok() {
+                    sent.fetch_add(burst.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    wait_until("the flooders to get going", || {
+        sent.load(std::sync::atomic::Ordering::Relaxed) > 4 << 20
+    });
+    server.proc.signal(Signal::SIGTERM);
+    let pid = server.proc.pid();
+    let deadline = std::time::Instant::now() + HANG;
+    while server.proc.is_running() {
+        let rss = rss_kib(pid).unwrap_or(0);
+        assert!(rss < 256 * 1024, "the draining server grew to {rss} KiB");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not end while clients kept sending"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(server.proc.wait_timeout(HANG).code(), Some(0));
+    for f in flooders {
+        f.join().unwrap();
+    }
+}
+
 /// Nothing listening: each ping is reported as refused and counted lost;
 /// exit 1 with one clear error line.
 #[test]

@@ -623,3 +623,253 @@ fn calls_do_not_queue_behind_a_long_call() {
         );
     }
 }
+
+/// A process's resident memory in KiB and CPU time in clock ticks, from
+/// /proc (None once it has exited).
+fn rss_and_cpu(pid: i32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    let cpu = fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?;
+    Some((rss, cpu))
+}
+
+/// A caller that sends many calls and never reads its answers: the server
+/// stops taking its calls once about a megabyte of its answers waits unread
+/// (back-pressure), instead of holding every answer in memory; others are
+/// served meanwhile; when the caller finally reads, it gets every answer.
+#[test]
+fn a_caller_that_never_reads_is_held_back_not_buffered_without_bound() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 2, &[]);
+    // `functions` answers about 1 KiB to a 17-byte call: 20,000 of them
+    // would hold some 20 MiB of answers in an unbounded server.
+    let calls = 20_000;
+    let req = syncomm_worker::Request {
+        id: 7,
+        function: "functions".into(),
+        args: vec![],
+    };
+    let one = frame::encode_frame(&req).unwrap();
+    let s = UnixStream::connect(&pool.path).unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let burst = one.repeat(calls);
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&burst).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    // Wait for the server to settle: its CPU time stops moving (a timeout
+    // only stops a hang). Meanwhile its memory must stay bounded.
+    let server = pool.proc.pid();
+    let (rss0, _) = rss_and_cpu(server).unwrap();
+    let mut last = (0, u64::MAX);
+    let mut still = 0;
+    let deadline = std::time::Instant::now() + HANG;
+    while still < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never settled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (rss, cpu) = rss_and_cpu(server).unwrap();
+        assert!(
+            rss < rss0 + 8 * 1024,
+            "the server grew from {rss0} KiB to {rss} KiB holding answers nobody reads"
+        );
+        still = if cpu == last.1 { still + 1 } else { 0 };
+        last = (rss, cpu);
+    }
+    // Others are served meanwhile.
+    let mut other = pool.client();
+    assert_eq!(other.call("add", &[int(20), int(22)]).unwrap(), Ok(int(42)));
+    // Now read: every call is answered once, then the stream ends.
+    s.set_read_timeout(Some(HANG)).unwrap();
+    let mut answers = 0;
+    let mut r = std::io::BufReader::new(&s);
+    while let Some(msg) = frame::read_frame::<_, ToClient>(&mut r, 1 << 20).unwrap() {
+        match msg {
+            ToClient::Answer(a) if a.id == 7 && a.result.is_ok() => answers += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    sender.join().unwrap();
+    assert_eq!(answers, calls, "every call sent is answered once");
+}
+
+/// SIGTERM while two callers flood the pool with calls, one reading its
+/// answers and one never reading: the server refuses the calls that arrive
+/// after the signal, keeps its memory bounded (a buffer that never fully
+/// empties used to grow for as long as the connection lived), and still
+/// exits 0 with its socket removed.
+#[test]
+fn sigterm_under_a_flood_of_calls_stays_bounded_and_ends() {
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 2, &[]);
+    let req = syncomm_worker::Request {
+        id: 1,
+        function: "add".into(),
+        args: vec![int(2), int(3)],
+    };
+    let burst = frame::encode_frame(&req).unwrap().repeat(4096);
+    let mut threads = Vec::new();
+    for reads in [true, false] {
+        let s = UnixStream::connect(&pool.path).unwrap();
+        if reads {
+            let mut r = s.try_clone().unwrap();
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while matches!(std::io::Read::read(&mut r, &mut buf), Ok(n) if n > 0) {}
+            }));
+        }
+        let mut w = s;
+        let burst = burst.clone();
+        // Until the server closes the connection.
+        threads.push(std::thread::spawn(
+            move || while w.write_all(&burst).is_ok() {},
+        ));
+    }
+    let pid = pool.proc.pid();
+    // Under way: the reader has had answers.
+    let mut c = pool.client();
+    assert_eq!(c.call("add", &[int(1), int(1)]).unwrap(), Ok(int(2)));
+    let (rss0, _) = rss_and_cpu(pid).unwrap();
+    pool.proc.signal(Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + HANG;
+    while pool.proc.is_running() {
+        if let Some((rss, _)) = rss_and_cpu(pid) {
+            assert!(
+                rss < rss0 + 32 * 1024,
+                "the draining server grew from {rss0} KiB to {rss} KiB"
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(pool.proc.wait_timeout(HANG).code(), Some(0));
+    assert!(!pool.path.exists(), "socket removed");
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+/// `kill -9` of children in the middle of a pipelined burst (4,000 calls,
+/// half of them `sleep_ms 1` so the children are busy, 256 in flight, three
+/// kills): every call is answered exactly once, each answer is either the
+/// right result or "died from signal 9 while running ...", and each kill
+/// costs at most the one call its child was running (the calls queued
+/// behind it go to the replacement).
+#[test]
+fn children_killed_during_a_pipelined_burst_lose_and_repeat_nothing() {
+    let env = Env::new();
+    let pool = Pool::start(&env, 2, &[]);
+    let mut c = pool.client();
+    // A lost answer fails the test instead of hanging it.
+    c.set_timeout(Some(HANG)).unwrap();
+    const CALLS: i64 = 4_000;
+    const WINDOW: usize = 256;
+    let kill = |pid: i32| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap()
+    };
+    let mut expect: HashMap<u64, Value> = HashMap::new();
+    let (mut seen, mut next, mut died, mut kills) = (0i64, 0i64, 0, 0);
+    while seen < CALLS {
+        while next < CALLS && c.in_flight() < WINDOW {
+            let (id, want) = if next % 2 == 0 {
+                (c.send("add", &[int(next), int(1)]).unwrap(), int(next + 1))
+            } else {
+                (c.send("sleep_ms", &[int(1)]).unwrap(), Value::UInt(1))
+            };
+            expect.insert(id, want);
+            next += 1;
+        }
+        let (id, r) = c.recv().unwrap();
+        let want = expect
+            .remove(&id)
+            .unwrap_or_else(|| panic!("unknown or duplicate answer {id}"));
+        match r {
+            Ok(v) => assert_eq!(v, want),
+            Err(e) => {
+                assert_eq!(e.kind, CallErrorKind::WorkerDied, "{e:?}");
+                assert!(
+                    e.message.contains("died from signal 9 while running"),
+                    "{e:?}"
+                );
+                died += 1;
+            }
+        }
+        seen += 1;
+        match seen {
+            1_000 => kill(pool.pids[0]),
+            2_000 => kill(pool.pids[1]),
+            3_000 => kill(pool.wait_started(1)),
+            _ => continue,
+        }
+        kills += 1;
+    }
+    assert!(expect.is_empty());
+    assert_eq!(kills, 3);
+    assert!(died <= kills, "{died} calls lost to {kills} kills");
+    assert_eq!(c.call("add", &[int(1), int(1)]).unwrap(), Ok(int(2)));
+}
+
+/// Out of file descriptors (the server run under `prlimit --nofile=30`,
+/// then 60 connections at once): the server rests its listener instead of
+/// spinning on `accept` (it used to burn a CPU and log a warning per
+/// attempt), keeps serving the callers it has, and takes newcomers again
+/// once descriptors free up.
+#[test]
+fn running_out_of_descriptors_neither_spins_nor_stops_serving() {
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("prlimit(1) not installed: skipped");
+        return;
+    }
+    let env = Env::new();
+    let name = unique_name("fds");
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.env("SYNCOMM_DIR", env.dir())
+        .arg("--nofile=30:30")
+        .arg(bin("worker"))
+        .args(["serve", "--name", &name, "--workers", "1"]);
+    let mut proc = Proc::spawn(cmd);
+    let lines = proc.stdout_lines();
+    lines.wait_for(|l| l.starts_with("serving "));
+    let path = env.dir().join(format!("worker.{name}.sock"));
+    let mut c = Client::connect_path(&path).unwrap();
+    c.set_timeout(Some(HANG)).unwrap();
+    assert_eq!(c.call("add", &[int(1), int(1)]).unwrap(), Ok(int(2)));
+    let flood: Vec<UnixStream> = (0..60)
+        .map(|_| UnixStream::connect(&path).expect("connect (the backlog takes it)"))
+        .collect();
+    // The callers it has are served even now.
+    assert_eq!(c.call("add", &[int(2), int(2)]).unwrap(), Ok(int(4)));
+    // Spinning shows as CPU time: a spinning server spends most of this
+    // second on the CPU, a resting one almost none. (A loaded machine can
+    // only make a spinning server pass, never a resting one fail.)
+    let (_, before) = rss_and_cpu(proc.pid()).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (_, after) = rss_and_cpu(proc.pid()).unwrap();
+    assert!(
+        after - before < 20,
+        "the server spent {} ticks of one second on the CPU",
+        after - before
+    );
+    assert_eq!(c.call("add", &[int(3), int(3)]).unwrap(), Ok(int(6)));
+    drop(flood);
+    wait_until("the server to serve a newcomer again", || {
+        Client::connect_path(&path)
+            .and_then(|mut c| c.call("add", &[int(4), int(4)]))
+            .is_ok_and(|r| r == Ok(int(8)))
+    });
+    assert!(proc.is_running());
+}

@@ -34,8 +34,10 @@
 //! ## Shutdown
 //! SIGINT/SIGTERM make the shutdown descriptor readable; every loop watches
 //! it. Each loop then stops accepting, the first removes the local socket,
-//! and each answers every request already received, flushes the answers (for
-//! at most [`DRAIN_LIMIT`]) and ends; the listeners close when all have.
+//! and each answers every request already received (at most a receive
+//! buffer's worth per connection: a client that keeps sending cannot keep
+//! it reading), flushes the answers (for at most [`DRAIN_LIMIT`]) and ends;
+//! the listeners close when all have.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -796,12 +798,17 @@ fn begin_drain(ctx: &mut Ctx<'_>, conns: &mut Slab) {
         let conn = conns.get_mut(slot).expect("listed");
         let keep = match conn.state {
             State::Open => {
-                // Whatever has arrived: read it, answer it, then close.
+                // Whatever has arrived: read it, answer it, then close. What
+                // has arrived fits in the receive buffer: read no more than
+                // that, or a client that keeps sending would keep us here,
+                // piling up answers, forever.
+                let mut budget = getsockopt(&conn.fd, sockopt::RcvBuf).unwrap_or(MAX_LINE);
                 let mut alive = true;
-                loop {
+                while budget > 0 {
                     match nix::unistd::read(conn.fd.as_raw_fd(), &mut ctx.scratch) {
                         Ok(0) => break,
                         Ok(n) => {
+                            budget = budget.saturating_sub(n);
                             conn.inbuf.extend_from_slice(&ctx.scratch[..n]);
                             answer(conn, ctx);
                             if conn.state != State::Open {

@@ -24,7 +24,13 @@
 //! - A caller sends something that is not a frame of a [`Request`]: it gets
 //!   a [`ToClient::ConnectionError`] and its connection is closed.
 //! - A caller goes away with calls in flight: their answers are dropped.
-//! - SIGINT/SIGTERM: stop accepting, remove the socket, finish every call
+//! - A caller sends faster than the pool works, or never reads its answers:
+//!   past [`MAX_IN_FLIGHT_PER_CONN`] calls or [`MAX_UNSENT_PER_CONN`] bytes of
+//!   unread answers, the server stops reading its socket until it catches
+//!   up (back-pressure), so its memory stays bounded and others are served.
+//! - SIGINT/SIGTERM: stop accepting, remove the socket, stop reading
+//!   callers (calls already read but not started are refused as "shutting
+//!   down"; a flood of new ones cannot hold the pool up), finish every call
 //!   already accepted, close the children's stdin (they exit), exit.
 //! - The server is killed with SIGKILL: each child was started with
 //!   `PR_SET_PDEATHSIG = SIGKILL`, so the kernel kills it too.
@@ -63,9 +69,17 @@ pub const SLOW_CALL: Duration = Duration::from_millis(2);
 /// from it (back-pressure on a caller that sends faster than the pool works).
 pub const MAX_IN_FLIGHT_PER_CONN: usize = 4096;
 
+/// Bytes of answers a connection may leave unread before the server stops
+/// taking its requests (back-pressure on a caller that sends and never reads).
+pub const MAX_UNSENT_PER_CONN: usize = 1 << 20;
+
 /// How long the server waits, after the last call is finished at shutdown,
 /// for callers to read their answers and for children to exit.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the listener is left alone after `accept` failed (out of file
+/// descriptors): a level-triggered poll would report it ready at once again.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Bytes read from one descriptor per turn of the loop (fairness).
 const READ_LIMIT: usize = 1 << 20;
@@ -216,6 +230,20 @@ struct Conn {
     doomed: bool,
 }
 
+impl Conn {
+    /// Back-pressure: too many of its calls in the pool, or too many of its
+    /// answers not yet read by it. Its requests wait (in its socket) meanwhile.
+    fn held_back(&self) -> bool {
+        self.in_flight >= MAX_IN_FLIGHT_PER_CONN || self.outbuf.unsent() >= MAX_UNSENT_PER_CONN
+    }
+
+    /// Whether to read from its socket: not after its end or an error, and not
+    /// while a whole request already waits in `inbuf` (it is held back).
+    fn wants_input(&self, max_frame: u32) -> bool {
+        !self.read_closed && !self.doomed && !self.inbuf.frame_ready(max_frame)
+    }
+}
+
 /// One child process and its two pipes.
 struct Worker {
     /// 1-based slot number, kept by replacements ("worker 2").
@@ -258,6 +286,8 @@ pub struct Server {
     pending: VecDeque<Job>,
     next_job: u64,
     draining: Option<Instant>,
+    /// `accept` failed (out of descriptors): the listener rests until then.
+    accept_paused: Option<Instant>,
     log: Box<dyn Write>,
 }
 
@@ -294,6 +324,7 @@ impl Server {
             pending: VecDeque::new(),
             next_job: 0,
             draining: None,
+            accept_paused: None,
             log,
         };
         for index in 1..=server.cfg.workers {
@@ -314,11 +345,6 @@ impl Server {
     /// The socket path.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The children's pids, by slot.
-    pub fn worker_pids(&self) -> Vec<i32> {
-        self.workers.iter().map(|w| w.pid).collect()
     }
 
     fn say(&mut self, line: String) {
@@ -400,12 +426,13 @@ impl Server {
             fds.push(PollFd::new(fd, flags));
         };
         watch(shutdown.wake_fd(), PollFlags::POLLIN, Source::Wake);
-        if let Some(l) = &self.listener {
+        let resting = self.accept_paused.is_some_and(|t| Instant::now() < t);
+        if let (Some(l), false) = (&self.listener, resting) {
             watch(l.as_fd(), PollFlags::POLLIN, Source::Listener);
         }
         for (id, c) in &self.conns {
             let mut flags = PollFlags::empty();
-            if !c.read_closed && !c.doomed && c.in_flight < MAX_IN_FLIGHT_PER_CONN {
+            if self.draining.is_none() && c.wants_input(self.cfg.max_frame) {
                 flags |= PollFlags::POLLIN;
             }
             if !c.outbuf.is_empty() {
@@ -436,6 +463,10 @@ impl Server {
     fn poll_timeout(&self) -> PollTimeout {
         let now = Instant::now();
         let mut until: Option<Duration> = self.draining.map(|_| Duration::from_millis(50));
+        if let Some(t) = self.accept_paused.filter(|t| *t > now) {
+            let left = t - now;
+            until = Some(until.map_or(left, |u| u.min(left)));
+        }
         if let Some(limit) = self.cfg.task_timeout {
             for w in &self.workers {
                 if !w.running.is_empty() {
@@ -480,8 +511,10 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // EMFILE and friends: log, keep serving those we have.
-                    tracing::warn!("accept: {e}");
+                    // EMFILE and friends: keep serving those we have, and
+                    // leave the listener alone a moment rather than spin on it.
+                    tracing::warn!("accept: {e}; pausing new connections briefly");
+                    self.accept_paused = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             }
@@ -492,7 +525,7 @@ impl Server {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        if c.read_closed || c.doomed {
+        if self.draining.is_some() || !c.wants_input(self.cfg.max_frame) {
             return;
         }
         match c.inbuf.fill(&mut c.stream, READ_LIMIT) {
@@ -516,7 +549,7 @@ impl Server {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
-            if c.doomed || c.in_flight >= MAX_IN_FLIGHT_PER_CONN {
+            if c.doomed || c.held_back() {
                 return;
             }
             if c.read_closed && c.inbuf.pending() > 0 && !c.inbuf.frame_ready(max) {
@@ -643,15 +676,12 @@ impl Server {
         let overdue = |w: &Worker| !w.running.is_empty() && w.head_since.elapsed() >= limit;
         for i in 0..self.workers.len() {
             if overdue(&self.workers[i]) {
-                // An answer may have arrived since poll returned: take it first.
-                match self.read_answers(i) {
-                    (_, Some(why)) => self.replace(i, Ending::Misbehaved(why))?,
-                    (Ok(Fill::Eof) | Err(_), None) => self.replace(i, Ending::Ended)?,
-                    (Ok(_), None) if overdue(&self.workers[i]) => {
-                        let job = self.workers[i].running[0].req.id;
-                        self.replace(i, Ending::TimedOut { limit, job })?
-                    }
-                    (Ok(_), None) => {}
+                // An answer may have arrived since poll returned: take it
+                // first (a child replaced meanwhile is not overdue).
+                self.worker_readable(i)?;
+                if overdue(&self.workers[i]) {
+                    let job = self.workers[i].running[0].req.id;
+                    self.replace(i, Ending::TimedOut { limit, job })?;
                 }
             }
         }

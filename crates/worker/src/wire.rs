@@ -138,6 +138,11 @@ impl OutBuf {
         frame::encode_frame_into(msg, &mut self.buf)
     }
 
+    /// Bytes not yet written.
+    pub fn unsent(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
     /// Whether everything has been written.
     pub fn is_empty(&self) -> bool {
         self.start == self.buf.len()
@@ -156,6 +161,11 @@ impl OutBuf {
         }
         if self.is_empty() {
             self.buf.clear();
+            self.start = 0;
+        } else if self.start * 2 >= self.buf.len() {
+            // Never empty (a busy caller): drop the written half, or the
+            // buffer would grow for as long as the connection lives.
+            self.buf.drain(..self.start);
             self.start = 0;
         }
         Ok(())
@@ -193,5 +203,43 @@ mod tests {
             inbuf.next_frame(1024),
             Err(FrameError::TooLarge { .. })
         ));
+    }
+
+    /// A descriptor that takes at most `room` bytes per `flush_to`.
+    struct Trickle {
+        room: usize,
+        taken: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let n = b.len().min(self.room - self.taken);
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.taken += n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_buffer_that_never_empties_stays_bounded() {
+        let mut out = OutBuf::default();
+        out.push(&"first".to_owned()).unwrap();
+        let frame_len = out.unsent();
+        // Each turn one frame in, one frame's worth out: never empty.
+        for _ in 0..10_000 {
+            out.push(&"again".to_owned()).unwrap();
+            let mut w = Trickle {
+                room: frame_len,
+                taken: 0,
+            };
+            out.flush_to(&mut w).unwrap();
+            assert_eq!(out.unsent(), frame_len);
+        }
+        assert!(out.buf.len() <= 4 * frame_len, "grew to {}", out.buf.len());
     }
 }
