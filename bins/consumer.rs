@@ -79,6 +79,16 @@ fn main() -> ExitCode {
                 }
             ))
             .into()),
+            Outcome::LockHeld { value, producer } => Err(Fail::failed(format!(
+                "timed out after {} waiting for {value}: the board's lock stayed held{}",
+                format_duration(a.timeout.unwrap_or_default()),
+                match producer {
+                    Some(pid) =>
+                        format!(" (producer pid {pid} is alive but not letting go: stopped?)"),
+                    None => String::new(),
+                }
+            ))
+            .into()),
             Outcome::Interrupted => Ok(130),
         }
     })

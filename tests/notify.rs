@@ -543,3 +543,48 @@ fn producer_killed_between_appends_ends_its_watchers_with_1() {
         text(&out.stdout)
     );
 }
+
+/// A producer that is alive but stalled while holding the board's lock (as
+/// after Ctrl-Z) does not make a consumer wait past its `--timeout`, nor
+/// ignore Ctrl-C: the lock wait is bounded too.
+#[test]
+fn a_stalled_lock_holder_does_not_trap_consumers() {
+    let env = Env::new();
+    let name = unique_name("stall");
+    let _clean = BoardCleanup::new(&env, &name);
+    let mut producer = Proc::spawn(cmd(
+        &env,
+        "producer",
+        &name,
+        &["--seed", "5", "--hold-lock", "600s", "--hold-after", "3"],
+    ));
+    let out = producer.stdout_lines();
+    expect_line(&out, "holding the board lock");
+
+    // A value not among those appended before the stall: the consumer
+    // cannot find it and must give up at its timeout.
+    let seq = seeded(5, 4);
+    let v = (0..=100u8).find(|x| !seq.contains(x)).unwrap().to_string();
+    let timed = run(cmd(
+        &env,
+        "consumer",
+        &name,
+        &["--until", &v, "--timeout", "300ms"],
+    ));
+    assert_eq!(timed.status.code(), Some(1), "{}", text(&timed.stderr));
+    let err = text(&timed.stderr);
+    assert!(
+        err.contains(&format!("timed out after 300ms waiting for {v}")),
+        "{err}"
+    );
+    assert!(err.contains("lock stayed held"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let mut waiting = Proc::spawn(verbose(cmd(&env, "consumer", &name, &["--until", &v])));
+    let werr = waiting.stderr_lines();
+    expect_line(&werr, "taking its lock");
+    waiting.signal(nix::sys::signal::Signal::SIGINT);
+    let status = waiting.wait_timeout(HANG);
+    assert_eq!(status.code(), Some(130));
+    assert!(producer.is_running(), "the stalled producer is untouched");
+}

@@ -329,6 +329,23 @@ impl Board {
         Ok(guard)
     }
 
+    /// Takes the board's lock like [`Board::lock`], but gives up one
+    /// [`LOCK_SLICE`] after `deadline`, or as soon as `stop()` says so (checked every
+    /// [`LOCK_SLICE`]): a holder that is alive but stalled (stopped with
+    /// Ctrl-Z, say) must not make a `--timeout` or a Ctrl-C wait forever.
+    /// `Ok(None)`: gave up.
+    pub fn lock_until(
+        &self,
+        deadline: Option<Instant>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Guard<'_>>, BoardError> {
+        let mut guard = Guard {
+            board: self,
+            held: false,
+        };
+        Ok(guard.relock_until(deadline, stop)?.then_some(guard))
+    }
+
     /// Reads a consistent snapshot without taking the lock: retries while a
     /// write is in progress, asking the producer for a short pause when it
     /// keeps losing, for at most `limit`.
@@ -711,7 +728,15 @@ impl Guard<'_> {
     /// sleep makes it return at once: no lost wake-up), and locks again
     /// (repairing if a holder died meanwhile). The caller re-checks its
     /// predicate: wake-ups may be spurious.
-    pub fn wait(&mut self, deadline: Option<Instant>) -> Result<(), BoardError> {
+    ///
+    /// The re-lock gives up at `deadline` or when `stop()` says so (see
+    /// [`Board::lock_until`]): then it returns `Ok(false)` and the guard no
+    /// longer holds the lock, so the caller must only leave.
+    pub fn wait(
+        &mut self,
+        deadline: Option<Instant>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<bool, BoardError> {
         let s = self.board.shared();
         let seen = s.wake.load(Acquire);
         // SAFETY: we hold the mutex (a Guard with `held` exists; `lock`
@@ -723,9 +748,58 @@ impl Guard<'_> {
         if left != Some(Duration::ZERO) {
             futex(&s.wake, libc::FUTEX_WAIT, seen, left);
         }
-        // SAFETY: the mutex was initialised process-shared and robust.
-        let rc = unsafe { libc::pthread_mutex_lock(s.mutex.get()) };
-        self.after_lock(rc)
+        self.relock_until(deadline, stop)
+    }
+
+    /// Whether this guard holds the lock (false after a lock wait gave up).
+    pub fn held(&self) -> bool {
+        self.held
+    }
+
+    /// Takes the mutex in slices of [`LOCK_SLICE`] with
+    /// `pthread_mutex_timedlock`, until it is ours (`Ok(true)`), or the
+    /// deadline (plus one slice) passes or `stop()` holds (`Ok(false)`).
+    fn relock_until(
+        &mut self,
+        deadline: Option<Instant>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<bool, BoardError> {
+        // A lock that is merely busy (a flat-out producer) is had within a
+        // slice: give up only one slice past the deadline.
+        let deadline = deadline.and_then(|d| d.checked_add(LOCK_SLICE));
+        loop {
+            let mut slice = LOCK_SLICE;
+            if let Some(d) = deadline {
+                slice = slice.min(d.saturating_duration_since(Instant::now()));
+            }
+            let abs = realtime_after(slice);
+            // SAFETY: the mutex was initialised process-shared and robust;
+            // `abs` is a valid absolute CLOCK_REALTIME time.
+            let rc = unsafe { libc::pthread_mutex_timedlock(self.s().mutex.get(), &abs) };
+            if rc != libc::ETIMEDOUT {
+                self.after_lock(rc)?;
+                return Ok(true);
+            }
+            self.held = false;
+            if stop() || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+/// How often a bounded lock wait re-checks its deadline and its stop condition.
+pub const LOCK_SLICE: Duration = Duration::from_millis(100);
+
+/// The CLOCK_REALTIME time `d` from now, as `pthread_mutex_timedlock` wants it.
+fn realtime_after(d: Duration) -> libc::timespec {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME)
+        .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+        .unwrap_or_default();
+    let at = now + d;
+    libc::timespec {
+        tv_sec: at.as_secs() as libc::time_t,
+        tv_nsec: at.subsec_nanos() as libc::c_long,
     }
 }
 

@@ -56,6 +56,14 @@ pub enum Outcome {
         /// Values on the board so far (`None`: the board never appeared).
         total: Option<u64>,
     },
+    /// The timeout passed while another process held the board's lock and
+    /// did not let go (a producer stopped with Ctrl-Z, say).
+    LockHeld {
+        /// The value.
+        value: u8,
+        /// The board's producer, if it is alive.
+        producer: Option<i32>,
+    },
     /// SIGINT or SIGTERM.
     Interrupted,
 }
@@ -88,7 +96,18 @@ pub fn consume(opts: &ConsumerOptions, shutdown: &Shutdown) -> Result<Outcome, B
     }
 
     tracing::info!("board {} found; taking its lock", opts.name);
-    let mut g = board.lock()?;
+    let stop = || shutdown.requested();
+    let Some(mut g) = board.lock_until(deadline, &stop)? else {
+        // A live holder kept the lock past our bound.
+        return Ok(if shutdown.requested() {
+            Outcome::Interrupted
+        } else {
+            Outcome::LockHeld {
+                value: v,
+                producer: board.live_producer(),
+            }
+        });
+    };
     g.add_waiter(v, 1);
     let mut watched: Option<i32> = None;
     let mut woke_at: Option<u64> = None;
@@ -149,9 +168,22 @@ pub fn consume(opts: &ConsumerOptions, shutdown: &Shutdown) -> Result<Outcome, B
                 total: Some(g.total()),
             };
         }
-        g.wait(deadline)?;
+        if !g.wait(deadline, &stop)? {
+            // The lock stayed held past our bound: leave without it (our
+            // waiter registration is reaped as a dead waiter's once we exit).
+            break if shutdown.requested() {
+                Outcome::Interrupted
+            } else {
+                Outcome::LockHeld {
+                    value: v,
+                    producer: board.live_producer(),
+                }
+            };
+        }
         woke_at = Some(liveness::monotonic_ns());
     };
-    g.add_waiter(v, -1);
+    if g.held() {
+        g.add_waiter(v, -1);
+    }
     Ok(outcome)
 }

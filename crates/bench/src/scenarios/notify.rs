@@ -233,13 +233,14 @@ fn append_once(ctx: &Ctx, i: usize, count: u64) -> anyhow::Result<f64> {
             if let Ok(mut g) = b.lock() {
                 g.add_waiter(22, 1);
                 while g.active() {
-                    if g.wait(Some(Instant::now() + Duration::from_secs(1)))
-                        .is_err()
-                    {
+                    let deadline = Some(Instant::now() + Duration::from_secs(1));
+                    if !matches!(g.wait(deadline, &|| false), Ok(true)) {
                         break;
                     }
                 }
-                g.add_waiter(22, -1);
+                if g.held() {
+                    g.add_waiter(22, -1);
+                }
             }
         })
     });
