@@ -598,20 +598,11 @@ fn client_pinging_slower_than_idle_timeout_loses_nothing() {
 /// or crashes, and serves again once the flood is gone.
 #[test]
 fn running_out_of_descriptors_is_survived() {
-    if std::process::Command::new("prlimit")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("prlimit(1) not installed: skipped");
-        return;
-    }
     let env = Env::new();
-    let mut c = std::process::Command::new("prlimit");
-    c.env("SYNCOMM_DIR", env.dir())
-        .arg("--nofile=80:80")
-        .arg(bin("ping-server"))
-        .args(["--tcp", "127.0.0.1:0", "--quiet", "--threads", "1"]);
+    let Some(mut c) = under_nofile_limit(&env, 80, "ping-server") else {
+        return;
+    };
+    c.args(["--tcp", "127.0.0.1:0", "--quiet", "--threads", "1"]);
     let mut proc = Proc::spawn(c);
     let out = proc.stdout_lines();
     let first = out.next_line().expect("server printed nothing");

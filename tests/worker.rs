@@ -826,21 +826,12 @@ fn children_killed_during_a_pipelined_burst_lose_and_repeat_nothing() {
 /// once descriptors free up.
 #[test]
 fn running_out_of_descriptors_neither_spins_nor_stops_serving() {
-    if std::process::Command::new("prlimit")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("prlimit(1) not installed: skipped");
-        return;
-    }
     let env = Env::new();
     let name = unique_name("fds");
-    let mut cmd = std::process::Command::new("prlimit");
-    cmd.env("SYNCOMM_DIR", env.dir())
-        .arg("--nofile=30:30")
-        .arg(bin("worker"))
-        .args(["serve", "--name", &name, "--workers", "1"]);
+    let Some(mut cmd) = under_nofile_limit(&env, 30, "worker") else {
+        return;
+    };
+    cmd.args(["serve", "--name", &name, "--workers", "1"]);
     let mut proc = Proc::spawn(cmd);
     let lines = proc.stdout_lines();
     lines.wait_for(|l| l.starts_with("serving "));

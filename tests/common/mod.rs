@@ -64,6 +64,23 @@ impl Env {
     }
 }
 
+/// A command for binary `name` run under `prlimit --nofile=LIMIT:LIMIT`
+/// (util-linux, which `.ci/run` installs), with this environment's
+/// `SYNCOMM_DIR`: for testing what a program does when it runs out of file
+/// descriptors. `None` (and a note on stderr) when prlimit is missing.
+pub fn under_nofile_limit(env: &Env, limit: u32, name: &str) -> Option<Command> {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("prlimit(1) not installed: skipped");
+        return None;
+    }
+    let mut c = Command::new("prlimit");
+    c.env("SYNCOMM_DIR", env.dir())
+        .env_remove("RUST_LOG")
+        .arg(format!("--nofile={limit}:{limit}"))
+        .arg(bin(name));
+    Some(c)
+}
+
 /// A name no other test (or test process) uses: `prefix-PID-N`.
 pub fn unique_name(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
