@@ -546,7 +546,8 @@ fn producer_killed_between_appends_ends_its_watchers_with_1() {
 
 /// A producer that is alive but stalled while holding the board's lock (as
 /// after Ctrl-Z) does not make a consumer wait past its `--timeout`, nor
-/// ignore Ctrl-C: the lock wait is bounded too.
+/// ignore Ctrl-C: the lock wait is bounded too; `monitor --stop` gives up
+/// with a clear error instead of hanging.
 #[test]
 fn a_stalled_lock_holder_does_not_trap_consumers() {
     let env = Env::new();
@@ -586,5 +587,12 @@ fn a_stalled_lock_holder_does_not_trap_consumers() {
     waiting.signal(nix::sys::signal::Signal::SIGINT);
     let status = waiting.wait_timeout(HANG);
     assert_eq!(status.code(), Some(130));
+
+    // `monitor --stop` must write under the lock: it gives up with one line.
+    let stop = run(cmd(&env, "monitor", &name, &["--stop"]));
+    assert_eq!(stop.status.code(), Some(1), "{}", text(&stop.stderr));
+    let err = text(&stop.stderr);
+    assert!(err.contains("the board's lock stayed held for 5s"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     assert!(producer.is_running(), "the stalled producer is untouched");
 }

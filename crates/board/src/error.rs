@@ -51,4 +51,16 @@ pub enum BoardError {
         /// The error.
         source: io::Error,
     },
+    /// Another process held the board's lock past our bound without letting
+    /// go (a producer stopped with Ctrl-Z, say).
+    #[error("the board's lock stayed held for {waited}{}", match producer {
+        Some(pid) => format!(" (producer pid {pid} is alive but not letting go: stopped?)"),
+        None => String::new(),
+    })]
+    LockHeld {
+        /// How long we waited, as written for people.
+        waited: String,
+        /// The board's producer, if it is alive.
+        producer: Option<i32>,
+    },
 }

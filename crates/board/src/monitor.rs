@@ -153,10 +153,20 @@ pub fn monitor(
 
 /// `monitor --stop`: clears `active` (taking the lock briefly: this is a
 /// write) and wakes everyone; the producer sees it and stops. Returns the
-/// producer's pid (0: none).
+/// producer's pid (0: none). Waits for the lock at most [`STOP_LOCK_WAIT`]:
+/// a holder that is alive but stalled gets a clear error, not a hang.
 pub fn stop(name: &Name) -> Result<i32, BoardError> {
     let board = Board::open(name)?;
-    let mut g = board.lock()?;
+    let deadline = Instant::now() + STOP_LOCK_WAIT;
+    let Some(mut g) = board.lock_until(Some(deadline), &|| false)? else {
+        return Err(BoardError::LockHeld {
+            waited: syncomm_common::duration::format_duration(STOP_LOCK_WAIT),
+            producer: board.live_producer(),
+        });
+    };
     g.stop();
     Ok(g.producer_pid())
 }
+
+/// How long `monitor --stop` waits for the board's lock.
+pub const STOP_LOCK_WAIT: Duration = Duration::from_secs(5);
