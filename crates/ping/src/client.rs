@@ -318,10 +318,7 @@ impl Summary {
 /// Stops after `count` pings or when `shutdown` is requested. Errors are
 /// only those of writing `out`; lost pings are counted in the summary.
 pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::Result<Summary> {
-    let payload = protocol::make_payload(cfg.payload);
-    let mut request = Vec::new();
-    protocol::write_ping(&payload, &mut request);
-    let expected = protocol::expected_pong(&payload);
+    let (request, expected) = protocol::exchange(cfg.payload);
     let mut buf = Vec::with_capacity(expected.len());
     let mut conn: Option<Stream> = None;
     let mut sum = Summary::default();

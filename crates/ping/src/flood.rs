@@ -151,10 +151,7 @@ pub fn flood(cfg: &FloodConfig, shutdown: &Shutdown) -> FloodReport {
 
 /// One flood client: ping, time, repeat, until told to stop.
 fn client_loop(cfg: &FloodConfig, stop: &AtomicBool, tickets: &AtomicU64) -> FloodReport {
-    let payload = protocol::make_payload(cfg.payload);
-    let mut request = Vec::new();
-    protocol::write_ping(&payload, &mut request);
-    let expected = protocol::expected_pong(&payload);
+    let (request, expected) = protocol::exchange(cfg.payload);
     let mut buf = Vec::with_capacity(expected.len());
     let mut conn: Option<Stream> = None;
     let mut r = FloodReport {

@@ -80,6 +80,16 @@ pub fn expected_pong(payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The request line for a payload of `payload_len` bytes (see
+/// [`make_payload`]) and the exact answer a server owes it: what a client
+/// sends and checks on every ping.
+pub fn exchange(payload_len: usize) -> (Vec<u8>, Vec<u8>) {
+    let payload = make_payload(payload_len);
+    let mut request = Vec::with_capacity(payload_len + 6);
+    write_ping(&payload, &mut request);
+    (request, expected_pong(&payload))
+}
+
 /// A printable payload of `len` bytes (`abc...xyzabc...`), for `-s`.
 pub fn make_payload(len: usize) -> Vec<u8> {
     (0..len).map(|i| b'a' + (i % 26) as u8).collect()

@@ -472,25 +472,8 @@ impl Server {
                 refuse_busy(fd, peer, ctx, conns);
                 continue;
             }
-            let conn = Conn {
-                fd,
-                peer,
-                inbuf: Vec::new(),
-                scanned: 0,
-                outbuf: Vec::new(),
-                state: State::Open,
-                deadline: ctx.idle.map(|d| ctx.now + d),
-                interest: EpollFlags::EPOLLIN,
-                token: 0,
-            };
-            let slot = conns.insert(conn);
-            let conn = conns.get_mut(slot).expect("just inserted");
-            if ctx
-                .epoll
-                .add(&conn.fd, EpollEvent::new(EpollFlags::EPOLLIN, slot as u64))
-                .is_err()
-            {
-                conns.remove(slot);
+            let deadline = ctx.idle.map(|d| ctx.now + d);
+            if !register(fd, peer, State::Open, deadline, ctx, conns) {
                 ctx.open.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -548,14 +531,30 @@ fn start_lingering(fd: OwnedFd, peer: Peer, ctx: &mut Ctx<'_>, conns: &mut Slab)
     if ctx.lingering >= MAX_LINGERING || ctx.draining {
         return; // dropped: closed at once
     }
+    let deadline = Some(ctx.now + LINGER);
+    if register(fd, peer, State::Lingering, deadline, ctx, conns) {
+        ctx.lingering += 1;
+    }
+}
+
+/// Puts a new connection in the table and in this loop's epoll set (input
+/// wanted); `false` (and the socket closed) if epoll refuses it.
+fn register(
+    fd: OwnedFd,
+    peer: Peer,
+    state: State,
+    deadline: Option<Instant>,
+    ctx: &mut Ctx<'_>,
+    conns: &mut Slab,
+) -> bool {
     let conn = Conn {
         fd,
         peer,
         inbuf: Vec::new(),
         scanned: 0,
         outbuf: Vec::new(),
-        state: State::Lingering,
-        deadline: Some(ctx.now + LINGER),
+        state,
+        deadline,
         interest: EpollFlags::EPOLLIN,
         token: 0,
     };
@@ -567,9 +566,9 @@ fn start_lingering(fd: OwnedFd, peer: Peer, ctx: &mut Ctx<'_>, conns: &mut Slab)
         .is_err()
     {
         conns.remove(slot);
-        return;
+        return false;
     }
-    ctx.lingering += 1;
+    true
 }
 
 /// Updates the counters for a connection leaving the table (its socket closes on drop).
