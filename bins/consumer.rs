@@ -89,7 +89,7 @@ fn main() -> ExitCode {
                 }
             ))
             .into()),
-            Outcome::Interrupted => Ok(130),
+            Outcome::Interrupted => Ok(shutdown.exit_code()),
         }
     })
 }

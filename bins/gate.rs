@@ -158,7 +158,7 @@ fn take(args: &Args) -> anyhow::Result<u8> {
             ))
             .into());
         }
-        Acquire::Interrupted => return Ok(interrupted(&shutdown)),
+        Acquire::Interrupted => return Ok(shutdown.exit_code()),
     };
     if let Some((program, rest)) = args.command.split_first() {
         // Become the command: the slot's SEM_UNDO record survives execve, so
@@ -197,17 +197,12 @@ fn demo(args: &Args, gate: &Gate, slot: u16, shutdown: &Shutdown) -> anyhow::Res
     shutdown.sleep(hold);
     if shutdown.requested() {
         gate.release(slot)?;
-        return Ok(interrupted(shutdown));
+        return Ok(shutdown.exit_code());
     }
     writeln!(out, "{id} finished critical section")?;
     out.flush()?;
     gate.release(slot)?;
     Ok(0)
-}
-
-fn interrupted(shutdown: &Shutdown) -> u8 {
-    let sig = shutdown.signal().unwrap_or(libc::SIGTERM);
-    128 + sig as u8
 }
 
 /// An I/O error's reason without the "(os error N)" suffix.

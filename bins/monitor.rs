@@ -102,7 +102,7 @@ fn main() -> ExitCode {
             ))
             .into()),
             MonitorEnd::TimedOut => Err(Fail::failed("timed out").into()),
-            MonitorEnd::Interrupted => Ok(130),
+            MonitorEnd::Interrupted => Ok(shutdown.exit_code()),
         }
     })
 }

@@ -111,7 +111,7 @@ fn write(path: &Path, args: &Args) -> anyhow::Result<u8> {
                 "scribe: interrupted after {written} of {} lines (each written whole)",
                 opts.count
             );
-            Ok(128 + shutdown.signal().unwrap_or(libc::SIGTERM) as u8)
+            Ok(shutdown.exit_code())
         }
     }
 }

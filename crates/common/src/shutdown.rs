@@ -80,6 +80,13 @@ impl Shutdown {
         }
     }
 
+    /// The exit status of a program that stopped because of the request:
+    /// 128+N for signal N, as a shell reports a death by that signal (130 for
+    /// Ctrl-C, 143 for `kill`); 130 when requested without a signal.
+    pub fn exit_code(&self) -> u8 {
+        128u8.saturating_add(self.signal().unwrap_or(SIGINT) as u8)
+    }
+
     /// A descriptor that becomes readable when a shutdown signal arrives; add
     /// it to a `poll(2)` set. Call [`Shutdown::drain`] after it fires.
     pub fn wake_fd(&self) -> BorrowedFd<'_> {
@@ -134,5 +141,6 @@ mod tests {
         s.request();
         assert!(s.requested());
         assert_eq!(s.signal(), None);
+        assert_eq!(s.exit_code(), 130);
     }
 }
