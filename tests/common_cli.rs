@@ -1,4 +1,4 @@
-//! The conventions every program shares (DESIGN.md), checked on the real binaries.
+//! The conventions every program shares (docs/DESIGN.md), checked on the real binaries.
 mod common;
 
 use common::{run, text, Env};

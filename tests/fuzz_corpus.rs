@@ -29,10 +29,9 @@ fn every_committed_fuzz_input_passes_its_check() {
     for &(name, check) in syncomm_fuzzcheck::TARGETS {
         let seeds = inputs(&root.join("corpus").join(name));
         let found = inputs(&root.join("regressions").join(name));
-        assert!(
-            !seeds.is_empty(),
-            "fuzz target {name} has no seed corpus in fuzz/corpus/{name}/"
-        );
+        if seeds.is_empty() {
+            failures.push(format!("fuzz/corpus/{name}/ holds no seed input"));
+        }
         for file in seeds.iter().chain(&found) {
             let data = fs::read(file).expect("read a corpus file");
             if panic::catch_unwind(|| check(&data)).is_err() {

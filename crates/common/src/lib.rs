@@ -18,7 +18,7 @@
 //!
 //! ## Why these crates
 //! - `signal-hook`: async-signal-safe handlers written once, well kept.
-//! - `bincode` 2 + `serde`: the frame body format fixed in DESIGN.md.
+//! - `bincode` 2 + `serde`: the frame body format fixed in docs/DESIGN.md.
 //! - `serde_json`: `--json` output that scripts can parse.
 //! - `anyhow`: binaries report error chains; the runner in [`exit`] prints them.
 #![deny(missing_docs)]
