@@ -98,7 +98,7 @@ pub fn check(data: &[u8]) {
     let mut expected = Vec::new();
     let mut failed_at = None;
     let mut lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
-    if input.last().is_none_or(|&b| b == b'\n') {
+    if input.last().map_or(true, |&b| b == b'\n') {
         lines.pop(); // no record after the final newline (or in empty input)
     }
     let mut written = 0u64;
