@@ -72,7 +72,7 @@ struct Cli {
     verbose: bool,
 
     /// Kill everything COMMAND started (its group, and descendants that left
-    /// it) when COMMAND ends or is killed [default].
+    /// it) when COMMAND ends or is killed (the default).
     #[arg(long, overrides_with = "no_tree")]
     tree: bool,
 

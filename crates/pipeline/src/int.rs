@@ -2,7 +2,7 @@
 //!
 //! The integer stages handle millions of records a second, so they neither
 //! allocate nor go through `str::parse`/`format!` per record: [`parse_i64`]
-//! reads ASCII digits straight from the line's bytes and [`format_i64`] writes
+//! reads ASCII digits straight from the line's bytes and [`format_i64_line`] writes
 //! digits into a small stack buffer. Both are checked: a number outside the
 //! `i64` range is an error, never a wrap.
 
