@@ -14,9 +14,10 @@
 //!   files; a locker checks after `flock` that the file it locked is still the
 //!   one at the path, and starts again if it was removed meanwhile.
 //!
-//! Neither file may be a symlink or anything but a regular file: such a file is
-//! refused with a clear error (never followed, never opened blocking, so a FIFO
-//! cannot hang us). A registry that does not parse is moved aside to
+//! Neither file may be a symlink, anything but a regular file, or owned by
+//! another user (even when we run as root): such a file is refused with a
+//! clear error (never followed, never opened blocking, so a FIFO cannot hang
+//! us, never read or replaced). A registry that does not parse is moved aside to
 //! `discover.NAME.reg.corrupt` and a fresh one started.
 //!
 //! ## Format
@@ -251,6 +252,17 @@ pub enum FileError {
         /// What it is instead.
         kind: &'static str,
     },
+    /// The file belongs to another user: never trusted, never changed, even
+    /// when we run as root.
+    #[error("{path} is owned by uid {owner}, not by us (uid {me}); refusing it (if no other user's discover is using it, remove it)")]
+    Foreign {
+        /// The path.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Our effective uid.
+        me: u32,
+    },
     /// An operation on the path failed.
     #[error("cannot {what} {path}: {source}")]
     Io {
@@ -329,10 +341,8 @@ fn open_regular(path: &Path, opts: &mut OpenOptions) -> Result<Option<File>, Fil
         }
         Err(e) => return Err(io_err("open", path)(e)),
     };
-    let ft = file
-        .metadata()
-        .map_err(io_err("inspect", path))?
-        .file_type();
+    let meta = file.metadata().map_err(io_err("inspect", path))?;
+    let ft = meta.file_type();
     if !ft.is_file() {
         let kind = if ft.is_dir() {
             "directory"
@@ -348,7 +358,31 @@ fn open_regular(path: &Path, opts: &mut OpenOptions) -> Result<Option<File>, Fil
             kind,
         });
     }
+    check_owner(path, &meta)?;
     Ok(Some(file))
+}
+
+/// Refuses a file that another user owns (whatever our privileges).
+fn check_owner(path: &Path, meta: &std::fs::Metadata) -> Result<(), FileError> {
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(FileError::Foreign {
+            path: path.to_owned(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    Ok(())
+}
+
+/// Removes `path` if it is there, but refuses (and keeps) a file of another user.
+fn remove_ours(path: &Path) -> Result<(), FileError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => check_owner(path, &meta)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("inspect", path)(e)),
+    }
+    remove_if_present(path)
 }
 
 /// What reading the registry found.
@@ -395,11 +429,11 @@ pub fn read(paths: &Paths) -> Result<Loaded, FileError> {
 pub fn write(paths: &Paths, reg: &Registry) -> Result<(), FileError> {
     if reg.entries.is_empty() {
         // Also a temp file a writer killed mid-write may have left.
-        remove_if_present(&paths.temp)?;
+        remove_ours(&paths.temp)?;
         return remove_if_present(&paths.registry);
     }
     // A writer killed between create and rename left this behind; it is ours to replace.
-    remove_if_present(&paths.temp)?;
+    remove_ours(&paths.temp)?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -440,6 +474,8 @@ fn exchange(_a: &Path, _b: &Path) -> nix::Result<()> {
 
 /// Moves a corrupt registry aside (to `.corrupt`), so a fresh one can start.
 pub fn quarantine(paths: &Paths) -> Result<(), FileError> {
+    // Never replace another user's file.
+    remove_ours(&paths.corrupt)?;
     std::fs::rename(&paths.registry, &paths.corrupt).map_err(io_err("move aside", &paths.registry))
 }
 
