@@ -131,7 +131,26 @@ impl Registry {
         s
     }
 
-    /// Parses the text form strictly: anything unexpected is an error.
+    /// Parses a registry file's bytes, as [`read`] does: at most
+    /// [`MAX_REGISTRY_BYTES`], UTF-8, then [`Registry::parse`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Registry, ParseError> {
+        if bytes.len() as u64 > MAX_REGISTRY_BYTES {
+            return Err(ParseError {
+                line: 1,
+                why: format!("the file is larger than {MAX_REGISTRY_BYTES} bytes"),
+            });
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| ParseError {
+            line: 1,
+            why: "the file is not text".into(),
+        })?;
+        Registry::parse(text)
+    }
+
+    /// Parses the text form strictly: anything unexpected is an error, and
+    /// numbers are written as [`Registry::render`] writes them (decimal
+    /// digits, no sign, no leading zero), so a registry that parses renders
+    /// back to the very same text.
     pub fn parse(text: &str) -> Result<Registry, ParseError> {
         let mut lines = text.split('\n').enumerate().map(|(i, l)| (i + 1, l));
         let mut next = |want: &str| {
@@ -147,8 +166,8 @@ impl Registry {
             return bad(n, format!("expected the header {MAGIC:?}"));
         }
         let (n, l) = next("\"members M\"")?;
-        let members = match l.strip_prefix("members ").map(str::parse::<usize>) {
-            Some(Ok(m)) if (1..=MAX_MEMBERS).contains(&m) => m,
+        let members = match l.strip_prefix("members ").and_then(number::<usize>) {
+            Some(m) if (1..=MAX_MEMBERS).contains(&m) => m,
             _ => {
                 return bad(
                     n,
@@ -192,11 +211,11 @@ impl Registry {
                         line: n,
                         why: e.to_string(),
                     })?;
-                    let pid = match pid.parse::<i32>() {
-                        Ok(p) if p > 0 => p,
+                    let pid = match number::<i32>(pid) {
+                        Some(p) if p > 0 => p,
                         _ => return bad(n, format!("bad pid {pid:?}")),
                     };
-                    let Ok(start) = start.parse::<u64>() else {
+                    let Some(start) = number::<u64>(start) else {
                         return bad(n, format!("bad start time {start:?}"));
                     };
                     let seen = match *state {
@@ -236,6 +255,13 @@ impl Registry {
             None => bad(text.split('\n').count(), "no newline after \"end\"".into()),
         }
     }
+}
+
+/// A number in canonical decimal (digits only, no leading zero but "0" itself).
+fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    canonical.then(|| s.parse().ok()).flatten()
 }
 
 /// What went wrong with a registry or lock file.
@@ -406,19 +432,7 @@ pub fn read(paths: &Paths) -> Result<Loaded, FileError> {
     file.take(MAX_REGISTRY_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(io_err("read", path))?;
-    if bytes.len() as u64 > MAX_REGISTRY_BYTES {
-        return Ok(Loaded::Corrupt(ParseError {
-            line: 1,
-            why: format!("the file is larger than {MAX_REGISTRY_BYTES} bytes"),
-        }));
-    }
-    let Ok(text) = String::from_utf8(bytes) else {
-        return Ok(Loaded::Corrupt(ParseError {
-            line: 1,
-            why: "the file is not text".into(),
-        }));
-    };
-    Ok(match Registry::parse(&text) {
+    Ok(match Registry::from_bytes(&bytes) {
         Ok(reg) => Loaded::Found(reg),
         Err(e) => Loaded::Corrupt(e),
     })
@@ -668,6 +682,9 @@ mod tests {
             &text.replace("member b 11", "member a 11"),
             &text.replace("waiting", "sleeping"),
             &text.replace(" 11 ", " -11 "),
+            &text.replace(" 11 ", " +11 "),
+            &text.replace(" 11 ", " 011 "),
+            &text.replace("members 2", "members 02"),
             &text.replace("group a b", "group a c"),
             &format!("{text}extra\n"),
         ] {
