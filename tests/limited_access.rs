@@ -361,3 +361,39 @@ fn remove_only_when_idle() {
         .success());
     assert_eq!(sem.status()["slots"], 5);
 }
+
+/// A runtime file owned by another user (uid 65534, planted by root) is
+/// refused with one line (exit 1) by a taking gate, `--status` and
+/// `--remove` alike, and left untouched — even though we run as root and
+/// could read it, and before would have "repaired" it by writing a key of
+/// our own into it. (Only runs as root: nobody else can chown.)
+#[test]
+fn a_runtime_file_of_another_user_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: cannot plant a file of another user; skipped");
+        return;
+    }
+    let sem = Sem::new();
+    let path = sem.sem_file();
+    let content = "syncomm-gate 1 key=2147483001\n";
+    std::fs::write(&path, content).unwrap();
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    for args in [
+        &["--timeout", "5s", "--", "true"][..],
+        &["--status"],
+        &["--remove"],
+    ] {
+        let out = run(sem.gate(args));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("is owned by uid 65534"), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert_eq!(meta.uid(), 65534);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), content);
+    // Hand the file back to us, so that Sem's `gate --remove` cleans up
+    // whatever an unfixed gate may have created.
+    std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
+}

@@ -17,7 +17,9 @@
 //!   directory (another member changed the registry), one pidfd per other
 //!   member (a member died: a dead process writes nothing, so only its pidfd
 //!   can tell), and the SIGINT/SIGTERM wake-up descriptor, bounded by
-//!   `--timeout`. Each wake-up re-reads the registry; no spinning.
+//!   `--timeout`. Each wake-up re-reads the registry; no spinning. Members
+//!   beyond the descriptor budget ([`fds`]) are checked in `/proc` now and
+//!   then instead; one whose state cannot be read is never taken for dead.
 //! - **Barrier**: the member whose arrival makes M fixes the group in the
 //!   registry (`group a b c`). Then each member marks itself `seen`. The one
 //!   whose mark makes everyone `seen` removes the registry and lock files; the
@@ -41,6 +43,7 @@
 //! - [`registry`]: the file format, atomic replacement, the lock.
 #![deny(missing_docs)]
 
+pub mod fds;
 pub mod id;
 pub mod liveness;
 pub mod registry;
@@ -60,12 +63,21 @@ use syncomm_common::shutdown::Shutdown;
 use syncomm_common::Name;
 
 pub use id::{IdError, MemberId};
-use liveness::Stamp;
+use liveness::{Liveness, Stamp};
 use registry::{Entry, FileError, Loaded, Locked, Paths, Registry, MAX_MEMBERS};
 
 /// How often to look again when the kernel cannot notify us (no inotify
 /// instance left, or no pidfd support).
 const FALLBACK_RECHECK: Duration = Duration::from_millis(50);
+
+/// Members checked in `/proc` rather than by pidfd (beyond the descriptor
+/// budget) are each read at most once per this much time per member of
+/// theirs, so that a member holding many of them spends a bounded effort:
+/// 20 such members are read every 100 ms, 400 every 2 s.
+const RECHECK_PER_MEMBER: Duration = Duration::from_millis(5);
+
+/// The longest interval between two `/proc` checks of a member.
+const RECHECK_MAX: Duration = Duration::from_secs(2);
 
 /// How long a member that gave up waits for the lock to remove its entry.
 const WITHDRAW_GRACE: Duration = Duration::from_secs(2);
@@ -388,6 +400,10 @@ struct Member<'a> {
     pidfds: HashMap<Stamp, OwnedFd>,
     /// Whether some member could not get a pidfd (then we look again now and then).
     pidfd_missing: bool,
+    /// How many pidfds we may hold ([`fds::pidfd_budget`]).
+    pidfd_budget: usize,
+    /// Members without a pidfd, and when `/proc` last showed them alive.
+    checked: HashMap<Stamp, Instant>,
     deadline: Option<Instant>,
     shutdown: &'a Shutdown,
     report: &'a dyn Fn(&str),
@@ -424,14 +440,26 @@ impl Member<'_> {
         }
         let lock = self.lock()?;
         let loaded = self.load(true)?.flatten();
+        let absent = loaded.is_none();
         let mut phase = self.phase.clone();
-        let (write, next) = self.decide(loaded, &mut phase)?;
-        if let Some(reg) = write {
-            registry::write(&self.paths, &reg)?;
-            if reg.entries.is_empty() {
-                lock.remove_file()?;
-            }
+        let decided = self.decide(loaded, &mut phase);
+        if let Ok((Some(reg), _)) = &decided {
+            registry::write(&self.paths, reg)?;
         }
+        // When nobody is registered any more, the lock file goes too, and
+        // that includes a lock file our own lock() just created: a member
+        // that found a departing member dead and came to clear the finished
+        // group, while another member had already cleared it and removed the
+        // lock file, re-creates the lock file in lock() and finds no
+        // registry; it must not leave that file behind.
+        let nobody = match &decided {
+            Ok((Some(reg), _)) => reg.entries.is_empty(),
+            _ => absent,
+        };
+        if nobody {
+            lock.remove_file()?;
+        }
+        let (_, next) = decided?;
         self.phase = phase;
         Ok(next)
     }
@@ -459,35 +487,57 @@ impl Member<'_> {
     /// once, and its start time checked once, right after the open (a pidfd
     /// pins the process, so a pid reused later cannot fool it); from then on
     /// one `poll(2)` over all pidfds, not waiting, tells who has exited.
-    /// Without pidfd support, each look reads `/proc/PID/stat` instead.
+    ///
+    /// Members beyond the descriptor budget ([`fds`]), or for which no pidfd
+    /// can be had (no pidfd support, no descriptor left), are checked by pid
+    /// and start time in `/proc` at each look, and looks then come at least
+    /// every [`FALLBACK_RECHECK`]. A member whose state cannot be read at all
+    /// is *not* dead: "cannot tell" is never taken for "gone".
     fn dead_members(&mut self, reg: &Registry) -> HashSet<Stamp> {
         let mut dead = HashSet::new();
-        self.pidfds
-            .retain(|s, _| reg.entries.iter().any(|e| e.stamp == *s));
-        self.pidfd_missing = false;
+        let present = |s: &Stamp| reg.entries.iter().any(|e| e.stamp == *s);
+        self.pidfds.retain(|s, _| present(s));
+        self.checked.retain(|s, _| present(s));
+        let recheck = self.recheck_every();
         for e in &reg.entries {
             let s = e.stamp;
             if s == self.me || self.pidfds.contains_key(&s) {
                 continue;
             }
-            match liveness::pidfd_open(s.pid) {
-                Ok(fd) if s.is_alive() => {
+            if self.checked.get(&s).is_some_and(|t| t.elapsed() < recheck) {
+                continue; // seen alive lately; its next check is due later
+            }
+            let fd = if self.pidfds.len() < self.pidfd_budget {
+                match liveness::pidfd_open(s.pid) {
+                    Ok(fd) => Some(fd),
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                        self.checked.remove(&s);
+                        dead.insert(s);
+                        continue;
+                    }
+                    // ENOSYS, EMFILE, ENFILE...: fall back to /proc.
+                    Err(_) => None,
+                }
+            } else {
+                None
+            };
+            match (s.liveness(), fd) {
+                (Liveness::Dead, _) => {
+                    self.checked.remove(&s);
+                    dead.insert(s);
+                }
+                (Liveness::Alive, Some(fd)) => {
+                    self.checked.remove(&s);
                     self.pidfds.insert(s, fd);
                 }
-                Ok(_) => {
-                    dead.insert(s);
+                (Liveness::Alive, None) => {
+                    self.checked.insert(s, Instant::now());
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
-                    dead.insert(s);
-                }
-                Err(_) => {
-                    self.pidfd_missing = true;
-                    if !s.is_alive() {
-                        dead.insert(s);
-                    }
-                }
+                // Cannot tell: not dead. Checked again at the next look.
+                (Liveness::Unknown(_), _) => {}
             }
         }
+        self.pidfd_missing = self.others_in(reg).any(|s| !self.pidfds.contains_key(&s));
         let stamps: Vec<Stamp> = self.pidfds.keys().copied().collect();
         let mut fds: Vec<PollFd<'_>> = stamps
             .iter()
@@ -501,6 +551,21 @@ impl Member<'_> {
             }
         }
         dead
+    }
+
+    /// The other members in `reg`.
+    fn others_in<'r>(&self, reg: &'r Registry) -> impl Iterator<Item = Stamp> + 'r {
+        let me = self.me;
+        reg.entries
+            .iter()
+            .map(|e| e.stamp)
+            .filter(move |s| *s != me)
+    }
+
+    /// How often members without a pidfd are checked in `/proc`.
+    fn recheck_every(&self) -> Duration {
+        let n = u32::try_from(self.checked.len()).unwrap_or(u32::MAX);
+        (RECHECK_PER_MEMBER.saturating_mul(n)).clamp(FALLBACK_RECHECK, RECHECK_MAX)
     }
 
     /// Takes the registry lock, bounded by the deadline and shutdown signals.
@@ -564,7 +629,14 @@ impl Member<'_> {
                 .deadline
                 .map(|d| d.saturating_duration_since(Instant::now()));
             if fallback {
-                limit = Some(limit.map_or(FALLBACK_RECHECK, |l| l.min(FALLBACK_RECHECK)));
+                // Without inotify, the registry itself must be re-read often;
+                // with it, only the members without a pidfd need a look.
+                let every = if self.inotify.is_none() {
+                    FALLBACK_RECHECK
+                } else {
+                    self.recheck_every()
+                };
+                limit = Some(limit.map_or(every, |l| l.min(every)));
             }
             let timeout = match limit {
                 None => PollTimeout::NONE,
@@ -650,19 +722,25 @@ impl Member<'_> {
                 ),
             });
         };
-        if let Loaded::Found(mut reg) = registry::read(&self.paths)? {
-            let before = reg.entries.len();
-            reg.entries.retain(|e| e.stamp != self.me);
-            if finished(&reg) {
-                // We were the last one the others waited for.
-                reg.entries.clear();
-            }
-            if reg.entries.len() != before {
-                registry::write(&self.paths, &reg)?;
-                if reg.entries.is_empty() {
-                    lock.remove_file()?;
+        match registry::read(&self.paths)? {
+            Loaded::Found(mut reg) => {
+                let before = reg.entries.len();
+                reg.entries.retain(|e| e.stamp != self.me);
+                if finished(&reg) {
+                    // We were the last one the others waited for.
+                    reg.entries.clear();
+                }
+                if reg.entries.len() != before {
+                    registry::write(&self.paths, &reg)?;
+                    if reg.entries.is_empty() {
+                        lock.remove_file()?;
+                    }
                 }
             }
+            // Nobody is registered: no lock file either (we may have just
+            // re-created it).
+            Loaded::Missing => lock.remove_file()?,
+            Loaded::Corrupt(_) => {}
         }
         self.phase = Phase::Arriving;
         Ok(())
@@ -722,6 +800,8 @@ pub fn discover(
         inotify,
         pidfds: HashMap::new(),
         pidfd_missing: false,
+        pidfd_budget: fds::pidfd_budget(),
+        checked: HashMap::new(),
         deadline,
         shutdown,
         report,
@@ -768,7 +848,12 @@ pub fn list(name: &Name) -> Result<Listing, Error> {
             }))
         }
     };
-    let mut live: Vec<&Entry> = reg.entries.iter().filter(|e| e.stamp.is_alive()).collect();
+    // A member whose state cannot be read is listed: only the known dead are not.
+    let mut live: Vec<&Entry> = reg
+        .entries
+        .iter()
+        .filter(|e| !matches!(e.stamp.liveness(), Liveness::Dead))
+        .collect();
     live.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(Listing {
         members: if live.is_empty() { 0 } else { reg.members },

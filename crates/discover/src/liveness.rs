@@ -20,27 +20,59 @@ pub struct Stamp {
     pub start: u64,
 }
 
+/// What `/proc` says about a registered member.
+#[derive(Debug)]
+pub enum Liveness {
+    /// Its process runs (same pid, same start time).
+    Alive,
+    /// No process has that pid, it is a zombie, or the pid now belongs to a
+    /// process that started at another time.
+    Dead,
+    /// We cannot tell (e.g. no descriptor left to read `/proc` with). Never
+    /// taken for dead: the caller looks again later.
+    Unknown(io::Error),
+}
+
 impl Stamp {
     /// This process's stamp.
     pub fn own() -> io::Result<Stamp> {
         let pid = std::process::id() as i32;
-        let start = start_time(pid).ok_or_else(|| {
+        let start = start_time(pid)?.ok_or_else(|| {
             io::Error::other("cannot read our own start time from /proc/self/stat")
         })?;
         Ok(Stamp { pid, start })
     }
 
-    /// Whether this process is still running (same pid, same start time).
+    /// Whether this process is still running, is gone, or cannot be told.
+    pub fn liveness(&self) -> Liveness {
+        if self.pid <= 0 {
+            return Liveness::Dead;
+        }
+        match start_time(self.pid) {
+            Ok(Some(start)) if start == self.start => Liveness::Alive,
+            Ok(_) => Liveness::Dead,
+            Err(e) => Liveness::Unknown(e),
+        }
+    }
+
+    /// Whether this process is known to be running (same pid, same start
+    /// time); `false` when it is gone *or* cannot be told.
     pub fn is_alive(&self) -> bool {
-        self.pid > 0 && start_time(self.pid) == Some(self.start)
+        matches!(self.liveness(), Liveness::Alive)
     }
 }
 
-/// The start time of process `pid`, or `None` when there is no such process
-/// or it is a zombie (dead, not yet reaped by its parent).
-pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&stat)
+/// The start time of process `pid`: `Ok(None)` when there is no such process
+/// or it is a zombie (dead, not yet reaped by its parent), an error when
+/// `/proc` cannot be read for another reason (no descriptor left, no memory):
+/// then nobody can say whether the process lives.
+pub fn start_time(pid: i32) -> io::Result<Option<u64>> {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => Ok(parse_start_time(&stat)),
+        // No such process; or it exited while we read its file.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Field 22 of a `/proc/PID/stat` line, `None` for a zombie or dead process.

@@ -14,9 +14,10 @@
 //!   files; a locker checks after `flock` that the file it locked is still the
 //!   one at the path, and starts again if it was removed meanwhile.
 //!
-//! Neither file may be a symlink or anything but a regular file: such a file is
-//! refused with a clear error (never followed, never opened blocking, so a FIFO
-//! cannot hang us). A registry that does not parse is moved aside to
+//! Neither file may be a symlink, anything but a regular file, or owned by
+//! another user (even when we run as root): such a file is refused with a
+//! clear error (never followed, never opened blocking, so a FIFO cannot hang
+//! us, never read or replaced). A registry that does not parse is moved aside to
 //! `discover.NAME.reg.corrupt` and a fresh one started.
 //!
 //! ## Format
@@ -130,7 +131,26 @@ impl Registry {
         s
     }
 
-    /// Parses the text form strictly: anything unexpected is an error.
+    /// Parses a registry file's bytes, as [`read`] does: at most
+    /// [`MAX_REGISTRY_BYTES`], UTF-8, then [`Registry::parse`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Registry, ParseError> {
+        if bytes.len() as u64 > MAX_REGISTRY_BYTES {
+            return Err(ParseError {
+                line: 1,
+                why: format!("the file is larger than {MAX_REGISTRY_BYTES} bytes"),
+            });
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| ParseError {
+            line: 1,
+            why: "the file is not text".into(),
+        })?;
+        Registry::parse(text)
+    }
+
+    /// Parses the text form strictly: anything unexpected is an error, and
+    /// numbers are written as [`Registry::render`] writes them (decimal
+    /// digits, no sign, no leading zero), so a registry that parses renders
+    /// back to the very same text.
     pub fn parse(text: &str) -> Result<Registry, ParseError> {
         let mut lines = text.split('\n').enumerate().map(|(i, l)| (i + 1, l));
         let mut next = |want: &str| {
@@ -146,8 +166,8 @@ impl Registry {
             return bad(n, format!("expected the header {MAGIC:?}"));
         }
         let (n, l) = next("\"members M\"")?;
-        let members = match l.strip_prefix("members ").map(str::parse::<usize>) {
-            Some(Ok(m)) if (1..=MAX_MEMBERS).contains(&m) => m,
+        let members = match l.strip_prefix("members ").and_then(number::<usize>) {
+            Some(m) if (1..=MAX_MEMBERS).contains(&m) => m,
             _ => {
                 return bad(
                     n,
@@ -191,11 +211,11 @@ impl Registry {
                         line: n,
                         why: e.to_string(),
                     })?;
-                    let pid = match pid.parse::<i32>() {
-                        Ok(p) if p > 0 => p,
+                    let pid = match number::<i32>(pid) {
+                        Some(p) if p > 0 => p,
                         _ => return bad(n, format!("bad pid {pid:?}")),
                     };
-                    let Ok(start) = start.parse::<u64>() else {
+                    let Some(start) = number::<u64>(start) else {
                         return bad(n, format!("bad start time {start:?}"));
                     };
                     let seen = match *state {
@@ -237,6 +257,13 @@ impl Registry {
     }
 }
 
+/// A number in canonical decimal (digits only, no leading zero but "0" itself).
+fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    canonical.then(|| s.parse().ok()).flatten()
+}
+
 /// What went wrong with a registry or lock file.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -250,6 +277,17 @@ pub enum FileError {
         path: PathBuf,
         /// What it is instead.
         kind: &'static str,
+    },
+    /// The file belongs to another user: never trusted, never changed, even
+    /// when we run as root.
+    #[error("{path} is owned by uid {owner}, not by us (uid {me}); refusing it (if no other user's discover is using it, remove it)")]
+    Foreign {
+        /// The path.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Our effective uid.
+        me: u32,
     },
     /// An operation on the path failed.
     #[error("cannot {what} {path}: {source}")]
@@ -329,10 +367,8 @@ fn open_regular(path: &Path, opts: &mut OpenOptions) -> Result<Option<File>, Fil
         }
         Err(e) => return Err(io_err("open", path)(e)),
     };
-    let ft = file
-        .metadata()
-        .map_err(io_err("inspect", path))?
-        .file_type();
+    let meta = file.metadata().map_err(io_err("inspect", path))?;
+    let ft = meta.file_type();
     if !ft.is_file() {
         let kind = if ft.is_dir() {
             "directory"
@@ -348,7 +384,31 @@ fn open_regular(path: &Path, opts: &mut OpenOptions) -> Result<Option<File>, Fil
             kind,
         });
     }
+    check_owner(path, &meta)?;
     Ok(Some(file))
+}
+
+/// Refuses a file that another user owns (whatever our privileges).
+fn check_owner(path: &Path, meta: &std::fs::Metadata) -> Result<(), FileError> {
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(FileError::Foreign {
+            path: path.to_owned(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    Ok(())
+}
+
+/// Removes `path` if it is there, but refuses (and keeps) a file of another user.
+fn remove_ours(path: &Path) -> Result<(), FileError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => check_owner(path, &meta)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("inspect", path)(e)),
+    }
+    remove_if_present(path)
 }
 
 /// What reading the registry found.
@@ -372,19 +432,7 @@ pub fn read(paths: &Paths) -> Result<Loaded, FileError> {
     file.take(MAX_REGISTRY_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(io_err("read", path))?;
-    if bytes.len() as u64 > MAX_REGISTRY_BYTES {
-        return Ok(Loaded::Corrupt(ParseError {
-            line: 1,
-            why: format!("the file is larger than {MAX_REGISTRY_BYTES} bytes"),
-        }));
-    }
-    let Ok(text) = String::from_utf8(bytes) else {
-        return Ok(Loaded::Corrupt(ParseError {
-            line: 1,
-            why: "the file is not text".into(),
-        }));
-    };
-    Ok(match Registry::parse(&text) {
+    Ok(match Registry::from_bytes(&bytes) {
         Ok(reg) => Loaded::Found(reg),
         Err(e) => Loaded::Corrupt(e),
     })
@@ -395,11 +443,11 @@ pub fn read(paths: &Paths) -> Result<Loaded, FileError> {
 pub fn write(paths: &Paths, reg: &Registry) -> Result<(), FileError> {
     if reg.entries.is_empty() {
         // Also a temp file a writer killed mid-write may have left.
-        remove_if_present(&paths.temp)?;
+        remove_ours(&paths.temp)?;
         return remove_if_present(&paths.registry);
     }
     // A writer killed between create and rename left this behind; it is ours to replace.
-    remove_if_present(&paths.temp)?;
+    remove_ours(&paths.temp)?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -440,6 +488,8 @@ fn exchange(_a: &Path, _b: &Path) -> nix::Result<()> {
 
 /// Moves a corrupt registry aside (to `.corrupt`), so a fresh one can start.
 pub fn quarantine(paths: &Paths) -> Result<(), FileError> {
+    // Never replace another user's file.
+    remove_ours(&paths.corrupt)?;
     std::fs::rename(&paths.registry, &paths.corrupt).map_err(io_err("move aside", &paths.registry))
 }
 
@@ -632,6 +682,9 @@ mod tests {
             &text.replace("member b 11", "member a 11"),
             &text.replace("waiting", "sleeping"),
             &text.replace(" 11 ", " -11 "),
+            &text.replace(" 11 ", " +11 "),
+            &text.replace(" 11 ", " 011 "),
+            &text.replace("members 2", "members 02"),
             &text.replace("group a b", "group a c"),
             &format!("{text}extra\n"),
         ] {

@@ -92,6 +92,16 @@ pub enum GateError {
     /// The runtime file is a symlink.
     #[error("runtime file {0} is a symlink; refusing it (remove it)")]
     Symlink(PathBuf),
+    /// The runtime file belongs to another user.
+    #[error("runtime file {path} is owned by uid {owner}, not by us (uid {me}); refusing it (if no other user's gate is using it, remove it)")]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Our effective uid.
+        me: u32,
+    },
     /// The runtime file is not a regular file.
     #[error("runtime file {0} is not a regular file (remove it)")]
     NotRegular(PathBuf),
@@ -151,6 +161,9 @@ pub enum GateError {
     /// happen while every process uses this library).
     #[error("semaphore {0} has no free slot although its counter let us in (was it changed by another program?)")]
     Inconsistent(String),
+    /// The set holds values no gate leaves (see [`status_from`]).
+    #[error("semaphore {0} holds values no gate leaves (was it changed by another program?); gate --remove --name {0} when it is idle")]
+    Tampered(String),
 }
 
 /// An open semaphore: the System V set of one name.
@@ -323,6 +336,16 @@ impl KeyFile {
             if !meta.is_file() {
                 return Err(GateError::NotRegular(path.to_owned()));
             }
+            // Another user's file is never trusted, even by root: its key
+            // could name any set, and a repair would write into it.
+            let me = nix::unistd::geteuid().as_raw();
+            if meta.uid() != me {
+                return Err(GateError::Foreign {
+                    path: path.to_owned(),
+                    owner: meta.uid(),
+                    me,
+                });
+            }
             let op = if exclusive {
                 libc::LOCK_EX
             } else {
@@ -363,29 +386,17 @@ impl KeyFile {
     fn read_key(&mut self, name: &Name) -> Result<Option<libc::key_t>, GateError> {
         let mut buf = Vec::new();
         (&self.file)
-            .take(4096)
+            .take(MAX_KEY_FILE)
             .read_to_end(&mut buf)
             .map_err(|source| GateError::File {
                 path: self.path.clone(),
                 source,
             })?;
-        if buf.is_empty() {
-            return Ok(None);
-        }
-        let garbage = || GateError::Garbage {
+        parse_key_file(&buf).map_err(|e| GateError::Garbage {
             path: self.path.clone(),
             name: name.to_string(),
-            content: String::from_utf8_lossy(&buf[..buf.len().min(40)]).into_owned(),
-        };
-        let text = std::str::from_utf8(&buf).map_err(|_| garbage())?;
-        let key = text
-            .strip_suffix('\n')
-            .and_then(|t| t.strip_prefix(MAGIC))
-            .and_then(|t| t.strip_prefix(" key="))
-            .and_then(|k| k.parse::<libc::key_t>().ok())
-            .filter(|&k| k > 0)
-            .ok_or_else(garbage)?;
-        Ok(Some(key))
+            content: e.start,
+        })
     }
 
     fn write_key(&mut self, key: libc::key_t) -> Result<(), GateError> {
@@ -396,9 +407,52 @@ impl KeyFile {
         self.file.set_len(0).map_err(file_err)?;
         self.file.rewind().map_err(file_err)?;
         self.file
-            .write_all(format!("{MAGIC} key={key}\n").as_bytes())
+            .write_all(render_key_file(key).as_bytes())
             .map_err(file_err)
     }
+}
+
+/// The most bytes of a runtime file that are read: a gate file is one
+/// short line, so anything longer is garbage.
+pub const MAX_KEY_FILE: u64 = 4096;
+
+/// Runtime file contents that are not a gate file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotAKeyFile {
+    /// The start of what it holds (at most 40 bytes, lossily decoded), for messages.
+    pub start: String,
+}
+
+/// Parses the contents of a runtime file: exactly `syncomm-gate 1 key=K\n`
+/// with K a positive decimal `key_t` written without sign or leading zero
+/// (as [`render_key_file`] writes it), or nothing at all (`Ok(None)`: a gate
+/// died between creating the file and writing the key).
+pub fn parse_key_file(bytes: &[u8]) -> Result<Option<libc::key_t>, NotAKeyFile> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let garbage = || NotAKeyFile {
+        start: String::from_utf8_lossy(&bytes[..bytes.len().min(40)]).into_owned(),
+    };
+    let digits = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| t.strip_suffix('\n'))
+        .and_then(|t| t.strip_prefix(MAGIC))
+        .and_then(|t| t.strip_prefix(" key="))
+        .ok_or_else(garbage)?;
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if !canonical {
+        return Err(garbage());
+    }
+    let key = digits.parse::<libc::key_t>().map_err(|_| garbage())?;
+    Ok(Some(key))
+}
+
+/// The contents of a runtime file holding `key`.
+pub fn render_key_file(key: libc::key_t) -> String {
+    format!("{MAGIC} key={key}\n")
 }
 
 // ---------------------------------------------------------------------------
@@ -621,25 +675,10 @@ impl Gate {
         let values = sem_getall(self.semid, nsems).map_err(|e| self.sys("semctl(GETALL)", e))?;
         let waiting = sem_ctl(self.semid, COUNTER, libc::GETNCNT)
             .map_err(|e| self.sys("semctl(GETNCNT)", e))?;
-        let mut holders = Vec::new();
-        for slot in 0..self.slots {
-            if values[usize::from(FIRST_SLOT + slot)] == 0 {
-                // The last process to operate on a held slot is its holder.
-                let pid = sem_ctl(self.semid, FIRST_SLOT + slot, libc::GETPID)
-                    .map_err(|e| self.sys("semctl(GETPID)", e))?;
-                holders.push(Holder {
-                    slot,
-                    pid,
-                    command: command_line(pid),
-                });
-            }
-        }
-        Ok(Status {
-            name: self.name.to_string(),
-            slots: self.slots,
-            free: values[usize::from(COUNTER)],
-            holders,
-            waiting: waiting as u32,
+        status_from(self.name.as_str(), self.slots, &values, waiting, |slot| {
+            // The last process to operate on a held slot is its holder.
+            sem_ctl(self.semid, FIRST_SLOT + slot, libc::GETPID)
+                .map_err(|e| self.sys("semctl(GETPID)", e))
         })
     }
 
@@ -715,9 +754,68 @@ fn remove_half_made(key: libc::key_t) {
     }
 }
 
+/// The holder records of a set, as the kernel reports them, turned into a
+/// [`Status`]: `values` from `GETALL` (counter, size marker, one per slot),
+/// `waiting` from `GETNCNT`, and `holder_pid(slot)` from `GETPID` of a held
+/// slot. Values no gate could have left (a counter above the slot count,
+/// a slot semaphore other than 0 or 1, more slots held than counter units
+/// taken, a wrong marker or length: another program changed the set) are
+/// [`GateError::Tampered`], never a panic or a nonsensical status.
+pub fn status_from(
+    name: &str,
+    slots: u16,
+    values: &[u16],
+    waiting: i32,
+    mut holder_pid: impl FnMut(u16) -> Result<i32, GateError>,
+) -> Result<Status, GateError> {
+    let bad = || GateError::Tampered(name.to_owned());
+    if values.len() != usize::from(slots) + 2 || values[usize::from(SIZE)] != slots {
+        return Err(bad());
+    }
+    let free = values[usize::from(COUNTER)];
+    let slot_values = &values[usize::from(FIRST_SLOT)..];
+    if free > slots || slot_values.iter().any(|&v| v > 1) {
+        return Err(bad());
+    }
+    // Taking a slot is two steps (counter, then slot), so for a moment a
+    // taker holds a counter unit but no slot yet; never the other way round.
+    let held = slot_values.iter().filter(|&&v| v == 0).count();
+    if held > usize::from(slots - free) {
+        return Err(bad());
+    }
+    let waiting = u32::try_from(waiting).map_err(|_| bad())?;
+    let mut holders = Vec::with_capacity(held);
+    for (slot, _) in (0..slots).zip(slot_values).filter(|(_, &v)| v == 0) {
+        let pid = holder_pid(slot)?;
+        holders.push(Holder {
+            slot,
+            pid,
+            command: command_line(pid),
+        });
+    }
+    Ok(Status {
+        name: name.to_owned(),
+        slots,
+        free,
+        holders,
+        waiting,
+    })
+}
+
 /// The command line of process `pid`, from `/proc`, if readable.
 fn command_line(pid: i32) -> Option<String> {
+    if pid <= 0 {
+        return None;
+    }
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    parse_cmdline(&raw)
+}
+
+/// A command line as shown by `--status`, from the contents of
+/// `/proc/PID/cmdline` (arguments separated by NUL bytes): the non-empty
+/// arguments joined by spaces, invalid UTF-8 replaced; `None` when there
+/// are none (a kernel thread, a zombie).
+pub fn parse_cmdline(raw: &[u8]) -> Option<String> {
     let words: Vec<String> = raw
         .split(|&b| b == 0)
         .filter(|w| !w.is_empty())
@@ -786,6 +884,58 @@ mod tests {
         gate.release(1).unwrap();
         assert!(Gate::remove_at(&path, &name).unwrap());
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn key_file_text_is_canonical() {
+        assert_eq!(parse_key_file(b""), Ok(None));
+        for key in [1, 42, libc::key_t::MAX] {
+            let text = render_key_file(key);
+            assert_eq!(parse_key_file(text.as_bytes()), Ok(Some(key)));
+        }
+        for bad in [
+            &b"syncomm-gate 1 key=0\n"[..],
+            b"syncomm-gate 1 key=007\n",
+            b"syncomm-gate 1 key=+7\n",
+            b"syncomm-gate 1 key=-7\n",
+            b"syncomm-gate 1 key=7",
+            b"syncomm-gate 1 key=\n",
+            b"syncomm-gate 1 key=99999999999\n",
+            b"\xff",
+        ] {
+            assert!(parse_key_file(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn holder_records_no_gate_leaves_are_refused() {
+        let pid = |s: u16| Ok(1000 + i32::from(s));
+        // 3 slots, slot 1 held, one taker between its two steps.
+        let st = status_from("t", 3, &[1, 3, 1, 0, 1], 2, pid).unwrap();
+        assert_eq!((st.free, st.waiting), (1, 2));
+        assert_eq!(st.holders.len(), 1);
+        assert_eq!((st.holders[0].slot, st.holders[0].pid), (1, 1001));
+        for (values, waiting) in [
+            (&[4u16, 3, 1, 1, 1][..], 0), // counter above the slot count
+            (&[3, 3, 1, 2, 1], 0),        // a slot semaphore at 2
+            (&[3, 3, 0, 1, 1], 0),        // a slot held with every unit free
+            (&[1, 2, 1, 1, 1], 0),        // wrong size marker
+            (&[1, 3, 1, 1], 0),           // wrong length
+            (&[1, 3, 1, 1, 1], -1),       // negative waiter count
+        ] {
+            assert!(
+                matches!(
+                    status_from("t", 3, values, waiting, pid),
+                    Err(GateError::Tampered(_))
+                ),
+                "{values:?}"
+            );
+        }
+        assert_eq!(
+            parse_cmdline(b"sh\0-c\0\0echo hi\0"),
+            Some("sh -c echo hi".into())
+        );
+        assert_eq!(parse_cmdline(b"\0\0"), None);
     }
 
     #[test]
