@@ -124,8 +124,16 @@ fn a_fifo_or_symlink_under_the_board_name_traps_nobody() {
         assert_one_line_error(&out, prog, "FIFO");
     }
     let out = run_bounded(cmd(&env, "producer", &name, &["--fresh", "--count", "3"]));
-    assert!(out.status.success(), "producer --fresh: {}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("created"), "{}", text(&out.stdout));
+    assert!(
+        out.status.success(),
+        "producer --fresh: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("created"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(!l.exists(), "the FIFO was replaced, the board then removed");
 
     // A symlink at the link name is not followed, even to a real link file.
@@ -152,7 +160,11 @@ fn a_fifo_or_symlink_under_the_board_name_traps_nobody() {
         assert_one_line_error(&out, prog, "FIFO");
     }
     let out = run_bounded(cmd(&env, "producer", &name, &["--fresh", "--count", "3"]));
-    assert!(out.status.success(), "producer --fresh: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "producer --fresh: {}",
+        text(&out.stderr)
+    );
     let _ = std::fs::remove_file(&seg_path);
 }
 
@@ -225,7 +237,7 @@ fn monitor_started_first_always_sees_the_producer_die_mid_update() {
         let r: u32 = rand::random();
         let interval = ["10ms", "50ms", "200ms"][(r % 3) as usize];
         let hold_after = ((r / 3) % 4).to_string();
-        let mut monitor = Proc::spawn(cmd(
+        let monitor = Proc::spawn(cmd(
             &env,
             "monitor",
             &name,
@@ -278,15 +290,11 @@ fn without_inotify(env: &Env, bin: &str, name: &str, args: &[&str]) -> Option<Co
         .env("RUST_LOG", "info")
         .args(["--user", "--map-root-user", "sh", "-c"])
         .arg("echo 0 > /proc/sys/user/max_inotify_instances && exec \"$0\" \"$@\"")
-        .arg(bin_path(bin))
+        .arg(common::bin(bin))
         .arg("--name")
         .arg(name)
         .args(args);
     Some(c)
-}
-
-fn bin_path(name: &str) -> PathBuf {
-    common::bin(name)
 }
 
 /// Item 9: a consumer (and a monitor) waiting for a board that does not
@@ -300,8 +308,12 @@ fn waiting_for_a_board_works_without_inotify() {
     let env = Env::new();
     let name = unique_name("noino");
     let _clean = cleanup(&name);
-    let Some(c) = without_inotify(&env, "consumer", &name, &["--until", "22", "--timeout", "30s"])
-    else {
+    let Some(c) = without_inotify(
+        &env,
+        "consumer",
+        &name,
+        &["--until", "22", "--timeout", "30s"],
+    ) else {
         return;
     };
     let mut consumer = Proc::spawn(c);
@@ -318,7 +330,17 @@ fn waiting_for_a_board_works_without_inotify() {
         &env,
         "producer",
         &name,
-        &["--seed", "7", "--count", "300", "--capacity", "512", "--keep", "--interval", "1ms"],
+        &[
+            "--seed",
+            "7",
+            "--count",
+            "300",
+            "--capacity",
+            "512",
+            "--keep",
+            "--interval",
+            "1ms",
+        ],
     ));
     assert!(out.status.success(), "producer: {}", text(&out.stderr));
     let c = consumer.finish();
@@ -366,7 +388,9 @@ fn two_sigints_never_orphan_the_segment() {
         let named = std::fs::read_to_string(&l).ok();
         for seg in segments_of(&name) {
             if named.as_deref().map(str::trim) != Some(seg.as_str()) {
-                orphaned.push(format!("round {round} (gap {gap:?}): {seg} (link: {named:?})"));
+                orphaned.push(format!(
+                    "round {round} (gap {gap:?}): {seg} (link: {named:?})"
+                ));
                 let _ = nix::sys::mman::shm_unlink(seg.as_str());
             }
         }
@@ -379,5 +403,9 @@ fn two_sigints_never_orphan_the_segment() {
     let out = run_bounded(cmd(&env, "producer", &name, &["--count", "3"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!l.exists(), "link left behind");
-    assert_eq!(segments_of(&name), Vec::<String>::new(), "segments left behind");
+    assert_eq!(
+        segments_of(&name),
+        Vec::<String>::new(),
+        "segments left behind"
+    );
 }
