@@ -5,6 +5,8 @@
 //!
 //! ## Contents
 //! - [`name`]: rendezvous names (`--name`), validated once.
+//! - [`openfile`]: opening a runtime file another process may have planted:
+//!   never blocking, never following a symlink, only a regular file of ours.
 //! - [`rundir`]: the runtime directory where sockets, registries and link
 //!   files live (0700, never a symlink, never another user's).
 //! - [`duration`]: durations written `250ms`, `1.5s`, `2m` (a bare number is seconds).
@@ -27,6 +29,7 @@ pub mod duration;
 pub mod exit;
 pub mod frame;
 pub mod name;
+pub mod openfile;
 pub mod output;
 pub mod rundir;
 pub mod shutdown;
