@@ -13,6 +13,9 @@
 //! - [`shutdown`]: clean shutdown on SIGINT/SIGTERM, as a flag and as a file
 //!   descriptor that `poll(2)` can wait on.
 //! - [`output`]: `--json` output, one JSON object per line.
+//! - [`logsink`]: a server's log output that never blocks it: a bounded
+//!   backlog written by a helper thread, lines dropped and counted when the
+//!   reader stalls or goes away.
 //! - [`frame`]: frames on pipes and sockets: a little-endian `u32` length and a
 //!   bincode 2 body.
 //!
@@ -26,6 +29,7 @@
 pub mod duration;
 pub mod exit;
 pub mod frame;
+pub mod logsink;
 pub mod name;
 pub mod output;
 pub mod rundir;

@@ -11,7 +11,7 @@
 //!    for `EPOLLOUT`, and reading pauses meanwhile: back-pressure);
 //! 4. the sweep (a few times per idle timeout): drop connections whose
 //!    deadline passed;
-//! 5. hand this turn's request log lines to the log writer thread.
+//! 5. hand this turn's request log lines to the log sink.
 //!
 //! ## Several loops
 //! With [`ServerConfig::threads`] > 1 the same loop runs on several threads.
@@ -22,9 +22,11 @@
 //! `--max-conns`. With `threads = 1` it is the classic single-threaded server.
 //!
 //! ## The request log
-//! Log lines are collected per turn and passed to a helper thread that
-//! writes them, so a slow or paused reader of stdout never stalls a loop:
-//! when the writer falls behind, lines are dropped and counted instead.
+//! Log lines are collected per turn and passed to a
+//! [`LogHandle`](syncomm_common::logsink::LogHandle), whose helper thread
+//! writes them, so a slow, paused or closed reader of stdout never stalls a
+//! loop: when the writer falls behind or its output is closed, lines are
+//! dropped and counted instead, and serving goes on.
 //!
 //! ## Idle deadline
 //! A connection's deadline is reset when it completes a request or when one
@@ -47,13 +49,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{getsockopt, shutdown, sockopt, Shutdown as How};
+use syncomm_common::logsink::LogHandle;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::Name;
 
@@ -68,6 +69,8 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 const KEEP_BUFFER: usize = 4096;
 /// At most this many bytes of request log wait for a slow reader; past it lines are dropped.
 pub const LOG_BACKLOG: usize = 256 * 1024;
+/// A loop hands its log lines over once they reach this many bytes, even mid-turn.
+const LOG_TURN: usize = 64 * 1024;
 /// At most this many closing connections linger at once; past it they are closed at once.
 pub const MAX_LINGERING: usize = 256;
 
@@ -202,7 +205,6 @@ struct Ctx<'s> {
     stats: Stats,
     scratch: Vec<u8>,
     log: Option<LogSender>,
-    log_broken: bool,
 }
 
 /// A bound server, ready to [`run`](Server::run).
@@ -243,13 +245,9 @@ impl Server {
     /// Serves until `shutdown` is requested, logging each request to `log` if given.
     ///
     /// Runs `threads` copies of the event loop (see [`ServerConfig::threads`]).
-    /// A log that fails with a broken pipe (its reader went away) ends the
-    /// run like a shutdown request. The log is flushed before this returns.
-    pub fn run(
-        self,
-        shutdown: &Shutdown,
-        log: Option<Box<dyn Write + Send>>,
-    ) -> Result<Stats, ServerError> {
+    /// Passing lines to the log never waits: a stalled or closed output only
+    /// costs log lines (dropped and counted by the sink), never service.
+    pub fn run(self, shutdown: &Shutdown, log: Option<LogHandle>) -> Result<Stats, ServerError> {
         let nonblocking = |r: io::Result<()>| {
             r.map_err(|e| ServerError::Sys {
                 what: "set_nonblocking",
@@ -263,7 +261,6 @@ impl Server {
             nonblocking(l.set_nonblocking(true))?;
         }
         let json = self.config.json_log;
-        let writer = log.map(|out| LogWriter::start(out, json));
         let open = AtomicUsize::new(0);
         let unlinked = AtomicBool::new(false);
         let shared = Shared {
@@ -276,11 +273,12 @@ impl Server {
             let shared = &shared;
             let others: Vec<_> = (1..self.config.threads.max(1))
                 .map(|_| {
-                    let log = writer.as_ref().map(LogWriter::sender);
+                    let log = log.clone().map(|h| LogSender::new(h, json));
                     scope.spawn(move || this.event_loop(shared, log))
                 })
                 .collect();
-            let mut results = vec![this.event_loop(shared, writer.as_ref().map(LogWriter::sender))];
+            let log = log.map(|h| LogSender::new(h, json));
+            let mut results = vec![this.event_loop(shared, log)];
             if results[0].is_err() {
                 // This loop failed: make the others stop too.
                 shutdown.request();
@@ -292,9 +290,6 @@ impl Server {
             );
             results
         });
-        if let Some(w) = writer {
-            w.finish();
-        }
         let mut total = Stats::default();
         for r in results {
             let s = r?;
@@ -331,7 +326,6 @@ impl Server {
             stats: Stats::default(),
             scratch: vec![0; MAX_LINE + 1],
             log,
-            log_broken: false,
         };
         self.listen(&ctx, true).map_err(sys("epoll_ctl"))?;
         let mut conns = Slab::default();
@@ -375,7 +369,7 @@ impl Server {
                     }
                 }
             }
-            if (shutdown.requested() || ctx.log_broken) && !ctx.draining {
+            if shutdown.requested() && !ctx.draining {
                 // Stop accepting, stop watching the signal, answer what is in flight.
                 ctx.draining = true;
                 if !listeners_paused {
@@ -398,7 +392,7 @@ impl Server {
                 }
             }
             if let Some(log) = ctx.log.as_mut() {
-                ctx.log_broken |= log.pass_on();
+                log.pass_on();
             }
             if let Some(until) = drain_until {
                 if conns.is_empty() || ctx.now >= until {
@@ -406,8 +400,8 @@ impl Server {
                 }
             }
         }
-        if let Some(log) = ctx.log.take() {
-            log.finish();
+        if let Some(mut log) = ctx.log.take() {
+            log.pass_on();
         }
         Ok(ctx.stats)
     }
@@ -835,65 +829,6 @@ fn begin_drain(ctx: &mut Ctx<'_>, conns: &mut Slab) {
     }
 }
 
-/// The request log's writer: a helper thread that writes the lines the
-/// loops hand it. When it falls behind (a paused terminal, a slow pipe),
-/// the loops drop whole turns of lines and count them, never wait.
-struct LogWriter {
-    /// One JSON object per line instead of text.
-    json: bool,
-    tx: SyncSender<Vec<u8>>,
-    /// Bytes handed to the writer and not yet written.
-    backlog: Arc<AtomicUsize>,
-    broken: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl LogWriter {
-    fn start(mut out: Box<dyn Write + Send>, json: bool) -> LogWriter {
-        let (tx, rx) = sync_channel::<Vec<u8>>(256);
-        let broken = Arc::new(AtomicBool::new(false));
-        let backlog = Arc::new(AtomicUsize::new(0));
-        let (flag, pending) = (Arc::clone(&broken), Arc::clone(&backlog));
-        let thread = std::thread::spawn(move || {
-            for chunk in rx {
-                if let Err(e) = out.write_all(&chunk).and_then(|()| out.flush()) {
-                    if e.kind() == io::ErrorKind::BrokenPipe {
-                        flag.store(true, Ordering::Relaxed);
-                    }
-                    return;
-                }
-                pending.fetch_sub(chunk.len(), Ordering::Relaxed);
-            }
-        });
-        LogWriter {
-            json,
-            tx,
-            backlog,
-            broken,
-            thread,
-        }
-    }
-
-    /// A loop's end of the log.
-    fn sender(&self) -> LogSender {
-        LogSender {
-            json: self.json,
-            buf: Vec::with_capacity(64 * 1024),
-            lines: 0,
-            dropped: 0,
-            tx: self.tx.clone(),
-            backlog: Arc::clone(&self.backlog),
-            broken: Arc::clone(&self.broken),
-        }
-    }
-
-    /// Waits until everything handed over is written (every sender is gone by now).
-    fn finish(self) {
-        drop(self.tx);
-        let _ = self.thread.join();
-    }
-}
-
 /// What a log line reports.
 #[derive(Debug, Clone, Copy)]
 enum Event {
@@ -913,53 +848,27 @@ enum Event {
 struct LogSender {
     json: bool,
     buf: Vec<u8>,
-    lines: u64,
-    dropped: u64,
-    tx: SyncSender<Vec<u8>>,
-    backlog: Arc<AtomicUsize>,
-    broken: Arc<AtomicBool>,
+    sink: LogHandle,
 }
 
 impl LogSender {
-    /// Hands this turn's lines to the writer without waiting. Returns true
-    /// once the output is gone for good (its reader closed it).
-    fn pass_on(&mut self) -> bool {
-        if self.buf.is_empty() && self.dropped == 0 {
-            return self.broken.load(Ordering::Relaxed);
+    fn new(sink: LogHandle, json: bool) -> LogSender {
+        LogSender {
+            json,
+            buf: Vec::with_capacity(4096),
+            sink,
         }
-        self.note_dropped();
-        let len = self.buf.len();
-        if self.backlog.load(Ordering::Relaxed) + len > LOG_BACKLOG {
-            self.dropped += self.lines;
-            self.lines = 0;
-            self.buf.clear();
-            return self.broken.load(Ordering::Relaxed);
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(4096));
-        self.backlog.fetch_add(len, Ordering::Relaxed);
-        match self.tx.try_send(chunk) {
-            Ok(()) => self.dropped = 0,
-            Err(TrySendError::Full(mut chunk)) => {
-                self.backlog.fetch_sub(len, Ordering::Relaxed);
-                self.dropped += self.lines;
-                chunk.clear();
-                self.buf = chunk;
-            }
-            Err(TrySendError::Disconnected(_)) => return true,
-        }
-        self.lines = 0;
-        self.broken.load(Ordering::Relaxed)
     }
 
-    /// Puts the count of dropped lines before this turn's lines.
-    fn note_dropped(&mut self) {
-        if self.dropped > 0 {
-            let note = if self.json {
-                format!("{{\"event\":\"log_dropped\",\"lines\":{}}}\n", self.dropped)
-            } else {
-                format!("({} log lines dropped: output too slow)\n", self.dropped)
-            };
-            self.buf.splice(0..0, note.into_bytes());
+    /// Hands this turn's lines to the sink without waiting (they are
+    /// dropped and counted there if its backlog is full or its output closed).
+    fn pass_on(&mut self) {
+        if !self.buf.is_empty() {
+            self.sink.send(&self.buf);
+            self.buf.clear();
+            if self.buf.capacity() > 2 * LOG_TURN {
+                self.buf.shrink_to(LOG_TURN);
+            }
         }
     }
 
@@ -981,8 +890,17 @@ impl LogSender {
             }
             let _ = serde_json::to_writer(&mut *self, &v);
             let _ = self.write_all(b"\n");
-            return;
+        } else {
+            self.text_event(event, peer);
         }
+        if self.buf.len() >= LOG_TURN {
+            // A busy turn: hand over now, so the turn's lines stay bounded.
+            self.pass_on();
+        }
+    }
+
+    /// The seed's wording of one event.
+    fn text_event(&mut self, event: Event, peer: Peer) {
         let _ = match event {
             Event::Ping(None) => writeln!(self, "Server received: ping from {peer}"),
             Event::Ping(Some(n)) => writeln!(
@@ -998,19 +916,10 @@ impl LogSender {
             Event::Idle => writeln!(self, "Server dropped idle connection from {peer}"),
         };
     }
-
-    /// Hands over what is left (waiting, this once).
-    fn finish(mut self) {
-        self.note_dropped();
-        if !self.buf.is_empty() {
-            let _ = self.tx.send(std::mem::take(&mut self.buf));
-        }
-    }
 }
 
 impl Write for LogSender {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.lines += b.iter().filter(|&&c| c == b'\n').count() as u64;
         self.buf.extend_from_slice(b);
         Ok(b.len())
     }
