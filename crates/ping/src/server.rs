@@ -45,8 +45,7 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -56,6 +55,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::socket::{getsockopt, shutdown, sockopt, Shutdown as How};
 use syncomm_common::logsink::LogHandle;
 use syncomm_common::shutdown::Shutdown;
+use syncomm_common::unixsock::{self, BindError, FileId};
 use syncomm_common::Name;
 
 use crate::protocol::{self, Request, MAX_LINE};
@@ -211,7 +211,7 @@ struct Ctx<'s> {
 pub struct Server {
     config: ServerConfig,
     tcp: Option<TcpListener>,
-    local: Option<(UnixListener, PathBuf, (u64, u64))>,
+    local: Option<(UnixListener, PathBuf, FileId)>,
 }
 
 impl Server {
@@ -378,7 +378,7 @@ impl Server {
                 let _ = ctx.epoll.delete(shutdown.wake_fd());
                 if !shared.unlinked.swap(true, Ordering::SeqCst) {
                     if let Some((_, path, id)) = &self.local {
-                        remove_if_ours(path, *id);
+                        unixsock::remove_if_ours(path, *id);
                     }
                 }
                 drain_until = Some(ctx.now + DRAIN_LIMIT);
@@ -497,7 +497,7 @@ impl Server {
         self.tcp = None;
         if let Some((listener, path, id)) = self.local.take() {
             drop(listener);
-            remove_if_ours(&path, id);
+            unixsock::remove_if_ours(&path, id);
         }
     }
 }
@@ -1009,59 +1009,34 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     Ok(listener)
 }
 
-/// Binds the local socket at `path`, replacing a stale one.
-fn bind_local(path: &std::path::Path) -> Result<(UnixListener, PathBuf, (u64, u64)), ServerError> {
+/// Binds the local socket at `path`, replacing a stale one (one winner
+/// among servers started at once: see [`syncomm_common::unixsock`]).
+fn bind_local(path: &std::path::Path) -> Result<(UnixListener, PathBuf, FileId), ServerError> {
     let what = path.display().to_string();
-    let listen_err = |e: io::Error| ServerError::Listen {
-        what: what.clone(),
-        why: crate::describe_io(&e),
-    };
-    let listener = match UnixListener::bind(path) {
-        Ok(l) => l,
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-            let meta = std::fs::symlink_metadata(path).map_err(listen_err)?;
-            if !meta.file_type().is_socket() {
-                return Err(ServerError::Listen {
-                    what: what.clone(),
-                    why: "the path exists and is not a socket".into(),
-                });
-            }
-            match UnixStream::connect(path) {
-                Ok(_) => return Err(ServerError::InUse { what }),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    // Nobody listens: a leftover of a server that died. Take over.
-                    tracing::info!("replacing stale socket {what}");
-                    match std::fs::remove_file(path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(listen_err(e)),
-                    }
-                    UnixListener::bind(path).map_err(|e| {
-                        if e.kind() == io::ErrorKind::AddrInUse {
-                            ServerError::InUse { what: what.clone() }
-                        } else {
-                            listen_err(e)
-                        }
-                    })?
-                }
-                Err(e) => return Err(listen_err(e)),
-            }
-        }
-        Err(e) => return Err(listen_err(e)),
-    };
-    deepen_backlog(&listener);
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(listen_err)?;
-    let meta = std::fs::symlink_metadata(path).map_err(listen_err)?;
-    Ok((listener, path.to_owned(), (meta.dev(), meta.ino())))
-}
-
-/// Removes the socket file if it is still the one this server created.
-fn remove_if_ours(path: &std::path::Path, id: (u64, u64)) {
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if (meta.dev(), meta.ino()) == id {
-            let _ = std::fs::remove_file(path);
-        }
+    let bound = unixsock::bind(path, 0o600).map_err(|e| match e {
+        BindError::Live { .. } => ServerError::InUse { what: what.clone() },
+        BindError::NotASocket { .. } => ServerError::Listen {
+            what: what.clone(),
+            why: "the path exists and is not a socket".into(),
+        },
+        BindError::Io {
+            what: doing,
+            source,
+            ..
+        } => ServerError::Listen {
+            what: what.clone(),
+            why: format!("{doing}: {}", crate::describe_io(&source)),
+        },
+        other => ServerError::Listen {
+            what: what.clone(),
+            why: other.to_string(),
+        },
+    })?;
+    if bound.took_over {
+        tracing::info!("replaced stale socket {what}");
     }
+    deepen_backlog(&bound.listener);
+    Ok((bound.listener, path.to_owned(), bound.id))
 }
 
 #[cfg(test)]
