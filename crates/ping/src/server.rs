@@ -67,6 +67,11 @@ pub const LINGER: Duration = Duration::from_secs(1);
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// Capacity an empty connection buffer keeps; larger ones are given back.
 const KEEP_BUFFER: usize = 4096;
+/// Answers a connection may have waiting before the server stops answering
+/// its next lines (they wait, unread, until the answers are taken): empty
+/// lines cost 23 bytes of answer each, so without this bound one read of
+/// 64 KiB would queue 1.5 MB of answers per connection.
+pub const OUT_BUDGET: usize = 16 * 1024;
 /// At most this many bytes of request log wait for a slow reader; past it lines are dropped.
 pub const LOG_BACKLOG: usize = 256 * 1024;
 /// A loop hands its log lines over once they reach this many bytes, even mid-turn.
@@ -185,6 +190,8 @@ struct Conn {
     scanned: usize,
     /// Answers not yet written.
     outbuf: Vec<u8>,
+    /// Complete lines wait in `inbuf`, unanswered, for `outbuf` to drain.
+    paused: bool,
     state: State,
     deadline: Option<Instant>,
     /// The epoll events currently asked for.
@@ -547,6 +554,7 @@ fn register(
         inbuf: Vec::new(),
         scanned: 0,
         outbuf: Vec::new(),
+        paused: false,
         state,
         deadline,
         interest: EpollFlags::EPOLLIN,
@@ -587,6 +595,8 @@ fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx<'_>) -> bool {
         return true;
     }
     match conn.state {
+        // Lines wait unanswered: read no more (a hang-up shows in the write).
+        State::Open if conn.paused => flush(conn, ctx),
         State::Open => {
             let n = match nix::unistd::read(conn.fd.as_raw_fd(), &mut ctx.scratch) {
                 Ok(n) => n,
@@ -595,7 +605,7 @@ fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx<'_>) -> bool {
             };
             if n == 0 {
                 // The peer finished sending: answer what it sent, then close.
-                if conn.inbuf.is_empty() && conn.outbuf.is_empty() {
+                if conn.inbuf.is_empty() && conn.outbuf.is_empty() && !conn.paused {
                     return false; // nothing left to say: close at once
                 }
                 if !conn.inbuf.is_empty() {
@@ -629,6 +639,7 @@ fn answer(conn: &mut Conn, ctx: &mut Ctx<'_>) {
         &mut conn.inbuf,
         &mut conn.scanned,
         &mut conn.outbuf,
+        OUT_BUDGET,
         |req| {
             answered += 1;
             if let Some(log) = log.as_mut() {
@@ -644,6 +655,7 @@ fn answer(conn: &mut Conn, ctx: &mut Ctx<'_>) {
     if answered > 0 {
         conn.deadline = ctx.idle.map(|d| ctx.now + d);
     }
+    conn.paused = outcome == Lines::Paused;
     if outcome == Lines::TooLong {
         if let Some(log) = ctx.log.as_mut() {
             log.event(Event::TooLong, peer);
@@ -657,6 +669,9 @@ fn answer(conn: &mut Conn, ctx: &mut Ctx<'_>) {
 pub enum Lines {
     /// Every complete line was answered; a partial line may remain.
     Ok,
+    /// The answers reached the budget: the lines after them are kept in
+    /// the input buffer, unanswered, for a later call.
+    Paused,
     /// A line is over [`MAX_LINE`]: `error: line too long` was appended, the
     /// input was discarded, and the connection must close.
     TooLong,
@@ -665,15 +680,23 @@ pub enum Lines {
 /// The heart of the server: answers each complete line of `inbuf` into
 /// `outbuf`, calling `each` per request, and keeps a trailing partial line.
 /// `scanned` remembers how far `inbuf` is known to hold no `\n`, so a long
-/// line arriving in pieces is scanned once.
+/// line arriving in pieces is scanned once. Once `outbuf` holds `budget`
+/// bytes or more, it stops and keeps the remaining lines ([`Lines::Paused`]);
+/// so `outbuf` grows to at most `budget` plus one answer (`MAX_LINE + 1`).
 pub fn answer_lines(
     inbuf: &mut Vec<u8>,
     scanned: &mut usize,
     outbuf: &mut Vec<u8>,
+    budget: usize,
     mut each: impl FnMut(Request<'_>),
 ) -> Lines {
     let mut start = 0;
     loop {
+        if outbuf.len() >= budget {
+            inbuf.drain(..start);
+            *scanned -= start;
+            return Lines::Paused;
+        }
         match inbuf[*scanned..].iter().position(|&b| b == b'\n') {
             Some(i) => {
                 let end = *scanned + i;
@@ -707,6 +730,11 @@ pub fn answer_lines(
 /// Writes what the connection has to say; chooses the events to wait for.
 /// Returns false when the connection must be closed.
 fn flush(conn: &mut Conn, ctx: &mut Ctx<'_>) -> bool {
+    if conn.paused && conn.outbuf.is_empty() {
+        // The last answers are out: answer the lines that waited (a budget's
+        // worth per turn; the rest on the next turn).
+        answer(conn, ctx);
+    }
     let mut written = 0;
     while written < conn.outbuf.len() {
         match nix::unistd::write(&conn.fd, &conn.outbuf[written..]) {
@@ -729,8 +757,9 @@ fn flush(conn: &mut Conn, ctx: &mut Ctx<'_>) -> bool {
             buf.shrink_to(KEEP_BUFFER);
         }
     }
-    let want = if !conn.outbuf.is_empty() {
-        // Back-pressure: read no more until the peer takes our answers.
+    let want = if !conn.outbuf.is_empty() || conn.paused {
+        // Back-pressure: read no more until the peer takes our answers
+        // (and the lines that wait for them are answered).
         EpollFlags::EPOLLOUT
     } else {
         match conn.state {
@@ -804,7 +833,7 @@ fn begin_drain(ctx: &mut Ctx<'_>, conns: &mut Slab) {
                             budget = budget.saturating_sub(n);
                             conn.inbuf.extend_from_slice(&ctx.scratch[..n]);
                             answer(conn, ctx);
-                            if conn.state != State::Open {
+                            if conn.state != State::Open || conn.paused {
                                 break;
                             }
                         }
@@ -1047,7 +1076,7 @@ mod tests {
         let mut inbuf = input.to_vec();
         let mut scanned = 0;
         let mut out = Vec::new();
-        let r = answer_lines(&mut inbuf, &mut scanned, &mut out, |_| {});
+        let r = answer_lines(&mut inbuf, &mut scanned, &mut out, usize::MAX, |_| {});
         (inbuf, out, r)
     }
 
@@ -1068,7 +1097,7 @@ mod tests {
         let mut result = Lines::Ok;
         for _ in 0..70 {
             inbuf.extend_from_slice(&piece);
-            result = answer_lines(&mut inbuf, &mut scanned, &mut out, |_| {});
+            result = answer_lines(&mut inbuf, &mut scanned, &mut out, usize::MAX, |_| {});
             if result == Lines::TooLong {
                 break;
             }
@@ -1089,5 +1118,29 @@ mod tests {
         let (_, out, r) = run(&line);
         assert_eq!(r, Lines::TooLong);
         assert_eq!(out, protocol::TOO_LONG);
+    }
+
+    #[test]
+    fn a_budget_pauses_and_resumes_with_the_same_answers() {
+        let input = b"\n\nping a\nping b\n\nx\nping c\npar".repeat(50);
+        let (_, whole, _) = run(&input);
+        let mut inbuf = input.clone();
+        let mut scanned = 0;
+        let mut out = Vec::new();
+        let mut turns = 0;
+        loop {
+            let mut chunk = Vec::new();
+            let r = answer_lines(&mut inbuf, &mut scanned, &mut chunk, 40, |_| {});
+            assert!(chunk.len() < 40 + 30, "{}", chunk.len());
+            out.extend_from_slice(&chunk);
+            turns += 1;
+            if r == Lines::Ok {
+                break;
+            }
+            assert_eq!(r, Lines::Paused);
+        }
+        assert!(turns > 10);
+        assert_eq!(out, whole);
+        assert_eq!(inbuf, b"par");
     }
 }
