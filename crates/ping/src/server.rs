@@ -7,8 +7,11 @@
 //! 2. a ready listener: `accept` every waiting connection (past `--max-conns`
 //!    the newcomer gets `error: server busy` and is closed);
 //! 3. a ready connection: one `read` into its buffer, an answer for every
-//!    complete line, one `write` of all the answers (what does not fit waits
-//!    for `EPOLLOUT`, and reading pauses meanwhile: back-pressure);
+//!    complete line (up to [`OUT_BUDGET`] bytes of answers; the other lines
+//!    wait in the buffer), one `write` of all the answers (what does not
+//!    fit waits for `EPOLLOUT`, and reading pauses meanwhile: back-pressure).
+//!    So a connection holds at most one line plus one read of input and the
+//!    budget plus one answer of output, whatever it sends;
 //! 4. the sweep (a few times per idle timeout): drop connections whose
 //!    deadline passed;
 //! 5. hand this turn's request log lines to the log sink.
