@@ -73,7 +73,7 @@ fn abort_calls_then_add(path: &Path, n: usize) {
 }
 
 /// Issue 12 item 1: `worker serve` with stdout on a pipe that nobody reads
-/// (shrunk to one page) answers 1,500 failing calls — each logs two lines,
+/// (shrunk to one page) answers 1,000 failing calls — each logs two lines,
 /// far more than the pipe and the log backlog hold — and then a normal one.
 /// It used to freeze after the pipe filled (every caller timed out). At
 /// SIGTERM it exits 0 without waiting on the stalled pipe and reports the
@@ -83,7 +83,7 @@ fn worker_serve_with_an_unread_stdout_keeps_answering() {
     let env = Env::new();
     let name = unique_name("stall");
     let (mut proc, out, path) = start_worker(&env, &name);
-    abort_calls_then_add(&path, 1500);
+    abort_calls_then_add(&path, 1000);
     proc.signal(Signal::SIGTERM);
     let mut err = proc.child.stderr.take().unwrap();
     assert_eq!(proc.wait_timeout(PROMPT).code(), Some(0));
