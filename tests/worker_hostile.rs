@@ -291,3 +291,197 @@ fn worker_call_refuses_a_hostile_answer_in_one_line() {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+/// A frame cut short: by a caller that half-closes (it gets the error), and
+/// by one that vanishes (nothing to tell); the server serves on.
+#[test]
+fn truncated_frames_close_only_their_connection() {
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 1, &[]);
+    let mut s = pool.connect();
+    let mut cut = 1000u32.to_le_bytes().to_vec();
+    cut.extend_from_slice(&[7u8; 10]);
+    s.write_all(&cut).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let why = expect_connection_error(s);
+    assert!(
+        why.contains("stream ended inside a frame (14 of 1004 bytes)"),
+        "{why}"
+    );
+    let line = pool.lines.wait_for(|l| l.contains("broke the protocol"));
+    assert!(line.contains("stream ended inside a frame"), "{line}");
+    // Only a part of a header, then gone.
+    let mut s = pool.connect();
+    s.write_all(&[5, 0]).unwrap();
+    drop(s);
+    let mut s = pool.connect();
+    s.write_all(&cut).unwrap();
+    drop(s);
+    pool.still_serves();
+}
+
+/// A request body of exactly `--max-frame` bytes is served; one byte more is
+/// refused at its header, before its body is read.
+#[test]
+fn a_frame_of_exactly_the_limit_is_served_one_more_byte_is_refused() {
+    const LIMIT: usize = 65536;
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 1, &["--max-frame", &LIMIT.to_string()]);
+    let request = |body_len: usize| {
+        let mut text_len = body_len;
+        loop {
+            let req = syncomm_worker::Request {
+                id: 1,
+                function: "upper".into(),
+                args: vec![Value::Text("a".repeat(text_len))],
+            };
+            let wire = frame::encode_frame(&req).unwrap();
+            match (wire.len() - 4).cmp(&body_len) {
+                std::cmp::Ordering::Equal => return (wire, text_len),
+                std::cmp::Ordering::Greater => text_len -= 1,
+                std::cmp::Ordering::Less => unreachable!("shrinks by one byte a step"),
+            }
+        }
+    };
+    let (at_limit, n) = request(LIMIT);
+    assert_eq!(u32::from_le_bytes(at_limit[..4].try_into().unwrap()), 65536);
+    let mut s = pool.connect();
+    s.write_all(&at_limit).unwrap();
+    match frame::read_frame::<_, ToClient>(&mut s, 1 << 20).unwrap() {
+        Some(ToClient::Answer(r)) => assert_eq!(r.result, Ok(Value::Text("A".repeat(n)))),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+    let (over, _) = request(LIMIT + 1);
+    let mut s = pool.connect();
+    s.write_all(&over[..4]).unwrap(); // the header alone is refused
+    let why = expect_connection_error(s);
+    assert!(
+        why.contains("frame of 65537 bytes is over the limit of 65536 bytes"),
+        "{why}"
+    );
+    pool.still_serves();
+}
+
+/// A caller sending its request one byte at a time (a slowloris) holds up
+/// nobody: others are answered meanwhile, and it gets its own answer.
+#[test]
+fn one_byte_at_a_time_holds_up_nobody() {
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 1, &[]);
+    let req = syncomm_worker::Request {
+        id: 77,
+        function: "neg".into(),
+        args: vec![Value::Int(5)],
+    };
+    let wire = frame::encode_frame(&req).unwrap();
+    let mut slow = pool.connect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = {
+        let mut slow = slow.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for (i, b) in wire.iter().enumerate() {
+                slow.write_all(&[*b]).unwrap();
+                if i == wire.len() / 2 {
+                    tx.send(()).unwrap(); // halfway: let the others go
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
+    rx.recv().unwrap();
+    pool.still_serves();
+    writer.join().unwrap();
+    match frame::read_frame::<_, ToClient>(&mut slow, 1 << 20).unwrap() {
+        Some(ToClient::Answer(r)) => {
+            assert_eq!((r.id, r.result), (77, Ok(Value::Int(-5))));
+        }
+        other => panic!("expected the answer, got {other:?}"),
+    }
+}
+
+/// Raises this process's soft open-file limit toward `want` (the hard limit
+/// caps it); returns the limit now in force.
+fn raise_nofile(want: u64) -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let new = want.min(hard).max(soft);
+    setrlimit(Resource::RLIMIT_NOFILE, new, hard).unwrap();
+    new
+}
+
+/// A thousand idle connections (each sends nothing, or half a header): a
+/// normal caller is still answered, and the server's memory stays small.
+#[test]
+fn a_thousand_idle_connections_starve_nobody() {
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 1, &[]);
+    let limit = raise_nofile(4096);
+    let n = 1000.min(limit as usize - 64);
+    let idle: Vec<UnixStream> = (0..n)
+        .map(|i| {
+            let mut s = pool.connect();
+            if i % 2 == 0 {
+                s.write_all(&[9, 0]).unwrap();
+            }
+            s
+        })
+        .collect();
+    // The server has them all (its descriptors), and still answers.
+    wait_until("the server to accept them all", || {
+        std::fs::read_dir(format!("/proc/{}/fd", pool.proc.pid()))
+            .map(|d| d.count() >= n)
+            .unwrap_or(false)
+    });
+    pool.still_serves();
+    let hwm = mem(pool.proc.pid(), "VmHWM");
+    assert!(hwm < 64 * MIB, "peak RSS {hwm}");
+    drop(idle);
+    pool.still_serves();
+}
+
+/// Every hostile class at once against one server — declared-huge strings
+/// and lists, a million-deep nesting, cut frames, oversize headers, garbage —
+/// 20 connections of each: every one is refused, the server answers a
+/// normal caller, and its peak RSS stays within a bound proportional to
+/// what it was sent (not to what the frames declared).
+#[test]
+fn every_hostile_class_at_once_leaves_memory_bounded() {
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 2, &[]);
+    let idle_rss = mem(pool.proc.pid(), "VmRSS");
+    let mut huge_list = vec![1u8, 1, b'f'];
+    huge_list.extend(huge_len(1 << 60));
+    let mut nested_huge = vec![1u8, 1, b'f', 1];
+    for _ in 0..200 {
+        nested_huge.push(4);
+        nested_huge.extend(huge_len(1 << 58));
+    }
+    let classes: Vec<Vec<u8>> = vec![
+        declared_huge_string(),
+        framed(&huge_list),
+        framed(&nested_huge),
+        deep_nesting(1_000_000),
+        u32::MAX.to_le_bytes().to_vec(),
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+    ];
+    let mut threads = Vec::new();
+    for class in classes {
+        for _ in 0..20 {
+            let mut s = pool.connect();
+            let bytes = class.clone();
+            threads.push(std::thread::spawn(move || {
+                let _ = s.write_all(&bytes);
+                expect_connection_error(s)
+            }));
+        }
+    }
+    for t in threads {
+        let why = t.join().unwrap();
+        assert!(!why.is_empty());
+    }
+    pool.still_serves();
+    let hwm = mem(pool.proc.pid(), "VmHWM");
+    eprintln!("idle RSS {} KiB, peak {} KiB", idle_rss >> 10, hwm >> 10);
+    // 20 x 2 MB of nesting arrived; decoding one allocates a few MiB.
+    assert!(hwm < idle_rss + 96 * MIB, "idle {idle_rss}, peak {hwm}");
+}

@@ -12,6 +12,7 @@
 //! the pipes, so the server forwards calls without translating them; it only
 //! swaps the caller's request id for its own job id on the way to a child.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, SeqAccess, VariantAccess};
@@ -28,10 +29,16 @@ pub const MAX_DEPTH: usize = 64;
 /// frame, so growth past this is paid for by bytes received).
 pub const MAX_PREALLOC: usize = 16;
 
+/// The most values one decoded message may hold, lists and their items
+/// counted (a result of `factor` holds at most 65; no function takes a
+/// list). It bounds what decoding allocates for values (a few bytes of frame
+/// per 32-byte [`Value`]) to a few MiB whatever the frame's size.
+pub const MAX_VALUES: usize = 1 << 16;
+
 /// A value passed to or returned by a function.
 ///
 /// `Deserialize` is written by hand (same format as the derived one) to
-/// enforce [`MAX_DEPTH`] and [`MAX_PREALLOC`].
+/// enforce [`MAX_DEPTH`], [`MAX_VALUES`] and [`MAX_PREALLOC`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Value {
     /// `true` or `false`.
@@ -100,13 +107,20 @@ impl fmt::Display for Value {
 
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-        ValueSeed { depth: 1 }.deserialize(d)
+        let left = Cell::new(MAX_VALUES);
+        ValueSeed {
+            depth: 1,
+            left: &left,
+        }
+        .deserialize(d)
     }
 }
 
-/// Decodes one [`Value`] at nesting level `depth`.
-struct ValueSeed {
+/// Decodes one [`Value`] at nesting level `depth`; `left` counts down the
+/// values the message may still hold.
+struct ValueSeed<'a> {
     depth: usize,
+    left: &'a Cell<usize>,
 }
 
 const VARIANTS: &[&str] = &["Bool", "Int", "UInt", "Text", "List"];
@@ -121,7 +135,7 @@ enum Tag {
     List,
 }
 
-impl<'de> DeserializeSeed<'de> for ValueSeed {
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -130,11 +144,19 @@ impl<'de> DeserializeSeed<'de> for ValueSeed {
                 "values nested deeper than {MAX_DEPTH} levels"
             )));
         }
+        match self.left.get().checked_sub(1) {
+            Some(n) => self.left.set(n),
+            None => {
+                return Err(de::Error::custom(format!(
+                    "more than {MAX_VALUES} values in one message"
+                )))
+            }
+        }
         d.deserialize_enum("Value", VARIANTS, self)
     }
 }
 
-impl<'de> de::Visitor<'de> for ValueSeed {
+impl<'de> de::Visitor<'de> for ValueSeed<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -149,7 +171,10 @@ impl<'de> de::Visitor<'de> for ValueSeed {
             Tag::UInt => variant.newtype_variant().map(Value::UInt),
             Tag::Text => variant.newtype_variant().map(Value::Text),
             Tag::List => variant
-                .newtype_variant_seed(ListSeed { depth: self.depth })
+                .newtype_variant_seed(ListSeed {
+                    depth: self.depth,
+                    left: self.left,
+                })
                 .map(Value::List),
         }
     }
@@ -157,11 +182,12 @@ impl<'de> de::Visitor<'de> for ValueSeed {
 
 /// Decodes a list whose items are at level `depth + 1`, reserving room for
 /// at most [`MAX_PREALLOC`] of them up front.
-struct ListSeed {
+struct ListSeed<'a> {
     depth: usize,
+    left: &'a Cell<usize>,
 }
 
-impl<'de> DeserializeSeed<'de> for ListSeed {
+impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
     type Value = Vec<Value>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Value>, D::Error> {
@@ -169,7 +195,7 @@ impl<'de> DeserializeSeed<'de> for ListSeed {
     }
 }
 
-impl<'de> de::Visitor<'de> for ListSeed {
+impl<'de> de::Visitor<'de> for ListSeed<'_> {
     type Value = Vec<Value>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -180,6 +206,7 @@ impl<'de> de::Visitor<'de> for ListSeed {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_PREALLOC));
         while let Some(item) = seq.next_element_seed(ValueSeed {
             depth: self.depth + 1,
+            left: self.left,
         })? {
             items.push(item);
         }
@@ -189,7 +216,12 @@ impl<'de> de::Visitor<'de> for ListSeed {
 
 /// A request's arguments: a list at level 0 (each argument is at level 1).
 fn deserialize_args<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
-    ListSeed { depth: 0 }.deserialize(d)
+    let left = Cell::new(MAX_VALUES);
+    ListSeed {
+        depth: 0,
+        left: &left,
+    }
+    .deserialize(d)
 }
 
 /// One call: run `function` on `args`. Sent by a caller to the server and by
@@ -361,6 +393,23 @@ mod tests {
         let mut wire = vec![1u8, 1, b'f', 0xfd];
         wire.extend_from_slice(&(1u64 << 60).to_le_bytes());
         assert!(frame::decode_body::<Request>(&wire).is_err());
+        // More values than a message may hold (all small, well-formed).
+        let ok = Request {
+            id: 1,
+            function: "f".into(),
+            args: vec![
+                Value::List(vec![Value::Bool(true); MAX_VALUES - 2]),
+                Value::Int(1),
+            ],
+        };
+        assert_eq!(frame::decode_body::<Request>(&body(&ok)).unwrap(), ok);
+        let over = Request {
+            id: 1,
+            function: "f".into(),
+            args: vec![Value::List(vec![Value::Bool(true); MAX_VALUES])],
+        };
+        let err = frame::decode_body::<Request>(&body(&over)).unwrap_err();
+        assert!(err.to_string().contains("more than 65536 values"), "{err}");
         // A text argument declared huge.
         let mut wire = vec![1u8, 1, b'f', 1, 3, 0xfd];
         wire.extend_from_slice(&(1u64 << 50).to_le_bytes());
