@@ -19,6 +19,8 @@ struct Pool {
     proc: Proc,
     lines: Lines,
     path: PathBuf,
+    /// Child pids by slot (index 0 is worker 1).
+    pids: Vec<i32>,
 }
 
 impl Pool {
@@ -39,11 +41,21 @@ impl Pool {
         tweak(&mut cmd);
         let mut proc = Proc::spawn(cmd);
         let lines = proc.stdout_lines();
-        lines.wait_for(|l| l.starts_with("serving "));
+        let mut pids = Vec::new();
+        loop {
+            let line = lines.next_line().expect("serve printed its start");
+            if let Some(pid) = started_pid(&line) {
+                pids.push(pid);
+            }
+            if line.starts_with("serving ") {
+                break;
+            }
+        }
         Pool {
             proc,
             lines,
             path: env.dir().join(format!("worker.{name}.sock")),
+            pids,
         }
     }
 
@@ -72,6 +84,25 @@ impl Pool {
         s.set_read_timeout(Some(HANG)).unwrap();
         s
     }
+}
+
+/// The pid in "worker N started (pid P)".
+fn started_pid(line: &str) -> Option<i32> {
+    let rest = line.split_once(" started (pid ")?.1;
+    rest.strip_suffix(')')?.parse().ok()
+}
+
+/// Waits until process `pid` sleeps in the kernel (a `sleep_ms` call is running).
+fn wait_sleeping(pid: i32) {
+    wait_until("the child to be sleeping", || {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        // clock_nanosleep / nanosleep on x86_64 (230, 35) and aarch64 (115, 101).
+        wchan.contains("nanosleep")
+            || ["230 ", "35 ", "115 ", "101 "]
+                .iter()
+                .any(|n| syscall.starts_with(n))
+    });
 }
 
 /// `VmHWM` or `VmRSS` of process `pid`, in bytes.
@@ -484,4 +515,311 @@ fn every_hostile_class_at_once_leaves_memory_bounded() {
     eprintln!("idle RSS {} KiB, peak {} KiB", idle_rss >> 10, hwm >> 10);
     // 20 x 2 MB of nesting arrived; decoding one allocates a few MiB.
     assert!(hwm < idle_rss + 96 * MIB, "idle {idle_rss}, peak {hwm}");
+}
+
+// ---- issue 12: resource limits and shutdown ---------------------------------
+
+/// Writers pushing `bytes` on each stream from their own threads, counting
+/// what they got written; a stream the server stops reading blocks its
+/// writer until [`Flood::stop`] shuts the streams down.
+struct Flood {
+    streams: Vec<UnixStream>,
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Flood {
+    fn start(streams: Vec<UnixStream>, bytes: std::sync::Arc<Vec<u8>>) -> Flood {
+        use std::sync::atomic::Ordering;
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let threads = streams
+            .iter()
+            .map(|s| {
+                let mut s = s.try_clone().unwrap();
+                let (bytes, written) = (bytes.clone(), written.clone());
+                std::thread::spawn(move || {
+                    for piece in bytes.chunks(64 * 1024) {
+                        if s.write_all(piece).is_err() {
+                            return;
+                        }
+                        written.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        Flood {
+            streams,
+            written,
+            threads,
+        }
+    }
+
+    /// Waits until the writers make no more progress (all blocked or done):
+    /// the server has taken all it will take.
+    fn settle(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        let mut last = u64::MAX;
+        let mut still = 0;
+        let start = std::time::Instant::now();
+        loop {
+            let now = self.written.load(Ordering::Relaxed);
+            if self.threads.iter().all(|t| t.is_finished()) {
+                return now;
+            }
+            if now == last {
+                still += 1;
+                if still >= 5 {
+                    return now;
+                }
+            } else {
+                still = 0;
+                last = now;
+            }
+            assert!(start.elapsed() < HANG, "writers never settled");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn stop(self) {
+        for s in &self.streams {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        for t in self.threads {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// Issue 12 item 10, first case (scaled down): 40 callers each send 3.5 MiB
+/// of a 4 MiB frame and stall. With `--max-buffered 8MiB` the server stops
+/// reading them at the bound: its peak RSS stays within a few bounds of its
+/// idle RSS (it used to read all 140 MiB), and a small call still gets
+/// through meanwhile.
+#[test]
+fn unfinished_frames_cannot_exceed_max_buffered() {
+    let env = Env::new();
+    let mut pool = Pool::start(
+        &env,
+        1,
+        &["--max-buffered", "8MiB", "--max-frame", "4194304"],
+    );
+    let idle = mem(pool.proc.pid(), "VmRSS");
+    let mut partial = (4u32 << 20).to_le_bytes().to_vec();
+    partial.extend(vec![0u8; 7 << 19]);
+    let streams: Vec<UnixStream> = (0..40).map(|_| pool.connect()).collect();
+    let flood = Flood::start(streams, std::sync::Arc::new(partial));
+    let written = flood.settle();
+    pool.still_serves();
+    let hwm = mem(pool.proc.pid(), "VmHWM");
+    eprintln!(
+        "sent {} MiB; idle RSS {} KiB, peak {} KiB",
+        written >> 20,
+        idle >> 10,
+        hwm >> 10
+    );
+    assert!(hwm < idle + 32 * MIB, "idle {idle}, peak {hwm}");
+    flood.stop();
+    pool.still_serves();
+}
+
+/// Issue 12 item 10, second case (scaled down): one caller queues 24 valid
+/// calls of 4 MB while the only child is busy. The server stops reading at
+/// `--max-buffered 8MiB` (it used to decode and queue all 96 MB), and
+/// once the child is free every call is answered, correctly and in full.
+#[test]
+fn queued_calls_cannot_exceed_max_buffered() {
+    let env = Env::new();
+    let pool = Pool::start(
+        &env,
+        1,
+        &["--max-buffered", "8MiB", "--max-frame", "4194304"],
+    );
+    let idle = mem(pool.proc.pid(), "VmRSS");
+    let mut busy = pool.client();
+    let sleeping = busy.send("sleep_ms", &[Value::UInt(1500)]).unwrap();
+    busy.flush().unwrap();
+    wait_sleeping(pool.pids[0]);
+    let text = "abc ".repeat(1_000_000);
+    let mut wire = Vec::new();
+    for id in 0..24u64 {
+        let req = syncomm_worker::Request {
+            id,
+            function: "word_count".into(),
+            args: vec![Value::Text(text.clone())],
+        };
+        frame::encode_frame_into(&req, &mut wire).unwrap();
+    }
+    let caller = pool.connect();
+    let flood = Flood::start(vec![caller.try_clone().unwrap()], std::sync::Arc::new(wire));
+    flood.settle();
+    let hwm = mem(pool.proc.pid(), "VmHWM");
+    eprintln!("idle RSS {} KiB, peak {} KiB", idle >> 10, hwm >> 10);
+    assert!(hwm < idle + 32 * MIB, "idle {idle}, peak {hwm}");
+    assert_eq!(busy.wait_for(sleeping).unwrap(), Ok(Value::UInt(1500)));
+    let mut r = caller;
+    let mut ids = Vec::new();
+    for _ in 0..24 {
+        match frame::read_frame::<_, ToClient>(&mut r, 1 << 20).unwrap() {
+            Some(ToClient::Answer(resp)) => {
+                assert_eq!(resp.result, Ok(Value::UInt(1_000_000)));
+                ids.push(resp.id);
+            }
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (0..24).collect::<Vec<u64>>());
+    flood.stop();
+}
+
+/// Issue 12 item 11: under `prlimit --nofile=32`, 40 idle connections. Those
+/// past the places the limit allows are told "server busy" at once; the
+/// idle ones are closed after `--idle-timeout`; then a normal `worker call`
+/// is answered, and the server never logged a stream of accept warnings
+/// (it used to warn every 100 ms while newcomers waited forever).
+#[test]
+fn idle_connections_under_a_low_descriptor_limit_starve_nobody() {
+    let env = Env::new();
+    let name = unique_name("nofile");
+    let Some(mut cmd) = under_nofile_limit(&env, 32, "worker") else {
+        return;
+    };
+    cmd.args([
+        "serve",
+        "--name",
+        &name,
+        "--workers",
+        "1",
+        "--idle-timeout",
+        "1s",
+    ]);
+    let mut proc = Proc::spawn(cmd);
+    let lines = proc.stdout_lines();
+    lines.wait_for(|l| l.starts_with("serving "));
+    let path = env.dir().join(format!("worker.{name}.sock"));
+    let idle: Vec<UnixStream> = (0..40)
+        .map(|_| {
+            let s = UnixStream::connect(&path).unwrap();
+            s.set_read_timeout(Some(HANG)).unwrap();
+            s
+        })
+        .collect();
+    // The last one is past every place: told at once.
+    let why = expect_connection_error(idle.last().unwrap().try_clone().unwrap());
+    assert!(why.starts_with("server busy"), "{why}");
+    // The first one had a place, and lost it to the idle timeout.
+    let why = expect_connection_error(idle[0].try_clone().unwrap());
+    assert!(why.starts_with("idle timeout"), "{why}");
+    lines.wait_for(|l| l.starts_with("closed ") && l.contains("idle connection"));
+    let mut call = env.cmd("worker");
+    call.args(["call", "--name", &name, "--timeout", "20s", "add", "1", "2"]);
+    let out = run(call);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "3\n");
+    proc.signal(nix::sys::signal::Signal::SIGTERM);
+    let done = proc.finish();
+    assert_eq!(done.status.code(), Some(0));
+    let warnings = text(&done.stderr);
+    assert!(
+        warnings.lines().filter(|l| l.contains("accept")).count() <= 1,
+        "{warnings}"
+    );
+    drop(idle);
+}
+
+/// Issue 12 item 19: a caller sends 16 long calls to 2 children and leaves;
+/// on SIGTERM the server kills the children running calls nobody waits for
+/// and exits at once (it used to run all 16: 8 minutes here).
+#[test]
+fn sigterm_drops_calls_whose_caller_left() {
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 2, &[]);
+    let mut c = pool.client();
+    for _ in 0..16 {
+        c.send("sleep_ms", &[Value::UInt(60_000)]).unwrap();
+    }
+    c.flush().unwrap();
+    for pid in &pool.pids {
+        wait_sleeping(*pid);
+    }
+    drop(c);
+    pool.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = pool.proc.wait_timeout(HANG);
+    assert_eq!(status.code(), Some(0));
+    let rest = pool.lines.rest();
+    let killed = rest
+        .iter()
+        .filter(|l| l.contains("killed: the callers of its"))
+        .count();
+    assert_eq!(killed, 2, "{rest:?}");
+    assert!(rest.iter().any(|l| l == "stopped"), "{rest:?}");
+    for pid in &pool.pids {
+        wait_until("children to be gone", || !pid_alive(*pid));
+    }
+}
+
+/// Issue 12 item 19: the drain is bounded: a call still running after
+/// `--drain-timeout` is answered with a "shutting down" error, its child is
+/// killed, and the server exits 0 (it used to wait for the call, however
+/// long).
+#[test]
+fn sigterm_drain_is_bounded() {
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 1, &["--drain-timeout", "1s"]);
+    let mut c = pool.client();
+    let id = c.send("sleep_ms", &[Value::UInt(600_000)]).unwrap();
+    c.flush().unwrap();
+    wait_sleeping(pool.pids[0]);
+    pool.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    let err = c.wait_for(id).unwrap().unwrap_err();
+    assert_eq!(err.kind, CallErrorKind::ShuttingDown, "{err}");
+    assert!(err.message.contains("--drain-timeout 1s"), "{err}");
+    assert_eq!(pool.proc.wait_timeout(HANG).code(), Some(0));
+    let rest = pool.lines.rest();
+    assert!(
+        rest.iter().any(|l| l.contains("1 call abandoned")),
+        "{rest:?}"
+    );
+    wait_until("the child to be gone", || !pid_alive(pool.pids[0]));
+}
+
+/// Issue 12 item 3 (the rule for servers: keep serving when stdout closes):
+/// `worker serve` with its stdout closed after start keeps answering, also
+/// through events that log (a child dying, a protocol error), and exits 0
+/// on SIGTERM.
+#[test]
+fn serve_keeps_serving_when_its_stdout_closes() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let name = unique_name("noout");
+    let mut cmd = env.cmd("worker");
+    cmd.args(["serve", "--name", &name, "--workers", "1"]);
+    let mut proc = Proc::spawn(cmd);
+    let mut out = std::io::BufReader::new(proc.child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("serving ") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "serve printed its start"
+        );
+    }
+    drop(out); // `worker serve | head -1`
+    let path = env.dir().join(format!("worker.{name}.sock"));
+    let mut c = Client::connect_path(&path).unwrap();
+    for round in 0..3 {
+        let died = c.call("abort", &[]).unwrap().unwrap_err();
+        assert_eq!(died.kind, CallErrorKind::WorkerDied, "{died}");
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(HANG)).unwrap();
+        s.write_all(b"garbage garbage").unwrap();
+        expect_connection_error(s);
+        assert_eq!(
+            c.call("add", &[Value::Int(round), Value::Int(1)]).unwrap(),
+            Ok(Value::Int(round + 1))
+        );
+    }
+    assert!(proc.is_running());
+    proc.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(proc.wait_timeout(HANG).code(), Some(0));
 }
