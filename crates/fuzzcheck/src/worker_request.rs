@@ -110,15 +110,6 @@ impl Held {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    /// Every seed is a real frame body that decodes.
-    #[test]
-    fn seeds_decode() {
-        crate::worker_request::seeds_decode::<syncomm_worker::Request>("worker_request");
-    }
-}
-
 /// Asserts that every seed of `target` decodes as a `T` (test helper).
 #[cfg(test)]
 pub(crate) fn seeds_decode<T: DeserializeOwned>(target: &str) {
@@ -138,4 +129,13 @@ pub(crate) fn seeds_decode<T: DeserializeOwned>(target: &str) {
         n += 1;
     }
     assert!(n > 0);
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every seed is a real frame body that decodes.
+    #[test]
+    fn seeds_decode() {
+        crate::worker_request::seeds_decode::<syncomm_worker::Request>("worker_request");
+    }
 }
