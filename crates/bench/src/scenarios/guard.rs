@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::stats::summarize;
+use crate::trials::Paired;
 use crate::{Ctx, Figure, Floor, Target, Unit};
 
 /// How long one run of `cmd` takes, in milliseconds; checks its exit code.
@@ -67,9 +68,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
             ours.push(wall_ms(guard(&["10", "true"]), 0)?);
         }
     }
-    let (median, p99) = summarize(&mut ours);
-    let (floor_median, _) = summarize(&mut floor);
+    let paired = Paired::from_chunks(&floor, &ours, ctx.trials());
+    let (_, p99) = summarize(&mut ours.clone());
+    let median = paired.subject.median();
+    let floor_median = paired.floor.median();
     figures.push(Figure {
+        id: "guard.overhead",
         scenario: "guard",
         what: "overhead: wall time of `guard 10 true`".into(),
         unit: Unit::Millis,
@@ -77,14 +81,18 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         p99: Some(p99),
         floor: Some(Floor {
             name: "timeout 10 true".into(),
+            hops: Some("fork + exec timeout → fork + exec true → wait".into()),
             median: floor_median,
+            ..Default::default()
         }),
         python_key: Some("guard_overhead_ms"),
         target: Some(Target {
             text: "≤ 1.3 × timeout(1)".into(),
             met: median <= 1.3 * floor_median,
         }),
+        ..Default::default()
     });
+    paired.apply(figures.last_mut().expect("pushed"));
 
     // Precision: a command that overruns a 50 ms deadline.
     let deadline = Duration::from_millis(50);
@@ -96,9 +104,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         ours.push(late(wall_ms(guard(&[&d, "sleep", "10"]), 124)?));
         floor.push(late(wall_ms(timeout(&[&d, "sleep", "10"]), 124)?));
     }
-    let (median, p99) = summarize(&mut ours);
-    let (floor_median, _) = summarize(&mut floor);
+    let paired = Paired::from_chunks(&floor, &ours, ctx.trials());
+    let (_, p99) = summarize(&mut ours.clone());
+    let median = paired.subject.median();
+    let floor_median = paired.floor.median();
     figures.push(Figure {
+        id: "guard.precision",
         scenario: "guard",
         what: "kill precision: deadline to command reaped and guard exited".into(),
         unit: Unit::Millis,
@@ -106,13 +117,17 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         p99: Some(p99),
         floor: Some(Floor {
             name: "timeout 0.05 sleep 10".into(),
+            hops: Some("timeout's timer → SIGTERM → sleep reaped".into()),
             median: floor_median,
+            ..Default::default()
         }),
         python_key: None,
         target: Some(Target {
             text: "≤ 10 ms after the deadline (median)".into(),
             met: median <= 10.0,
         }),
+        ..Default::default()
     });
+    paired.apply(figures.last_mut().expect("pushed"));
     Ok(figures)
 }
