@@ -114,7 +114,7 @@ impl FloorKind {
 /// How many round trips to time: `(warm-up, measured)`.
 pub fn rounds(quick: bool) -> (usize, usize) {
     if quick {
-        (300, 5_000)
+        (200, 2_000)
     } else {
         (2_000, 50_000)
     }

@@ -113,7 +113,7 @@ impl Options {
 
     /// How long one module may take before it is reported as not measured.
     pub fn module_limit(&self) -> Duration {
-        Duration::from_secs(if self.quick { 20 } else { 240 })
+        Duration::from_secs(if self.quick { 40 } else { 300 })
     }
 
     /// How long the seed's Python may take.
