@@ -423,15 +423,29 @@ fn measure_futex(peer_exe: &PeerSpec, warmup: usize, rounds: usize) -> anyhow::R
 /// until its input ends (or the word says stop). Nothing else happens in this
 /// process.
 pub fn peer_main(kind: &str) -> anyhow::Result<()> {
-    let kind = FloorKind::parse(kind).with_context(|| format!("unknown floor {kind:?}"))?;
     // If the bench dies, so do we: never a stray peer.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    if kind == BOARD_WAITER {
+        return crate::scenarios::notify::peer_board_waiter();
+    }
+    let kind = FloorKind::parse(kind).with_context(|| format!("unknown floor {kind:?}"))?;
     match kind {
         FloorKind::Futex => peer_futex(),
         FloorKind::Wake => peer_wake(),
         FloorKind::Relay => peer_relay(),
         _ => peer_echo(),
     }
+}
+
+/// The peer kind of notify's long-lived board waiter (not a floor).
+pub const BOARD_WAITER: &str = "board-waiter";
+
+/// A command re-executing the bench binary as peer `kind`, pinned like a floor's peer.
+pub fn peer_cmd(peer: &PeerSpec, kind: &str) -> Command {
+    let mut c = Command::new(&peer.exe);
+    c.arg(PEER_FLAG).arg(kind).stderr(Stdio::inherit());
+    crate::cpu::pin_command(&mut c, &peer.cpus);
+    c
 }
 
 /// Echo: read from fd 0, write the same bytes to fd 1, until end of input.

@@ -1,13 +1,20 @@
 //! Benchmarks of the notify and data-sharing scenarios (the shared board),
 //! in trials alternating with their floors:
 //!
-//! - **Wake-up latency** (`notify.wake`): a `consumer` process waits on the
-//!   board's condition variable for a value; this process (the producer,
-//!   through the board library) appends it. The consumer reports the time from
-//!   the producer's wake-up (`FUTEX_WAKE`; CLOCK_MONOTONIC stamped in the
-//!   segment) to its own thread running again with the mutex re-acquired.
-//!   Floor: a raw `FUTEX_WAKE` of another *process* sleeping in `FUTEX_WAIT`
-//!   on a shared-memory word, stamped the same way ([`FloorKind::Wake`]).
+//! - **Wake-up latency** (`notify.wake`): a long-lived process (the bench
+//!   binary as a peer, [`peer_board_waiter`]) waits on the board's condition
+//!   variable for a value through the board library's own wait path, again and
+//!   again; this process (the producer) appends the value. The waiter reports
+//!   the time from the producer's wake-up (`FUTEX_WAKE`; CLOCK_MONOTONIC
+//!   stamped in the segment) to its thread running again with the mutex
+//!   re-acquired. Floor: a raw `FUTEX_WAKE` of another long-lived *process*
+//!   sleeping in `FUTEX_WAIT` on a shared-memory word, stamped the same way
+//!   ([`FloorKind::Wake`]).
+//! - **First wake of a fresh consumer** (`notify.wake_fresh`): the same with
+//!   a freshly started `consumer --until` process per sample (the program as
+//!   users run it); its floor is likewise a freshly started wake peer per
+//!   sample, woken once: a first wake runs on cold caches, which costs more
+//!   than the whole wake path.
 //! - **Append rate** (`notify.append`): the `producer` binary appends flat out
 //!   while a `monitor` process takes snapshots every 10 ms and a consumer (a
 //!   thread here, using the board's real wait path) waits for a value, woken
@@ -33,7 +40,141 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     // The board library finds boards in the runtime directory, as the
     // programs started with `ctx.cmd` do.
     std::env::set_var(syncomm_common::rundir::ENV_VAR, &ctx.work_dir);
-    Ok(vec![wakeup(ctx)?, append_rate(ctx)?, append_snapshot(ctx)?])
+    Ok(vec![
+        wakeup_warm(ctx)?,
+        wakeup(ctx)?,
+        append_rate(ctx)?,
+        append_snapshot(ctx)?,
+    ])
+}
+
+/// The value the waiters wait for.
+const AWAITED: u8 = 50;
+/// The environment variable naming the board for [`peer_board_waiter`].
+const WAITER_BOARD: &str = "SYNCOMM_BENCH_BOARD";
+
+/// The long-lived waiter (`syncomm-bench --floor-peer board-waiter`): waits
+/// for [`AWAITED`] through the board library's wait path until the board
+/// stops, printing each wake-up's latency (ns since the producer's stamp).
+pub fn peer_board_waiter() -> anyhow::Result<()> {
+    use std::io::Write;
+    let name = std::env::var(WAITER_BOARD).context("no board name")?;
+    let board = Board::open(&Name::new(&name)?)?;
+    let mut g = board.lock()?;
+    g.add_waiter(AWAITED, 1);
+    let mut seen = g.count(AWAITED);
+    let mut out = std::io::stdout().lock();
+    while g.active() {
+        let deadline = Some(Instant::now() + Duration::from_secs(1));
+        if !g.wait(deadline, &|| false)? {
+            return Ok(());
+        }
+        let woke = floor::now_ns();
+        let c = g.count(AWAITED);
+        if c != seen {
+            seen = c;
+            writeln!(out, "{}", woke.saturating_sub(board.notify_ns()))?;
+            out.flush()?;
+        }
+    }
+    if g.held() {
+        g.add_waiter(AWAITED, -1);
+    }
+    Ok(())
+}
+
+/// A board and its long-lived waiter process, both gone on drop.
+struct Waiter {
+    board: Board,
+    child: Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Waiter {
+    fn start(ctx: &Ctx) -> anyhow::Result<Waiter> {
+        let name = Name::new(&format!("bench-warm-{}", std::process::id()))?;
+        let (board, _) = Board::open_or_create(&name, None, true)?;
+        board.lock()?.start_producing(std::process::id() as i32);
+        let mut child = floor::peer_cmd(&PeerSpec::of(ctx), floor::BOARD_WAITER)
+            .env(WAITER_BOARD, name.as_str())
+            .env(syncomm_common::rundir::ENV_VAR, &ctx.work_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the board waiter")?;
+        let lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        Ok(Waiter {
+            board,
+            child,
+            lines,
+        })
+    }
+
+    /// One append woken on by the waiter, once it sleeps: its latency, µs.
+    fn sample(&mut self) -> anyhow::Result<f64> {
+        let pid = self.child.id();
+        let t = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_micros(200));
+            if self.board.waiting(AWAITED) > 0 && sleeping(pid) {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!("the board waiter never went to sleep");
+            }
+        }
+        self.board.lock()?.append(AWAITED);
+        let line = self.lines.next().context("the board waiter went away")??;
+        Ok(line.trim().parse::<f64>().context("board waiter's line")? / 1e3)
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.board.lock() {
+            g.stop();
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(3) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        self.board.remove();
+    }
+}
+
+fn wakeup_warm(ctx: &Ctx) -> anyhow::Result<Figure> {
+    let n = ctx.iters(400, 100);
+    let peer = PeerSpec::of(ctx);
+    let mut waiter = Waiter::start(ctx)?;
+    for _ in 0..10 {
+        waiter.sample()?;
+    }
+    let paired = trials::interleave(
+        ctx.trials(),
+        |_| floor::measure(FloorKind::Wake, &peer, 10, n),
+        |_| (0..n).map(|_| waiter.sample()).collect(),
+    )?;
+    drop(waiter);
+    let mut f = paired
+        .figure(
+            "notify",
+            "wake-up latency: producer appends the awaited value → the waiting process runs (board wait path, long-lived waiter)",
+            Unit::Micros,
+            FloorKind::Wake.name(),
+            FloorKind::Wake.hops(),
+        )
+        .with_id("notify.wake")
+        .with_python("notify_wakeup_us");
+    let r = f.pair_ratio.unwrap_or(f64::INFINITY);
+    f.target = Some(Target::new("≤ 1.5 × floor", r <= 1.5));
+    Ok(f)
 }
 
 fn wakeup(ctx: &Ctx) -> anyhow::Result<Figure> {
@@ -42,7 +183,15 @@ fn wakeup(ctx: &Ctx) -> anyhow::Result<Figure> {
     let mut round = 0;
     let paired = trials::interleave(
         ctx.trials(),
-        |_| floor::measure(FloorKind::Wake, &peer, 10, (n * 5).max(100)),
+        |_| {
+            // A fresh peer per sample, woken once: a first wake, as the
+            // consumer's is.
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.extend(floor::measure(FloorKind::Wake, &peer, 0, 1)?);
+            }
+            Ok(v)
+        },
         |_| {
             let mut out = Vec::with_capacity(n);
             for _ in 0..n {
@@ -52,18 +201,15 @@ fn wakeup(ctx: &Ctx) -> anyhow::Result<Figure> {
             Ok(out)
         },
     )?;
-    let mut f = paired
+    let f = paired
         .figure(
             "notify",
-            "wake-up latency: producer appends the awaited value → consumer process runs",
+            "first wake of a freshly started `consumer --until` process (as users run it)",
             Unit::Micros,
-            FloorKind::Wake.name(),
-            FloorKind::Wake.hops(),
+            "first futex wake of a freshly started process, one way",
+            "A →FUTEX_WAKE→ B runs (B started just before, woken once)",
         )
-        .with_id("notify.wake")
-        .with_python("notify_wakeup_us");
-    let r = f.pair_ratio.unwrap_or(f64::INFINITY);
-    f.target = Some(Target::new("≤ 1.5 × floor", r <= 1.5));
+        .with_id("notify.wake_fresh");
     Ok(f)
 }
 
@@ -84,7 +230,7 @@ impl Drop for Consumers {
 /// One append woken on by `consumers` waiting consumer processes: each one's
 /// wake-up latency, in nanoseconds.
 pub(crate) fn wakeup_once(ctx: &Ctx, i: usize, consumers: usize) -> anyhow::Result<Vec<f64>> {
-    const V: u8 = 50;
+    const V: u8 = AWAITED;
     let name = Name::new(&format!("bench-wake-{}-{i}", std::process::id()))?;
     let (board, _) = Board::open_or_create(&name, None, true)?;
     board.lock()?.start_producing(std::process::id() as i32);
