@@ -62,8 +62,8 @@ struct Args {
     config: Vec<String>,
     /// Also measure the peers (iceoryx2, ipc-channel) with this syncomm-peers
     /// binary [default: bench/peers/target/release/syncomm-peers].
-    #[arg(long, value_name = "EXE", num_args = 0..=1, default_missing_value = "")]
-    peers: Option<PathBuf>,
+    #[arg(long, value_name = "EXE", num_args = 0..=1)]
+    peers: Option<Option<PathBuf>>,
     /// Compare each figure's ratio to its floor with this baseline; exit 1
     /// naming every figure more than the tolerance worse.
     #[arg(long, value_name = "FILE")]
@@ -123,8 +123,8 @@ fn configs(names: &[String]) -> Result<Vec<CpuConfig>, String> {
 }
 
 /// The peers' binary: the one given, or bench/peers' release build.
-fn find_peers(given: PathBuf, bin_dir: &Path) -> Result<PathBuf, String> {
-    if !given.as_os_str().is_empty() {
+fn find_peers(given: Option<PathBuf>, bin_dir: &Path) -> Result<PathBuf, String> {
+    if let Some(given) = given {
         return Ok(given);
     }
     let rel = "bench/peers/target/release/syncomm-peers";

@@ -87,6 +87,9 @@ fn command_run(ctx: &Ctx) -> anyhow::Result<Figure> {
     };
     if f.floor.is_some() {
         paired.apply(&mut f);
+        // The target is a ratio: judge it on the per-pair ratio.
+        let r = f.pair_ratio.unwrap_or(f64::INFINITY);
+        f.target = Some(Target::new("≤ 1.2 × flock(1)", r <= 1.2));
     }
     Ok(f)
 }

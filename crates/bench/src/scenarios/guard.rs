@@ -92,7 +92,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         }),
         ..Default::default()
     });
-    paired.apply(figures.last_mut().expect("pushed"));
+    let f = figures.last_mut().expect("pushed");
+    paired.apply(f);
+    // The target is a ratio: judge it on the per-pair ratio.
+    let r = f.pair_ratio.unwrap_or(f64::INFINITY);
+    f.target = Some(Target::new("≤ 1.3 × timeout(1)", r <= 1.3));
 
     // Precision: a command that overruns a 50 ms deadline.
     let deadline = Duration::from_millis(50);
