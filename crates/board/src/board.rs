@@ -12,6 +12,8 @@ use syncomm_common::openfile::{self, Access, OpenError};
 use syncomm_common::{rundir, Name};
 
 use crate::error::BoardError;
+use syncomm_common::attribution::Origin as Attribution;
+
 use crate::liveness;
 use crate::mapped::{self, Mapping, Segment};
 pub use crate::mapped::{Snapshot, SnapshotError};
@@ -135,7 +137,9 @@ impl Board {
         );
         // The segment outlives this mapping (and a crashed producer) on
         // purpose: the producer that ends the board removes it.
-        let map = Mapping::create(&os_id, segment::segment_size(capacity))
+        let dir = board_dir(&link);
+        let trailer = crate::record::encode(&Attribution::new(&dir, name.as_str()));
+        let map = Mapping::create(&os_id, segment::segment_size(capacity), &trailer)
             .map_err(|e| open_err(format!("creating segment {os_id}"), e))?;
         let board = Board {
             seg: Segment::new_unchecked(map, capacity),
@@ -803,6 +807,12 @@ fn open_err(what: String, e: OpenError) -> BoardError {
         e => io::Error::other(e.reason()),
     };
     BoardError::Os { what, source }
+}
+
+/// The runtime directory a link file lives in.
+fn board_dir(link: &Path) -> PathBuf {
+    link.parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_owned)
 }
 
 /// Whether `id` looks like an os id we create.
