@@ -835,6 +835,19 @@ pub fn list_sets() -> Vec<SetInfo> {
     out
 }
 
+/// The set under `key`, whatever its key's tag (a set made before keys
+/// were tagged), if there is one.
+pub fn inspect_key(key: libc::key_t) -> Option<SetInfo> {
+    let semid = sem_get(key, 0, 0).ok()?;
+    let ds = sem_stat(semid).ok()?;
+    Some(inspect_set(
+        key,
+        semid,
+        ds.sem_nsems as usize,
+        ds.sem_perm.uid,
+    ))
+}
+
 /// Reads the record and status of set `semid` (only of our own sets).
 fn inspect_set(key: libc::key_t, semid: libc::c_int, nsems: usize, uid: u32) -> SetInfo {
     let mut info = SetInfo {
