@@ -406,7 +406,7 @@ fn segment_object(seg: &SegmentInfo, abs: &Path, system: bool) -> Option<Object>
     };
     let here = origin.dir == abs;
     let dir_gone = !origin.dir.is_dir();
-    if !here && !(system && dir_gone) {
+    if !(here || (system && dir_gone)) {
         return None; // another runtime directory's business
     }
     let mut o = if seg.has_live_owner() {
@@ -545,7 +545,7 @@ fn set_object(set: &SetInfo, abs: &Path, system: bool) -> Option<Object> {
     let origin = set.origin.as_ref()?;
     let here = origin.dir == abs;
     let dir_gone = !origin.dir.is_dir();
-    if !here && !(system && dir_gone) {
+    if !(here || (system && dir_gone)) {
         return None;
     }
     let mut o = if set_in_use(set) {
