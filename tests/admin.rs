@@ -460,3 +460,142 @@ fn help_mentions_the_runtime_directory() {
     assert!(text(&out.stdout).contains("SYNCOMM_DIR"));
     let _ = Duration::ZERO;
 }
+
+/// Waiting programs tell where they look: every not-found or timeout message
+/// names the runtime directory; with stderr not a terminal they print no
+/// "waiting for" line; `--help` of each describes SYNCOMM_DIR.
+#[test]
+fn timeouts_and_not_found_name_the_runtime_directory() {
+    let env = Env::new();
+    let n = unique_name("where");
+    let dir = env.dir().display().to_string();
+    let check = |prog: &str, args: &[&str]| {
+        let mut c = env.cmd(prog);
+        c.args(args);
+        let out = run(c);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{prog}: {err}");
+        assert!(err.contains(&dir), "{prog} does not name {dir}: {err}");
+        assert!(!err.contains("waiting for board"), "{prog}: {err}");
+        assert!(!err.contains("Ctrl-C to stop"), "{prog}: {err}");
+    };
+    check("consumer", &["--name", &n, "--timeout", "200ms"]);
+    check("monitor", &["--name", &n, "--timeout", "200ms"]);
+    check("monitor", &["--name", &n, "--once"]);
+    check("gate", &["--name", &n, "--status"]);
+    check(
+        "discover",
+        &[
+            "--name",
+            &n,
+            "--as",
+            "a",
+            "--members",
+            "2",
+            "--timeout",
+            "200ms",
+        ],
+    );
+    let mut c = env.cmd("gate");
+    c.args(["--name", &n, "--slots", "1", "--", "sleep", "30"]);
+    let _holder = Proc::spawn(c);
+    wait_until("the slot is held", || {
+        let mut c = env.cmd("gate");
+        c.args(["--name", &n, "--status", "--json"]);
+        let out = run(c);
+        serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|v| v["free"] == 0)
+    });
+    check("gate", &["--name", &n, "--timeout", "200ms", "--", "true"]);
+    for prog in [
+        "producer", "consumer", "monitor", "gate", "discover", "syncomm",
+    ] {
+        let mut c = env.cmd(prog);
+        c.arg("--help");
+        let out = run(c);
+        assert!(text(&out.stdout).contains("SYNCOMM_DIR"), "{prog} --help");
+    }
+}
+
+/// On a terminal (tmux), consumer, monitor, gate and discover each print
+/// one line when they start waiting, naming what and where.
+#[test]
+fn on_a_terminal_waiting_programs_say_what_and_where() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("tmux not installed: skipped");
+        return;
+    }
+    let env = Env::new();
+    let n = unique_name("tty");
+    let dir = env.dir().display().to_string();
+    let mut c = env.cmd("gate");
+    c.args(["--name", &n, "--slots", "1", "--", "sleep", "60"]);
+    let _holder = Proc::spawn(c);
+    wait_until("the slot is held", || {
+        let mut c = env.cmd("gate");
+        c.args(["--name", &n, "--status", "--json"]);
+        let out = run(c);
+        serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|v| v["free"] == 0)
+    });
+    let socket = env.dir().join("tmux.sock");
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("tmux")
+    };
+    struct Kill<F: Fn()>(F);
+    impl<F: Fn()> Drop for Kill<F> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let _k = Kill(|| {
+        let _ = tmux(&["kill-server"]);
+    });
+    let cases = [
+        (
+            "consumer",
+            format!("--name {n}"),
+            format!("waiting for board \"{n}\" in {dir} (Ctrl-C to stop)"),
+        ),
+        (
+            "monitor",
+            format!("--name {n}"),
+            format!("waiting for board \"{n}\" in {dir} (Ctrl-C to stop)"),
+        ),
+        (
+            "gate",
+            format!("--name {n} -- true"),
+            format!("waiting for a slot of gate \"{n}\" in {dir} (Ctrl-C to stop)"),
+        ),
+        (
+            "discover",
+            format!("--name {n} --as a --members 2"),
+            format!("waiting for 2 members of group \"{n}\" in {dir} (Ctrl-C to stop)"),
+        ),
+    ];
+    for (i, (prog, args, want)) in cases.iter().enumerate() {
+        let session = format!("s{i}");
+        let cmd = format!(
+            "SYNCOMM_DIR='{dir}' '{}' {args}; sleep 60",
+            bin(prog).display()
+        );
+        let out = tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "250",
+            "-y",
+            "20",
+            &cmd,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        wait_until(&format!("{prog} says where it waits"), || {
+            text(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).contains(want.as_str())
+        });
+    }
+}

@@ -110,6 +110,7 @@ impl Board {
             Err(e) if e.is_not_found() => {
                 return Err(BoardError::NotFound {
                     name: name.to_string(),
+                    dir: board_dir(&link),
                 })
             }
             // A FIFO, a symlink, another user's object, an empty one...
@@ -833,6 +834,7 @@ fn read_link(link: &Path, name: &Name) -> Result<String, BoardError> {
         Err(e) if e.is_not_found() => {
             return Err(BoardError::NotFound {
                 name: name.to_string(),
+                dir: board_dir(link),
             })
         }
         Err(e) => {

@@ -7,6 +7,8 @@
 //! - [`attribution`]: the record every kernel object of ours carries (its
 //!   runtime directory and name), so `syncomm ls` can trace orphans.
 //! - [`status`]: servers' status records (`KIND.NAME.status`) for `syncomm ls`/`top`.
+//! - [`waitnote`]: the one line a waiting program prints on a terminal, and
+//!   the `--help` paragraph about the runtime directory.
 //! - [`name`]: rendezvous names (`--name`), validated once.
 //! - [`openfile`]: opening a runtime file another process may have planted:
 //!   never blocking, never following a symlink, only a regular file of ours.
@@ -38,6 +40,7 @@ pub mod output;
 pub mod rundir;
 pub mod shutdown;
 pub mod status;
+pub mod waitnote;
 
 pub use duration::parse_duration;
 pub use exit::{run, Fail};
