@@ -865,12 +865,14 @@ fn inspect_set(key: libc::key_t, semid: libc::c_int, nsems: usize, uid: u32) -> 
         return info;
     };
     let slots = values[usize::from(SIZE)];
-    if slots == 0 || slots > MAX_SLOTS || usize::from(slots) + 3 > nsems {
+    if slots == 0 || slots > MAX_SLOTS || usize::from(slots) + 2 > nsems {
         return info;
     }
+    // A set made before sets carried a record ends after its slots.
     let rec_at = usize::from(FIRST_SLOT + slots);
-    let len = usize::from(values[rec_at]);
-    if rec_at + 1 + len == nsems && values[rec_at + 1..].iter().all(|&v| v <= 255) {
+    let len = values.get(rec_at).map_or(0, |&l| usize::from(l));
+    if rec_at < nsems && rec_at + 1 + len == nsems && values[rec_at + 1..].iter().all(|&v| v <= 255)
+    {
         let bytes: Vec<u8> = values[rec_at + 1..].iter().map(|&v| v as u8).collect();
         info.origin = Origin::decode(&bytes);
     }
