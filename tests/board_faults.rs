@@ -347,7 +347,7 @@ fn waiting_for_a_board_works_without_inotify() {
     let rest = cerr.rest().join("\n");
     assert!(c.status.success(), "consumer: {rest}");
     assert!(
-        text(&c.stdout).starts_with("Lucky number 22 found after 43 values"),
+        text(&c.stdout).starts_with("Lucky number 22 found after 117 values"),
         "{}",
         text(&c.stdout)
     );

@@ -19,7 +19,13 @@
 //!   one-line errors `PROGRAM: what failed: why`, a broken pipe is a quiet success.
 //! - [`shutdown`]: clean shutdown on SIGINT/SIGTERM, as a flag and as a file
 //!   descriptor that `poll(2)` can wait on.
+//! - [`unixsock`]: bind a server's Unix socket, taking over a stale one
+//!   (probe, remove, bind under a lock file: one winner among servers
+//!   started at once; never another user's file).
 //! - [`output`]: `--json` output, one JSON object per line.
+//! - [`logsink`]: a server's log output that never blocks it: a bounded
+//!   backlog written by a helper thread, lines dropped and counted when the
+//!   reader stalls or goes away.
 //! - [`frame`]: frames on pipes and sockets: a little-endian `u32` length and a
 //!   bincode 2 body.
 //!
@@ -34,12 +40,14 @@ pub mod attribution;
 pub mod duration;
 pub mod exit;
 pub mod frame;
+pub mod logsink;
 pub mod name;
 pub mod openfile;
 pub mod output;
 pub mod rundir;
 pub mod shutdown;
 pub mod status;
+pub mod unixsock;
 pub mod waitnote;
 
 pub use duration::parse_duration;
