@@ -134,6 +134,19 @@ fn every_kind_live_then_stale_then_orphan_then_cleaned() {
     let disc = object(&objs, "discover", &n);
     assert_eq!(disc["info"]["members"][0]["pid"], crowd.discover.pid());
     assert_eq!(disc["info"]["members"][0]["alive"], true);
+    // The servers' status records: pid, workers, calls served; transport, address.
+    let mut c = env.cmd("worker");
+    c.args(["call", "--name", &n, "add", "2", "3"]);
+    assert!(run(c).status.success());
+    wait_until("the worker's record counts the call", || {
+        let (_, objs) = ls(&env);
+        let w = object(&objs, "worker", &n);
+        w["pid"] == crowd.worker.pid() && w["info"]["workers"] == 1 && w["info"]["calls"] == 1
+    });
+    let ping = object(&objs, "ping", &n);
+    assert_eq!(ping["pid"], crowd.ping.pid());
+    assert_eq!(ping["info"]["transport"], "local");
+    assert!(ping["info"]["address"].as_str().unwrap().ends_with(".sock"));
 
     for p in [
         &crowd.producer,
