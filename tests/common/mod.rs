@@ -85,7 +85,7 @@ impl Drop for Env {
             drop(d);
             // What the test's programs left outside the directory: remove
             // what nobody uses; the leak check reports anything still there.
-            let _ = syncomm_admin::leaks::clean_orphans_of(&abs);
+            let _ = syncomm_admin::leaks::clean_orphans_of(&abs, Duration::from_secs(5));
         }
     }
 }

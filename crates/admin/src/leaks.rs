@@ -94,15 +94,25 @@ pub fn kernel_objects(pred: &dyn Fn(&Path) -> bool) -> Vec<Object> {
 /// Removes the kernel objects whose record names `dir` (which the caller
 /// has just deleted) and that nobody uses; returns what is left (the ones a
 /// live process still owns, or that could not be removed).
-pub fn clean_orphans_of(dir: &Path) -> Vec<Object> {
+///
+/// A process killed just before (a test's children) may take a moment to
+/// die and let go: objects still live are looked at again for up to
+/// `grace`.
+pub fn clean_orphans_of(dir: &Path, grace: std::time::Duration) -> Vec<Object> {
     let abs = absolute_dir(dir);
-    let mut left = Vec::new();
-    for o in kernel_objects(&|d| d == abs || d == dir) {
-        if o.state == State::Live || clean::remove(&o.removal).is_err() {
-            left.push(o);
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        let mut left = Vec::new();
+        for o in kernel_objects(&|d| d == abs || d == dir) {
+            if o.state == State::Live || clean::remove(&o.removal).is_err() {
+                left.push(o);
+            }
         }
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    left
 }
 
 /// Processes (other than this one) whose `SYNCOMM_DIR` is a directory
