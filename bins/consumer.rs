@@ -16,7 +16,7 @@ use syncomm_common::{parse_duration, Fail, Name};
     version,
     about = "Wait until a value has appeared on a shared-memory board (blocked in the kernel, not polling)",
     after_help = "Example:\n  consumer --name demo --until 22 --timeout 10s\n  prints: Lucky number 22 found after K values: [recent values]\n\n\
-Started before the producer, it waits for the board to appear. Exit 0 when the\nvalue appeared; 1 when the producer ended (or died) without it, or on timeout."
+Started before the producer, it waits for the board to appear. Exit 0 when the\nvalue appeared; 1 when the producer ended (or died) without it, or on timeout.\n\nRuntime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else\n/tmp/syncomm-UID; programs that should meet must use the same one.\n`syncomm ls` lists what is in it, `syncomm clean` removes what is stale."
 )]
 struct Args {
     /// Rendezvous name of the board.
@@ -75,7 +75,11 @@ fn main() -> ExitCode {
                 format_duration(a.timeout.unwrap_or_default()),
                 match total {
                     Some(t) => format!("{t} values so far"),
-                    None => format!("no board named {:?} appeared", a.name),
+                    None => format!(
+                        "no board named {:?} appeared in {}",
+                        a.name,
+                        syncomm_common::rundir::configured_path().display()
+                    ),
                 }
             ))
             .into()),

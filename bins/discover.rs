@@ -22,7 +22,11 @@ Each prints `ID found: [alice, bob, carol]` once all three are present.
   discover --list --name demo     # who is registered now
 
 Exit status: 0 when the group met, 1 on --timeout or a refused id, 2 for a
-usage error, 128+N when stopped by signal N (the entry is removed first).";
+usage error, 128+N when stopped by signal N (the entry is removed first).
+
+Runtime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else
+/tmp/syncomm-UID; programs that should meet must use the same one.
+`syncomm ls` lists what is in it, `syncomm clean` removes what is stale.";
 
 /// Find the other processes of a group, then meet.
 ///
@@ -93,9 +97,20 @@ fn main() -> ExitCode {
             timeout,
         };
         let shutdown = Shutdown::install().context("installing signal handlers")?;
+        let dir = syncomm_common::rundir::configured_path();
+        if opts.members > 1 {
+            let what = format!("{} members of group {:?}", opts.members, opts.name.as_str());
+            syncomm_common::waitnote::waiting("discover", &what, &dir);
+        }
         let found =
             syncomm_discover::discover(&opts, &shutdown, &|notice| eprintln!("discover: {notice}"))
-                .map_err(|e| Fail::with_code(e.exit_code(), e.to_string()))?;
+                .map_err(|e| {
+                    let mut msg = e.to_string();
+                    if matches!(e, syncomm_discover::Error::Timeout { .. }) {
+                        msg = format!("{msg} (runtime directory {})", dir.display());
+                    }
+                    Fail::with_code(e.exit_code(), msg)
+                })?;
         let mut out = std::io::stdout().lock();
         if args.json {
             let group: Vec<&str> = found.group.iter().map(|i| i.as_str()).collect();

@@ -1,7 +1,7 @@
 //! `gate`: take one of S slots of a counting semaphore, run a command, give
 //! the slot back. See the `syncomm-gate` crate for the mechanism.
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -25,7 +25,11 @@ The semaphore is a System V semaphore set taken with SEM_UNDO: when a holder
 dies, even by kill -9, the kernel gives its slot back and wakes a waiter.
 With a COMMAND, gate takes a slot and then becomes the command (execve), so
 the slot is held exactly as long as the command runs and gate's exit status
-is the command's.";
+is the command's.
+
+Runtime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else
+/tmp/syncomm-UID; programs that should meet must use the same one.
+`syncomm ls` lists what is in it, `syncomm clean` removes what is stale.";
 
 /// Take one of S slots of the semaphore NAME, run COMMAND, give the slot back.
 #[derive(Parser, Debug)]
@@ -124,7 +128,8 @@ fn print_status(st: &Status) -> std::io::Result<()> {
 
 fn not_there(name: &Name) -> anyhow::Error {
     Fail::failed(format!(
-        "semaphore {name} does not exist (the first gate that uses it creates it)"
+        "semaphore {name} does not exist in {} (the first gate that uses it creates it)",
+        syncomm_common::rundir::configured_path().display()
     ))
     .into()
 }
@@ -140,6 +145,16 @@ fn remove(args: &Args) -> anyhow::Result<u8> {
 
 fn take(args: &Args) -> anyhow::Result<u8> {
     let shutdown = Shutdown::install().context("installing signal handlers")?;
+    let dir = syncomm_common::rundir::configured_path();
+    if std::io::stderr().is_terminal() {
+        // Say where we wait if every slot is taken now (a hint: it may change).
+        if let Ok(Some(g)) = Gate::open(&args.name) {
+            if g.status().is_ok_and(|st| st.free == 0) {
+                let what = format!("a slot of gate {:?}", args.name.as_str());
+                syncomm_common::waitnote::waiting("gate", &what, &dir);
+            }
+        }
+    }
     let (gate, got) =
         syncomm_gate::open_and_acquire(&args.name, args.slots, args.timeout, &shutdown).map_err(
             |e| match e {
@@ -152,9 +167,10 @@ fn take(args: &Args) -> anyhow::Result<u8> {
         Acquire::TimedOut => {
             let waited = format_duration(args.timeout.unwrap_or_default());
             return Err(Fail::failed(format!(
-                "timed out after {waited} waiting for a slot of {} ({}, all held)",
+                "timed out after {waited} waiting for a slot of {} ({}, all held; runtime directory {})",
                 args.name,
-                plural(gate.slots(), "slot")
+                plural(gate.slots(), "slot"),
+                dir.display()
             ))
             .into());
         }

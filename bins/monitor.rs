@@ -15,7 +15,7 @@ use syncomm_common::{parse_duration, Fail, Name};
     version,
     about = "Print consistent snapshots of a shared-memory board without ever taking its lock",
     after_help = "Example:\n  monitor --name demo --interval 500ms\n  monitor --name demo --once --json\n  monitor --name demo --stop      # clears `active`: the producer stops\n\n\
-Exits 0 when the producer clears `active`, 1 if it dies without doing so."
+Exits 0 when the producer clears `active`, 1 if it dies without doing so.\n\nRuntime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else\n/tmp/syncomm-UID; programs that should meet must use the same one.\n`syncomm ls` lists what is in it, `syncomm clean` removes what is stale."
 )]
 struct Args {
     /// Rendezvous name of the board.
@@ -101,7 +101,12 @@ fn main() -> ExitCode {
                 "the producer (pid {pid}) died without clearing active; the next producer repairs and continues the board"
             ))
             .into()),
-            MonitorEnd::TimedOut => Err(Fail::failed("timed out").into()),
+            MonitorEnd::TimedOut => Err(Fail::failed(format!(
+                "timed out (board {:?}, runtime directory {})",
+                a.name,
+                syncomm_common::rundir::configured_path().display()
+            ))
+            .into()),
             MonitorEnd::Interrupted => Ok(shutdown.exit_code()),
         }
     })

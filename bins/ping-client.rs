@@ -17,7 +17,7 @@ use syncomm_ping::{raise_nofile_limit, Endpoint, DEFAULT_TCP};
 #[command(
     name = "ping-client",
     version,
-    after_help = "Examples:\n  ping-client -c 3                          three pings to 127.0.0.1:7878\n  ping-client --local demo -c 5 -i 200ms -s 32\n  ping-client --flood --clients 32 --duration 5s\n  ping-client --flood --reconnect -c 10000\n\nExit status: 0 every ping answered, 1 some lost, 2 usage error."
+    after_help = "Examples:\n  ping-client -c 3                          three pings to 127.0.0.1:7878\n  ping-client --local demo -c 5 -i 200ms -s 32\n  ping-client --flood --clients 32 --duration 5s\n  ping-client --flood --reconnect -c 10000\n\nExit status: 0 every ping answered, 1 some lost, 2 usage error.\n\nRuntime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else\n/tmp/syncomm-UID; programs that should meet must use the same one.\n`syncomm ls` lists what is in it, `syncomm clean` removes what is stale."
 )]
 struct Args {
     /// The server's TCP address [default: 127.0.0.1:7878].

@@ -1,12 +1,14 @@
 //! `ping-server`: answers `ping` with `pong` over TCP and a local socket.
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use syncomm_common::logsink::{json_note, text_note, LogSink, DEFAULT_FLUSH_LIMIT};
 use syncomm_common::shutdown::Shutdown;
+use syncomm_common::status;
 use syncomm_common::{parse_duration, Fail, Name};
 use syncomm_ping::server::{Server, ServerConfig, LOG_BACKLOG};
 use syncomm_ping::{raise_nofile_limit, Endpoint, DEFAULT_TCP};
@@ -16,7 +18,7 @@ use syncomm_ping::{raise_nofile_limit, Endpoint, DEFAULT_TCP};
 #[command(
     name = "ping-server",
     version,
-    after_help = "Examples:\n  ping-server                                   serve 127.0.0.1:7878\n  ping-server --tcp 127.0.0.1:0 --local demo    a free port, and the local socket 'demo'\n  echo ping | nc 127.0.0.1 7878                 prints: pong\n\nRequests: `ping` -> `pong`, `ping PAYLOAD` -> `pong PAYLOAD`; lines up to 64 KiB."
+    after_help = "Examples:\n  ping-server                                   serve 127.0.0.1:7878\n  ping-server --tcp 127.0.0.1:0 --local demo    a free port, and the local socket 'demo'\n  echo ping | nc 127.0.0.1 7878                 prints: pong\n\nRequests: `ping` -> `pong`, `ping PAYLOAD` -> `pong PAYLOAD`; lines up to 64 KiB.\n\nRuntime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else\n/tmp/syncomm-UID; programs that should meet must use the same one.\n`syncomm ls` lists what is in it, `syncomm clean` removes what is stale."
 )]
 struct Args {
     /// TCP address to serve; port 0 picks a free one (printed as `listening on ADDR`).
@@ -127,6 +129,8 @@ fn main() -> ExitCode {
             }
         }
         let log = (!args.quiet).then(|| sink.handle());
+        // The status record `syncomm ls` and `syncomm top` read; removed on exit.
+        let _status = status_record(&server);
         let result = server.run(&shutdown, log);
         if let Ok(stats) = &result {
             if !args.quiet {
@@ -152,4 +156,42 @@ fn main() -> ExitCode {
 
 fn json_line(out: &mut impl Write, v: serde_json::Value) -> std::io::Result<()> {
     syncomm_common::output::write_json_line(out, &v)
+}
+
+/// Starts the status record `ping.NAME.status` (NAME: the local socket's
+/// name, else `tcp-PORT`), rewritten about once a second.
+fn status_record(server: &Server) -> Option<status::Publisher> {
+    let tcp = server.tcp_addr();
+    let local = server.local_path().map(|p| p.display().to_string());
+    let name = match (&local, tcp) {
+        (Some(p), _) => p
+            .rsplit('/')
+            .next()?
+            .strip_prefix("ping.")?
+            .strip_suffix(".sock")?
+            .to_owned(),
+        (None, Some(a)) => format!("tcp-{}", a.port()),
+        (None, None) => return None,
+    };
+    let name = Name::new(&name).ok()?;
+    let path = status::path("ping", &name).ok()?;
+    let transport = match (tcp.is_some(), local.is_some()) {
+        (true, true) => "tcp+local",
+        (true, false) => "tcp",
+        _ => "local",
+    };
+    let address: Vec<String> = tcp
+        .map(|a| a.to_string())
+        .into_iter()
+        .chain(local)
+        .collect();
+    let live = server.live();
+    Some(status::Publisher::start("ping", &name, path, move |m| {
+        let r = Ordering::Relaxed;
+        m.insert("transport".into(), transport.into());
+        m.insert("address".into(), address.join(" ").into());
+        m.insert("connections".into(), live.open.load(r).into());
+        m.insert("accepted".into(), live.accepted.load(r).into());
+        m.insert("pings".into(), live.requests.load(r).into());
+    }))
 }

@@ -16,7 +16,7 @@ use syncomm_common::{parse_duration, Fail, Name};
     version,
     about = "Append random values 0..=100 to a shared-memory board and wake the consumers waiting for them",
     after_help = "Example:\n  producer --name demo --count 1000 --interval 1ms --seed 7\n  (then in other shells: consumer --name demo --until 22; monitor --name demo)\n\n\
-On exit (count reached, SIGINT/SIGTERM, or `monitor --stop`) the producer clears\n`active`, wakes every waiter and removes the board's name unless --keep.\nA board left by a crashed producer is repaired and continued by the next one."
+On exit (count reached, SIGINT/SIGTERM, or `monitor --stop`) the producer clears\n`active`, wakes every waiter and removes the board's name unless --keep.\nA board left by a crashed producer is repaired and continued by the next one.\n\nRuntime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else\n/tmp/syncomm-UID; programs that should meet must use the same one.\n`syncomm ls` lists what is in it, `syncomm clean` removes what is stale."
 )]
 struct Args {
     /// Rendezvous name of the board.

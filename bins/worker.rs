@@ -5,6 +5,7 @@
 //! asks the pool what it offers. `worker --stdio` is the child mode the server
 //! starts for itself.
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 use syncomm_common::frame::DEFAULT_MAX_FRAME;
 use syncomm_common::logsink::{text_note, LogSink, DEFAULT_FLUSH_LIMIT};
 use syncomm_common::shutdown::Shutdown;
+use syncomm_common::status;
 use syncomm_common::{parse_duration, Fail, Name};
 use syncomm_worker::server::{parse_size, DEFAULT_MAX_CONNS};
 use syncomm_worker::{Client, Config, Server, Value};
@@ -22,7 +24,11 @@ Examples:
   worker call add 2 3                 # prints 5
   worker call --json factor 360       # {\"function\":\"factor\",...,\"result\":[2,2,2,3,3,5]}
   worker call div 1 0                 # worker: div failed: division by zero (exit 1)
-  worker list                         # the functions, with their signatures";
+  worker list                         # the functions, with their signatures
+
+Runtime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else
+/tmp/syncomm-UID; programs that should meet must use the same one.
+`syncomm ls` lists what is in it, `syncomm clean` removes what is stale.";
 
 #[derive(Parser)]
 #[command(name = "worker", version, about = "Send function calls to a supervised pool of worker processes", after_help = EXAMPLES)]
@@ -223,8 +229,21 @@ fn serve(opts: Serve) -> anyhow::Result<u8> {
     // The log goes through a sink that never blocks: a stalled or closed
     // stdout costs log lines (dropped and counted), never service or shutdown.
     let sink = LogSink::start(std::io::stdout(), SERVE_LOG_BACKLOG, text_note);
-    let result = Server::start(cfg, Box::new(sink.handle().writer()))
-        .and_then(|server| server.run(&shutdown));
+    let result = Server::start(cfg, Box::new(sink.handle().writer())).and_then(|server| {
+        // The status record `syncomm ls` and `syncomm top` read; removed on exit.
+        let live = server.live();
+        let _status = status::path("worker", name).ok().map(|path| {
+            status::Publisher::start("worker", name, path, move |m| {
+                let r = Ordering::Relaxed;
+                m.insert("workers".into(), live.workers.load(r).into());
+                m.insert("calls".into(), live.calls.load(r).into());
+                m.insert("queue".into(), live.queue.load(r).into());
+                m.insert("running".into(), live.running.load(r).into());
+                m.insert("connections".into(), live.connections.load(r).into());
+            })
+        });
+        server.run(&shutdown)
+    });
     sink.finish(DEFAULT_FLUSH_LIMIT, "worker");
     result.with_context(|| format!("serving {name}"))?;
     Ok(0)

@@ -329,7 +329,9 @@ fn truncated_segment_is_refused() {
         )
         .unwrap(),
     );
-    let full = segment.metadata().unwrap().len();
+    // The board ends where its ring does; the attribution record follows it.
+    let full = syncomm_board::segment::segment_size(64) as u64;
+    assert!(segment.metadata().unwrap().len() > full);
     // The ring (64 bytes) loses its last byte; then only half a header is left.
     for size in [full - 1, (full - 64) / 2] {
         segment.set_len(size).unwrap();

@@ -131,8 +131,9 @@ fn timeout_gives_up_with_a_clear_message() {
     assert_eq!(
         text(&out.stderr).trim(),
         format!(
-            "gate: timed out after 300ms waiting for a slot of {} (1 slot, all held)",
-            sem.name
+            "gate: timed out after 300ms waiting for a slot of {} (1 slot, all held; runtime directory {})",
+            sem.name,
+            sem.env.dir().display()
         )
     );
     let out = run(sem.gate(&["--timeout", "0", "--", "true"]));

@@ -29,39 +29,65 @@ pub fn bin(name: &str) -> PathBuf {
         "gate" => env!("CARGO_BIN_EXE_gate"),
         "discover" => env!("CARGO_BIN_EXE_discover"),
         "syncomm-bench" => env!("CARGO_BIN_EXE_syncomm-bench"),
+        "syncomm" => env!("CARGO_BIN_EXE_syncomm"),
         other => panic!("unknown binary {other}"),
     };
     PathBuf::from(p)
 }
 
-/// A private runtime directory (`SYNCOMM_DIR`) for one test, removed at the end.
+/// A private runtime directory (`SYNCOMM_DIR`) for one test, removed at the
+/// end together with the kernel objects whose record names it (a gate's set,
+/// a board's segment: see `syncomm_admin::leaks`). Its name
+/// `syncomm-test-CARGO_PID-PID-…` tells which `cargo test` run made it, so the
+/// end-of-suite leak check (`tests/zz_leaks.rs`) looks only at its own run.
 pub struct Env {
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
+}
+
+/// The prefix of the runtime directories of this `cargo test` run (the
+/// test binaries are children of one cargo process).
+pub fn run_prefix() -> String {
+    format!("syncomm-test-{}-", nix::unistd::getppid())
 }
 
 impl Env {
     /// A fresh runtime directory.
     pub fn new() -> Env {
         Env {
-            dir: tempfile::Builder::new()
-                .prefix("syncomm-test-")
-                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .tempdir()
-                .expect("create temp dir"),
+            dir: Some(
+                tempfile::Builder::new()
+                    .prefix(&format!("{}{}-", run_prefix(), std::process::id()))
+                    .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                    .tempdir()
+                    .expect("create temp dir"),
+            ),
         }
     }
 
     /// The runtime directory.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.dir.as_ref().expect("env alive").path()
     }
 
     /// A command for binary `name` with `SYNCOMM_DIR` set to this environment.
     pub fn cmd(&self, name: &str) -> Command {
         let mut c = Command::new(bin(name));
-        c.env("SYNCOMM_DIR", self.dir.path());
+        c.env("SYNCOMM_DIR", self.dir());
         c.env_remove("RUST_LOG");
         c
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(d) = self.dir.take() {
+            let path = d.path().to_owned();
+            let abs = syncomm_common::attribution::absolute_dir(&path);
+            drop(d);
+            // What the test's programs left outside the directory: remove
+            // what nobody uses; the leak check reports anything still there.
+            let _ = syncomm_admin::leaks::clean_orphans_of(&abs, Duration::from_secs(5));
+        }
     }
 }
 

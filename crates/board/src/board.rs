@@ -12,6 +12,8 @@ use syncomm_common::openfile::{self, Access, OpenError};
 use syncomm_common::{rundir, Name};
 
 use crate::error::BoardError;
+use syncomm_common::attribution::Origin as Attribution;
+
 use crate::liveness;
 use crate::mapped::{self, Mapping, Segment};
 pub use crate::mapped::{Snapshot, SnapshotError};
@@ -108,6 +110,7 @@ impl Board {
             Err(e) if e.is_not_found() => {
                 return Err(BoardError::NotFound {
                     name: name.to_string(),
+                    dir: board_dir(&link),
                 })
             }
             // A FIFO, a symlink, another user's object, an empty one...
@@ -135,7 +138,9 @@ impl Board {
         );
         // The segment outlives this mapping (and a crashed producer) on
         // purpose: the producer that ends the board removes it.
-        let map = Mapping::create(&os_id, segment::segment_size(capacity))
+        let dir = board_dir(&link);
+        let trailer = crate::record::encode(&Attribution::new(&dir, name.as_str()));
+        let map = Mapping::create(&os_id, segment::segment_size(capacity), &trailer)
             .map_err(|e| open_err(format!("creating segment {os_id}"), e))?;
         let board = Board {
             seg: Segment::new_unchecked(map, capacity),
@@ -805,6 +810,12 @@ fn open_err(what: String, e: OpenError) -> BoardError {
     BoardError::Os { what, source }
 }
 
+/// The runtime directory a link file lives in.
+fn board_dir(link: &Path) -> PathBuf {
+    link.parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_owned)
+}
+
 /// Whether `id` looks like an os id we create.
 pub fn valid_os_id(id: &str) -> bool {
     id.len() < 200
@@ -823,6 +834,7 @@ fn read_link(link: &Path, name: &Name) -> Result<String, BoardError> {
         Err(e) if e.is_not_found() => {
             return Err(BoardError::NotFound {
                 name: name.to_string(),
+                dir: board_dir(link),
             })
         }
         Err(e) => {

@@ -10,11 +10,13 @@ use syncomm_common::rundir::RunDirError;
 pub enum BoardError {
     /// No board of that name exists (no link, or its segment is gone).
     #[error(
-        "no board named {name:?} (is a producer running? start one with `producer --name {name}`)"
+        "no board named {name:?} in {} (is a producer running with the same SYNCOMM_DIR? start one with `producer --name {name}`)", dir.display()
     )]
     NotFound {
         /// The board's name.
         name: String,
+        /// The runtime directory searched.
+        dir: PathBuf,
     },
     /// Something under the board's name is not a board of this layout.
     #[error("{} is not a syncomm board: {why} (remove it, or start `producer --fresh` to replace it)", path.display())]

@@ -49,6 +49,8 @@
 //! - [`board`]: [`Board`] (open, create, lock, snapshot) and [`board::Guard`]
 //!   (append, wait, stop).
 //! - [`producer`], [`consumer`], [`monitor`]: the three programs' logic.
+//! - [`record`]: the attribution record after the ring, and reading
+//!   segments for `syncomm ls`.
 //! - [`wait`]: waiting for a board to appear, for a signal, for a deadline.
 //! - [`liveness`]: is a process alive; a pidfd that tells when it dies.
 //! - [`values`]: the seeded value stream.
@@ -66,6 +68,7 @@ pub mod liveness;
 pub mod mapped;
 pub mod monitor;
 pub mod producer;
+pub mod record;
 pub mod segment;
 pub mod values;
 pub mod wait;

@@ -44,8 +44,9 @@ const HEAP_ALIGN: usize = std::mem::align_of::<Shared>();
 
 impl Mapping {
     /// Creates the segment `os_id` (`O_EXCL`, 0600) of `len` bytes, zeroed,
-    /// and maps it.
-    pub fn create(os_id: &str, len: usize) -> Result<Mapping, OpenError> {
+    /// followed by `trailer` (the attribution record, see [`crate::record`]),
+    /// and maps its first `len` bytes.
+    pub fn create(os_id: &str, len: usize, trailer: &[u8]) -> Result<Mapping, OpenError> {
         let path = shm_path(os_id);
         let fd = nix::sys::mman::shm_open(
             os_id,
@@ -55,7 +56,15 @@ impl Mapping {
         .map_err(|e| openfile::classify(&path, e.into()))?;
         let made = openfile::verify(fd.as_fd(), &path)
             .and_then(|_| {
-                nix::unistd::ftruncate(&fd, len as i64).map_err(|e| OpenError::Io {
+                nix::unistd::ftruncate(&fd, (len + trailer.len()) as i64).map_err(|e| {
+                    OpenError::Io {
+                        path: path.clone(),
+                        source: e.into(),
+                    }
+                })
+            })
+            .and_then(|_| {
+                write_all_at(&fd, trailer, len as i64).map_err(|e| OpenError::Io {
                     path: path.clone(),
                     source: e.into(),
                 })
@@ -138,6 +147,22 @@ impl Mapping {
             &*(p as *const T)
         }
     }
+}
+
+/// Writes all of `buf` at `offset` of `fd`.
+fn write_all_at(fd: &impl AsFd, mut buf: &[u8], mut offset: i64) -> nix::Result<()> {
+    while !buf.is_empty() {
+        match nix::sys::uio::pwrite(fd, buf, offset) {
+            Ok(0) => return Err(nix::Error::EIO),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as i64;
+            }
+            Err(nix::Error::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Maps `len` bytes of `fd` shared, read-write.

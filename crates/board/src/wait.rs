@@ -71,6 +71,15 @@ pub fn wait_for_board(
             Ok(b) => return Ok(Ok(b)),
             Err(BoardError::NotFound { .. }) if !said => {
                 tracing::info!("waiting for board {name} to appear");
+                let program = std::env::args()
+                    .next()
+                    .and_then(|a| a.rsplit('/').next().map(str::to_owned))
+                    .unwrap_or_default();
+                syncomm_common::waitnote::waiting(
+                    &program,
+                    &format!("board {:?}", name.as_str()),
+                    &dir,
+                );
                 said = true;
             }
             Err(BoardError::NotFound { .. }) => {}

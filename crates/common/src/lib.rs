@@ -4,6 +4,11 @@
 //! only its mechanism.
 //!
 //! ## Contents
+//! - [`attribution`]: the record every kernel object of ours carries (its
+//!   runtime directory and name), so `syncomm ls` can trace orphans.
+//! - [`status`]: servers' status records (`KIND.NAME.status`) for `syncomm ls`/`top`.
+//! - [`waitnote`]: the one line a waiting program prints on a terminal, and
+//!   the `--help` paragraph about the runtime directory.
 //! - [`name`]: rendezvous names (`--name`), validated once.
 //! - [`openfile`]: opening a runtime file another process may have planted:
 //!   never blocking, never following a symlink, only a regular file of ours.
@@ -31,6 +36,7 @@
 //! - `anyhow`: binaries report error chains; the runner in [`exit`] prints them.
 #![deny(missing_docs)]
 
+pub mod attribution;
 pub mod duration;
 pub mod exit;
 pub mod frame;
@@ -40,7 +46,9 @@ pub mod openfile;
 pub mod output;
 pub mod rundir;
 pub mod shutdown;
+pub mod status;
 pub mod unixsock;
+pub mod waitnote;
 
 pub use duration::parse_duration;
 pub use exit::{run, Fail};

@@ -33,9 +33,17 @@
 //! gate's exit status, and signals reach it directly. There is no window in
 //! which a slot is free while the command still runs.
 //!
+//! After the slots come the set's *attribution record* (see
+//! [`syncomm_common::attribution`]): one semaphore holding the record's
+//! length L, then L semaphores holding one byte each — the runtime directory
+//! and the name. So a set whose runtime directory was deleted can still be
+//! traced (`syncomm ls` shows it as an orphan, `syncomm clean` removes it when
+//! nobody holds a slot). Keys of our sets are `0x53xxxxxx` ([`KEY_TAG`]):
+//! `ipcs -s` shows at a glance which sets are ours.
+//!
 //! ## Finding the set: the runtime file
-//! A System V set is named by an integer key. The key is chosen at random when
-//! the set is created and stored in the runtime file `gate.NAME.sem`
+//! A System V set is named by an integer key. The key is chosen at random
+//! (under [`KEY_TAG`]) when the set is created and stored in the runtime file `gate.NAME.sem`
 //! (`syncomm-gate 1 key=K`). Every process opens that file and takes an
 //! exclusive `flock` on it while it looks the set up or creates it, so exactly
 //! one process creates and initialises a set (`IPC_CREAT | IPC_EXCL`, then
@@ -63,6 +71,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use syncomm_common::attribution::Origin;
 use syncomm_common::rundir;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::Name;
@@ -79,6 +88,15 @@ const COUNTER: u16 = 0;
 const SIZE: u16 = 1;
 /// Index of the first slot semaphore.
 const FIRST_SLOT: u16 = 2;
+
+/// The top byte of every key we create (`'S'`): `key & KEY_MASK == KEY_TAG`.
+pub const KEY_TAG: libc::key_t = 0x5300_0000;
+/// The bits of a key that [`KEY_TAG`] fixes.
+pub const KEY_MASK: libc::key_t = 0x7f00_0000u32 as libc::key_t;
+
+/// The most semaphores a set of ours may have: counter, size marker, slots,
+/// record length, record bytes.
+const MAX_NSEMS: usize = MAX_SLOTS as usize + 3 + syncomm_common::attribution::MAX_RECORD;
 
 /// The first word of a runtime file, and its format version.
 const MAGIC: &str = "syncomm-gate 1";
@@ -172,6 +190,8 @@ pub struct Gate {
     name: Name,
     semid: libc::c_int,
     slots: u16,
+    /// Semaphores in the set (slots + 2, plus the attribution record).
+    nsems: usize,
 }
 
 /// How a wait for a slot ended.
@@ -530,16 +550,19 @@ impl Gate {
         };
         let me = nix::unistd::geteuid().as_raw();
         let nsems = ds.sem_nsems as usize;
-        if ds.sem_perm.uid != me || nsems < 3 || nsems > MAX_SLOTS as usize + 2 {
+        if ds.sem_perm.uid != me || !(3..=MAX_NSEMS).contains(&nsems) {
             return Ok(None);
         }
-        let slots = (nsems - 2) as u16;
+        // The size marker says how many slots; the rest is the record.
         match sem_ctl(semid, SIZE, libc::GETVAL) {
-            Ok(v) if v == i32::from(slots) => Ok(Some(Gate {
-                name: name.clone(),
-                semid,
-                slots,
-            })),
+            Ok(v) if v >= 1 && v <= i32::from(MAX_SLOTS) && v as usize + 2 <= nsems => {
+                Ok(Some(Gate {
+                    name: name.clone(),
+                    semid,
+                    slots: v as u16,
+                    nsems,
+                }))
+            }
             Ok(_) | Err(nix::Error::EINVAL | nix::Error::EIDRM) => Ok(None),
             Err(e) => Err(sys("semctl(GETVAL)", e)),
         }
@@ -552,12 +575,11 @@ impl Gate {
     /// ([`remove_half_made`]) instead of leaking it.
     fn create(name: &Name, slots: u16, kf: &mut KeyFile) -> Result<Gate, GateError> {
         assert!((1..=MAX_SLOTS).contains(&slots), "slots out of range");
-        let nsems = usize::from(slots) + 2;
+        let dir = kf.path.parent().unwrap_or(Path::new("/"));
+        let record = Origin::new(dir, name.as_str()).encode();
+        let nsems = usize::from(slots) + 3 + record.len();
         let semid = loop {
-            let key: libc::key_t = rand::random::<libc::key_t>() & 0x7fff_ffff;
-            if key == 0 {
-                continue; // IPC_PRIVATE
-            }
+            let key: libc::key_t = KEY_TAG | (rand::random::<libc::key_t>() & 0x00ff_ffff);
             match sem_get(
                 key,
                 nsems as libc::c_int,
@@ -580,6 +602,11 @@ impl Gate {
         let mut values = vec![1u16; nsems];
         values[COUNTER as usize] = slots;
         values[SIZE as usize] = slots;
+        let rec_at = usize::from(FIRST_SLOT + slots);
+        values[rec_at] = record.len() as u16;
+        for (v, b) in values[rec_at + 1..].iter_mut().zip(&record) {
+            *v = u16::from(*b);
+        }
         if let Err(e) = sem_setall(semid, &mut values) {
             let _ = sem_ctl(semid, 0, libc::IPC_RMID);
             return Err(GateError::Sys {
@@ -592,6 +619,7 @@ impl Gate {
             name: name.clone(),
             semid,
             slots,
+            nsems,
         })
     }
 
@@ -671,8 +699,9 @@ impl Gate {
 
     /// Who holds which slot, and how many wait.
     pub fn status(&self) -> Result<Status, GateError> {
-        let nsems = usize::from(self.slots) + 2;
-        let values = sem_getall(self.semid, nsems).map_err(|e| self.sys("semctl(GETALL)", e))?;
+        let mut values =
+            sem_getall(self.semid, self.nsems).map_err(|e| self.sys("semctl(GETALL)", e))?;
+        values.truncate(usize::from(self.slots) + 2);
         let waiting = sem_ctl(self.semid, COUNTER, libc::GETNCNT)
             .map_err(|e| self.sys("semctl(GETNCNT)", e))?;
         status_from(self.name.as_str(), self.slots, &values, waiting, |slot| {
@@ -747,10 +776,162 @@ fn remove_half_made(key: libc::key_t) {
     };
     let Ok(ds) = sem_stat(semid) else { return };
     let ours = ds.sem_perm.uid == nix::unistd::geteuid().as_raw();
-    let size_ok = (3..=usize::from(MAX_SLOTS) + 2).contains(&(ds.sem_nsems as usize));
+    let size_ok = (3..=MAX_NSEMS).contains(&(ds.sem_nsems as usize));
     if ours && size_ok && ds.sem_otime == 0 && sem_ctl(semid, SIZE, libc::GETVAL) == Ok(0) {
         tracing::info!("removing the half-made gate set {semid} (key {key})");
         let _ = sem_ctl(semid, 0, libc::IPC_RMID);
+    }
+}
+
+/// A System V set with our key tag, as `syncomm ls` sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SetInfo {
+    /// The set's key.
+    pub key: libc::key_t,
+    /// Its id.
+    pub semid: libc::c_int,
+    /// Its owner.
+    pub uid: u32,
+    /// Semaphores in it.
+    pub nsems: usize,
+    /// Where it came from (its attribution record), if it carries one.
+    pub origin: Option<Origin>,
+    /// Its slots and holders, if it is a well-formed gate set.
+    pub status: Option<Status>,
+}
+
+/// The key of the set named by runtime file `path` (read without locking:
+/// the file is written once, under the lock, before anyone reads it).
+pub fn key_in_file(path: &Path) -> Result<Option<libc::key_t>, String> {
+    match syncomm_common::openfile::read_regular(path, MAX_KEY_FILE as usize) {
+        Ok(bytes) => parse_key_file(&bytes).map_err(|e| format!("not a gate file ({:?})", e.start)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.reason()),
+    }
+}
+
+/// Every System V set whose key carries [`KEY_TAG`], from
+/// `/proc/sysvipc/sem`, with its record and status read where we may.
+pub fn list_sets() -> Vec<SetInfo> {
+    let Ok(text) = std::fs::read_to_string("/proc/sysvipc/sem") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let (Some(key), Some(semid), Some(nsems), Some(uid)) = (
+            w.first().and_then(|k| k.parse::<libc::key_t>().ok()),
+            w.get(1).and_then(|k| k.parse::<libc::c_int>().ok()),
+            w.get(3).and_then(|k| k.parse::<usize>().ok()),
+            w.get(4).and_then(|k| k.parse::<u32>().ok()),
+        ) else {
+            continue;
+        };
+        if key & KEY_MASK != KEY_TAG {
+            continue;
+        }
+        out.push(inspect_set(key, semid, nsems, uid));
+    }
+    out
+}
+
+/// The set under `key`, whatever its key's tag (a set made before keys
+/// were tagged), if there is one.
+pub fn inspect_key(key: libc::key_t) -> Option<SetInfo> {
+    let semid = sem_get(key, 0, 0).ok()?;
+    let ds = sem_stat(semid).ok()?;
+    Some(inspect_set(
+        key,
+        semid,
+        ds.sem_nsems as usize,
+        ds.sem_perm.uid,
+    ))
+}
+
+/// Reads the record and status of set `semid` (only of our own sets).
+fn inspect_set(key: libc::key_t, semid: libc::c_int, nsems: usize, uid: u32) -> SetInfo {
+    let mut info = SetInfo {
+        key,
+        semid,
+        uid,
+        nsems,
+        origin: None,
+        status: None,
+    };
+    if uid != nix::unistd::geteuid().as_raw() || !(3..=MAX_NSEMS).contains(&nsems) {
+        return info;
+    }
+    let Ok(values) = sem_getall(semid, nsems) else {
+        return info;
+    };
+    let slots = values[usize::from(SIZE)];
+    if slots == 0 || slots > MAX_SLOTS || usize::from(slots) + 2 > nsems {
+        return info;
+    }
+    // A set made before sets carried a record ends after its slots.
+    let rec_at = usize::from(FIRST_SLOT + slots);
+    let len = values.get(rec_at).map_or(0, |&l| usize::from(l));
+    if rec_at < nsems && rec_at + 1 + len == nsems && values[rec_at + 1..].iter().all(|&v| v <= 255)
+    {
+        let bytes: Vec<u8> = values[rec_at + 1..].iter().map(|&v| v as u8).collect();
+        info.origin = Origin::decode(&bytes);
+    }
+    let name = info
+        .origin
+        .as_ref()
+        .map_or("?", |o| o.name.as_str())
+        .to_owned();
+    let waiting = sem_ctl(semid, COUNTER, libc::GETNCNT).unwrap_or(0);
+    info.status = status_from(&name, slots, &values[..rec_at], waiting, |slot| {
+        sem_ctl(semid, FIRST_SLOT + slot, libc::GETPID).map_err(|e| GateError::Sys {
+            call: "semctl(GETPID)",
+            name: name.clone(),
+            source: e,
+        })
+    })
+    .ok();
+    info
+}
+
+/// Removes set `semid` (which must still have key `key` and be ours) unless
+/// a slot is held: it takes every counter unit at once with `IPC_NOWAIT`
+/// first, as `gate --remove` does. `Ok(false)`: it is gone already.
+pub fn remove_set_if_idle(key: libc::key_t, semid: libc::c_int) -> Result<bool, String> {
+    let Some(info) = list_sets()
+        .into_iter()
+        .find(|i| i.semid == semid && i.key == key)
+    else {
+        return Ok(false);
+    };
+    if info.uid != nix::unistd::geteuid().as_raw() {
+        return Err(format!("set {semid} belongs to uid {}", info.uid));
+    }
+    let Some(st) = info.status else {
+        return Err(format!(
+            "set {semid} is not a well-formed gate set; left alone"
+        ));
+    };
+    let all = st.slots as i16;
+    match sem_op(
+        semid,
+        &mut [op(COUNTER, -all, libc::SEM_UNDO | libc::IPC_NOWAIT)],
+        None,
+    ) {
+        Ok(()) => {}
+        Err(nix::Error::EAGAIN) => {
+            return Err(format!(
+                "set {semid} is in use ({} of {} slots held)",
+                st.slots - st.free,
+                st.slots
+            ))
+        }
+        Err(nix::Error::EINVAL | nix::Error::EIDRM) => return Ok(false),
+        Err(e) => return Err(format!("semop on set {semid}: {e}")),
+    }
+    match sem_ctl(semid, 0, libc::IPC_RMID) {
+        Ok(_) => Ok(true),
+        Err(nix::Error::EINVAL | nix::Error::EIDRM) => Ok(false),
+        Err(e) => Err(format!("semctl(IPC_RMID) on set {semid}: {e}")),
     }
 }
 

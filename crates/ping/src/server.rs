@@ -50,7 +50,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -212,13 +213,28 @@ struct Ctx<'s> {
     lingering: usize,
     /// Connections served (open or closing) by all loops together.
     open: &'s AtomicUsize,
+    /// Figures for the status record.
+    live: &'s LiveStats,
     stats: Stats,
     scratch: Vec<u8>,
     log: Option<LogSender>,
 }
 
+/// What a running server is doing, for its status record
+/// (`ping.NAME.status`, read by `syncomm ls` and `syncomm top`).
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    /// Connections accepted since the start.
+    pub accepted: AtomicU64,
+    /// Requests answered since the start.
+    pub requests: AtomicU64,
+    /// Connections open now (all loops together).
+    pub open: AtomicUsize,
+}
+
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
+    live: Arc<LiveStats>,
     config: ServerConfig,
     tcp: Option<TcpListener>,
     local: Option<(UnixListener, PathBuf, FileId)>,
@@ -239,7 +255,17 @@ impl Server {
             Some(name) => Some(bind_local(&Endpoint::local_path(name)?)?),
             None => None,
         };
-        Ok(Server { config, tcp, local })
+        Ok(Server {
+            live: Arc::new(LiveStats::default()),
+            config,
+            tcp,
+            local,
+        })
+    }
+
+    /// The server's live figures (for its status record).
+    pub fn live(&self) -> Arc<LiveStats> {
+        self.live.clone()
     }
 
     /// The TCP address actually bound (with the port chosen for `:0`).
@@ -271,11 +297,12 @@ impl Server {
             nonblocking(l.set_nonblocking(true))?;
         }
         let json = self.config.json_log;
-        let open = AtomicUsize::new(0);
         let unlinked = AtomicBool::new(false);
+        let live = self.live.clone();
         let shared = Shared {
             shutdown,
-            open: &open,
+            open: &live.open,
+            live: &live,
             unlinked: &unlinked,
         };
         let results: Vec<Result<Stats, ServerError>> = std::thread::scope(|scope| {
@@ -333,6 +360,7 @@ impl Server {
             draining: false,
             lingering: 0,
             open: shared.open,
+            live: shared.live,
             stats: Stats::default(),
             scratch: vec![0; MAX_LINE + 1],
             log,
@@ -463,6 +491,7 @@ impl Server {
                 }
             };
             ctx.stats.accepted += 1;
+            ctx.live.accepted.fetch_add(1, Ordering::Relaxed);
             // Take a place among the --max-conns (shared by all loops), if one is free.
             let max = self.config.max_conns;
             let placed = ctx
@@ -655,6 +684,9 @@ fn answer(conn: &mut Conn, ctx: &mut Ctx<'_>) {
         },
     );
     ctx.stats.requests += answered;
+    if answered > 0 {
+        ctx.live.requests.fetch_add(answered, Ordering::Relaxed);
+    }
     if answered > 0 {
         conn.deadline = ctx.idle.map(|d| ctx.now + d);
     }
@@ -963,6 +995,8 @@ impl Write for LogSender {
 /// What the loops share.
 struct Shared<'s> {
     shutdown: &'s Shutdown,
+    /// Figures for the status record.
+    live: &'s LiveStats,
     /// Connections served (open or closing) by all loops together.
     open: &'s AtomicUsize,
     /// Whether the local socket file was removed (by the first loop to stop).

@@ -56,6 +56,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -343,8 +345,26 @@ enum Ending {
     Misbehaved(String),
 }
 
+/// What a running pool is doing, for its status record
+/// (`worker.NAME.status`, read by `syncomm ls` and `syncomm top`).
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    /// Children running.
+    pub workers: AtomicUsize,
+    /// Calls answered since the start (results and errors).
+    pub calls: AtomicU64,
+    /// Calls waiting for a child.
+    pub queue: AtomicUsize,
+    /// Calls running in children.
+    pub running: AtomicUsize,
+    /// Callers connected.
+    pub connections: AtomicUsize,
+}
+
 /// A running pool: listener, connections, children.
 pub struct Server {
+    /// Figures for the status record.
+    live: Arc<LiveStats>,
     cfg: Config,
     path: PathBuf,
     listener: Option<UnixListener>,
@@ -396,6 +416,7 @@ impl Server {
             );
         }
         let mut server = Server {
+            live: Arc::new(LiveStats::default()),
             cfg,
             path,
             listener: Some(listener),
@@ -432,6 +453,11 @@ impl Server {
     /// The socket path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The pool's live figures (updated every turn of its loop).
+    pub fn live(&self) -> Arc<LiveStats> {
+        self.live.clone()
     }
 
     fn say(&mut self, line: String) {
@@ -487,6 +513,12 @@ impl Server {
             }
             self.dispatch();
             self.flush_all();
+            let r = Ordering::Relaxed;
+            self.live.workers.store(self.workers.len(), r);
+            self.live.queue.store(self.pending.len(), r);
+            let running = self.workers.iter().map(|w| w.running.len()).sum();
+            self.live.running.store(running, r);
+            self.live.connections.store(self.conns.len(), r);
         }
         self.stop_children();
         self.say("stopped".to_owned());
@@ -784,6 +816,7 @@ impl Server {
     /// Sends a job's result to its caller, if the caller is still there.
     fn answer(&mut self, job: Job, result: Result<crate::protocol::Value, CallError>) {
         self.retire(job.cost);
+        self.live.calls.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = self.conns.get_mut(&job.conn) {
             c.in_flight = c.in_flight.saturating_sub(1);
             c.active = Instant::now();

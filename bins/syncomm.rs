@@ -1,0 +1,185 @@
+//! `syncomm`: list every object the syncomm programs left (`ls`), remove the
+//! stale and orphaned ones (`clean`), watch the live ones (`top`). See the
+//! `syncomm-admin` crate and docs/ADMIN.md.
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use syncomm_admin::top::{self, TopOptions};
+use syncomm_admin::{scan, Scope, State};
+use syncomm_common::output::print_json;
+use syncomm_common::{parse_duration, Fail, Name};
+
+const ABOUT: &str = "\
+See every object the syncomm programs made, clean up stale ones, watch them live.
+
+States: live (in use), stale (its owner died), orphan (a kernel object whose
+file or runtime directory is gone, or a file whose kernel object is gone),
+foreign (another user's, or without our record: listed, never touched).
+
+The runtime directory is $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else
+/tmp/syncomm-UID. Kernel objects (board segments in /dev/shm, gate semaphore
+sets) carry a record of their runtime directory and name, so those whose
+directory is gone are listed (and cleaned) too, for the current user.";
+
+#[derive(Parser)]
+#[command(name = "syncomm", version, about = ABOUT, after_help = "Examples:\n  syncomm ls\n  syncomm clean --dry-run\n  syncomm top --interval 500ms\n\nSYNCOMM_DIR selects the runtime directory; docs/ADMIN.md describes the --json output.")]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List every object, one line each with its state.
+    Ls {
+        /// Only objects of this name.
+        #[arg(long, value_name = "N")]
+        name: Option<Name>,
+        /// One JSON object per line: the directory first, then each object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove stale and orphaned objects (never a live or foreign one).
+    Clean {
+        /// Say what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only objects of this name.
+        #[arg(long, value_name = "N")]
+        name: Option<Name>,
+        /// One JSON object per line for each object handled.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A live view of every live object with rates; JSON lines when stdout is not a terminal.
+    Top {
+        /// Time between refreshes.
+        #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+        interval: Duration,
+        /// Stop after N refreshes.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Only objects of this name.
+        #[arg(long, value_name = "N")]
+        name: Option<Name>,
+    },
+}
+
+fn scope(name: Option<Name>) -> Scope {
+    let mut s = Scope::from_env();
+    s.name = name.map(|n| n.to_string());
+    s
+}
+
+fn main() -> ExitCode {
+    syncomm_common::run("syncomm", || {
+        let args = Args::parse();
+        match args.cmd {
+            Cmd::Ls { name, json } => {
+                let listing = scan(&scope(name));
+                if json {
+                    print_json(&serde_json::json!({
+                        "dir": listing.dir, "dir_source": listing.dir_source,
+                        "dir_exists": listing.dir_exists,
+                    }))?;
+                    for o in &listing.objects {
+                        print_json(o)?;
+                    }
+                } else {
+                    println!("{}", listing.header());
+                    if listing.objects.is_empty() {
+                        println!("(nothing)");
+                    }
+                    for o in &listing.objects {
+                        println!("{}", o.line());
+                    }
+                }
+                Ok(0)
+            }
+            Cmd::Clean {
+                dry_run,
+                name,
+                json,
+            } => {
+                let scope = scope(name);
+                let listing = scan(&scope);
+                if !json {
+                    println!("{}", listing.header());
+                }
+                let outcomes = syncomm_admin::clean::clean(&listing, dry_run);
+                let mut failed = 0;
+                for o in &outcomes {
+                    if json {
+                        print_json(o)?;
+                        failed += usize::from(o.error.is_some());
+                        continue;
+                    }
+                    let what = format!(
+                        "{} {} {} ({})",
+                        o.object.state.as_str(),
+                        o.object.kind.as_str(),
+                        o.object.name,
+                        o.object
+                            .kernel
+                            .clone()
+                            .or_else(|| o.object.files.first().map(|f| f.display().to_string()))
+                            .unwrap_or_default()
+                    );
+                    match &o.error {
+                        Some(e) => {
+                            failed += 1;
+                            println!("not removed: {what}: {e}");
+                        }
+                        None if dry_run => println!("would remove: {what} — {}", o.object.why),
+                        None => println!("removed: {what} — {}", o.object.why),
+                    }
+                }
+                if dry_run {
+                    return Ok(0);
+                }
+                // Clean afterwards? Look again (only stale and orphans count).
+                let left = scan(&scope)
+                    .objects
+                    .into_iter()
+                    .filter(|o| matches!(o.state, State::Stale | State::Orphan))
+                    .count();
+                if !json {
+                    if outcomes.is_empty() {
+                        println!("nothing to clean");
+                    }
+                    if left > 0 {
+                        println!("{left} stale or orphaned object(s) remain");
+                    }
+                }
+                if failed > 0 || left > 0 {
+                    return Err(Fail::failed(format!(
+                        "{} object(s) could not be removed",
+                        failed.max(left)
+                    ))
+                    .into());
+                }
+                Ok(0)
+            }
+            Cmd::Top {
+                interval,
+                count,
+                name,
+            } => {
+                if interval.is_zero() {
+                    return Err(Fail::usage("--interval must be above 0").into());
+                }
+                let shutdown = syncomm_common::shutdown::Shutdown::install()?;
+                top::run(
+                    &TopOptions {
+                        scope: scope(name),
+                        interval,
+                        count,
+                    },
+                    &shutdown,
+                )?;
+                Ok(0)
+            }
+        }
+    })
+}

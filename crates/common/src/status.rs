@@ -1,0 +1,183 @@
+//! Status records: servers (the worker pool, the ping server) publish what
+//! they are doing in the runtime directory as `KIND.NAME.status`, one JSON
+//! object rewritten atomically (temp file + `rename(2)`) about once a second.
+//! `syncomm ls` and `syncomm top` read them. The record names the process by
+//! pid *and* start time (`/proc/PID/stat` field 22), so the record of a server
+//! that died, even one whose pid was reused since, reads as stale.
+
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::name::Name;
+use crate::rundir;
+
+/// The format tag of a status record.
+pub const FORMAT: &str = "syncomm-status 1";
+
+/// The largest status file read.
+pub const MAX_STATUS: u64 = 64 * 1024;
+
+/// One server's status.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    /// [`FORMAT`].
+    pub format: String,
+    /// `worker` or `ping`.
+    pub kind: String,
+    /// The rendezvous name.
+    pub name: String,
+    /// The server's pid.
+    pub pid: i32,
+    /// Its start time (`/proc/PID/stat` field 22).
+    pub start: u64,
+    /// When the record was written, ms since the Unix epoch.
+    pub updated_ms: u64,
+    /// Kind-specific figures (counters are totals since start, so a reader
+    /// derives rates from two records).
+    pub stats: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The path of the status record of `kind` `name`: `{rundir}/KIND.NAME.status`.
+pub fn path(kind: &str, name: &Name) -> Result<PathBuf, rundir::RunDirError> {
+    rundir::file_path(kind, name, "status")
+}
+
+/// The start time of process `pid` from `/proc/PID/stat` (field 22).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest: Vec<&str> = line.rsplit(')').next()?.split_whitespace().collect();
+    rest.get(19)?.parse().ok()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Status {
+    /// A record for this process.
+    pub fn own(kind: &str, name: &Name) -> Status {
+        let pid = std::process::id() as i32;
+        Status {
+            format: FORMAT.to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_string(),
+            pid,
+            start: start_time(pid).unwrap_or(0),
+            updated_ms: now_ms(),
+            stats: serde_json::Map::new(),
+        }
+    }
+
+    /// Parses a record's bytes (`None`: not a status record).
+    pub fn parse(bytes: &[u8]) -> Option<Status> {
+        let s: Status = serde_json::from_slice(bytes).ok()?;
+        (s.format == FORMAT && s.pid > 0).then_some(s)
+    }
+}
+
+/// Writes `status` to `path` atomically: a temp file beside it, then `rename(2)`.
+pub fn write(path: &Path, status: &Status) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc_o_nofollow())
+        .open(&tmp)?;
+    serde_json::to_writer(&mut f, status).map_err(io::Error::other)?;
+    f.write_all(b"\n")?;
+    drop(f);
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+fn libc_o_nofollow() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+}
+
+/// Reads the status record at `path`: `Ok(None)` when there is none or it is
+/// not a status record; never blocks or follows a symlink, only our own file.
+pub fn read(path: &Path) -> Result<Option<Status>, crate::openfile::OpenError> {
+    match crate::openfile::read_regular(path, MAX_STATUS as usize) {
+        Ok(bytes) => Ok(Status::parse(&bytes)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A thread that rewrites a status record about once a second until dropped,
+/// then removes it.
+pub struct Publisher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl Publisher {
+    /// Publishes `kind` `name` at `path`, filling `stats` with `fill` each time.
+    pub fn start(
+        kind: &str,
+        name: &Name,
+        path: PathBuf,
+        mut fill: impl FnMut(&mut serde_json::Map<String, serde_json::Value>) + Send + 'static,
+    ) -> Publisher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut status = Status::own(kind, name);
+        let (stop2, path2) = (stop.clone(), path.clone());
+        let thread = std::thread::Builder::new()
+            .name("status".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    status.updated_ms = now_ms();
+                    fill(&mut status.stats);
+                    let _ = write(&path2, &status);
+                    for _ in 0..10 {
+                        if stop2.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            })
+            .ok();
+        Publisher { stop, thread, path }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("worker.x.status");
+        let name = Name::new("x").unwrap();
+        let mut s = Status::own("worker", &name);
+        s.stats.insert("calls".into(), 5.into());
+        write(&p, &s).unwrap();
+        assert_eq!(read(&p).unwrap(), Some(s));
+        std::fs::write(&p, b"{}").unwrap();
+        assert_eq!(read(&p).unwrap(), None);
+    }
+}
