@@ -133,7 +133,7 @@ impl Ctx {
             start,
             deadline: start + Duration::from_secs(seconds),
             stop,
-        pending_cont: Vec::new(),
+            pending_cont: Vec::new(),
             seq: 0,
         })
     }
@@ -195,7 +195,12 @@ impl Ctx {
     }
 
     /// As [`Ctx::spawn`], with a pipe on stdin.
-    pub fn spawn_piped(&mut self, mut cmd: Command, what: &str, nofile: Option<u64>) -> Option<Proc> {
+    pub fn spawn_piped(
+        &mut self,
+        mut cmd: Command,
+        what: &str,
+        nofile: Option<u64>,
+    ) -> Option<Proc> {
         os::prepare(&mut cmd, nofile);
         self.seq += 1;
         let tag = format!("{what}-{}", self.seq);
@@ -315,7 +320,9 @@ impl Ctx {
         for pid in left {
             let what = os::cmdline(pid);
             os::kill(pid, Signal::SIGKILL);
-            self.leak(format!("process {pid} ({what}) still running after {bound:?}"));
+            self.leak(format!(
+                "process {pid} ({what}) still running after {bound:?}"
+            ));
         }
         self.tally.checks += 1;
         for f in os::dir_entries(self.rundir.path()) {

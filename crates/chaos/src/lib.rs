@@ -95,7 +95,10 @@ impl Report {
         }
         let mut total = vec!["total".to_owned()];
         for i in 1..rows[0].len() {
-            let sum: u64 = rows[1..].iter().map(|r| r[i].parse::<u64>().unwrap_or(0)).sum();
+            let sum: u64 = rows[1..]
+                .iter()
+                .map(|r| r[i].parse::<u64>().unwrap_or(0))
+                .sum();
             total.push(sum.to_string());
         }
         rows.push(total);
@@ -106,7 +109,11 @@ impl Report {
             "syncomm chaos: {} s, seed {}{}\n",
             self.seconds,
             self.seed,
-            if self.interrupted { " (interrupted)" } else { "" }
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
         );
         for (n, r) in rows.iter().enumerate() {
             let cells: Vec<String> = r
@@ -207,7 +214,11 @@ pub fn run(cfg: &Config) -> std::io::Result<Report> {
     {
         return Err(std::io::Error::other(format!(
             "unknown scenario '{bad}' (scenarios: {})",
-            scenarios::ALL.iter().map(|s| s.0).collect::<Vec<_>>().join(", ")
+            scenarios::ALL
+                .iter()
+                .map(|s| s.0)
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     let run_tag = format!("{}-{}", std::process::id(), cfg.seed);
@@ -219,12 +230,10 @@ pub fn run(cfg: &Config) -> std::io::Result<Report> {
             let run_tag = run_tag.clone();
             std::thread::spawn(move || {
                 let started = Instant::now();
-                let tally = match Ctx::new(name, cfg.seed, &cfg.bins, &run_tag, cfg.seconds, stop)
-                {
+                let tally = match Ctx::new(name, cfg.seed, &cfg.bins, &run_tag, cfg.seconds, stop) {
                     Ok(mut ctx) => {
-                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            f(&mut ctx)
-                        }));
+                        let ran =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut ctx)));
                         if let Err(p) = ran {
                             let why = p
                                 .downcast_ref::<String>()

@@ -166,9 +166,17 @@ pub fn crashed(st: ExitStatus, stderr: &str) -> Option<String> {
         .and_then(|s| Signal::try_from(s).ok())
         .is_some_and(|s| CRASH_SIGNALS.contains(&s));
     if st.code() == Some(101) || stderr.contains("panicked at") || by_signal {
+        let telling = [
+            "panicked",
+            "memory allocation",
+            "overflow",
+            "fatal",
+            "error",
+        ];
         let first = stderr
             .lines()
-            .find(|l| !l.trim().is_empty())
+            .find(|l| telling.iter().any(|t| l.contains(t)))
+            .or_else(|| stderr.lines().find(|l| !l.trim().is_empty()))
             .unwrap_or("");
         Some(format!("{} ({})", describe(st), first.trim()))
     } else {

@@ -48,14 +48,66 @@ pub fn run(ctx: &mut Ctx) {
 
 fn spawn_member(ctx: &mut Ctx, name: &str, id: &str, m: u64, nofile: bool) -> Option<Member> {
     let mut c = ctx.cmd("discover");
-    c.args(["--name", name, "--as", id, "--members", &m.to_string(), "--json", "--timeout"])
-        .arg(format!("{}s", TIMEOUT.as_secs()));
+    c.args([
+        "--name",
+        name,
+        "--as",
+        id,
+        "--members",
+        &m.to_string(),
+        "--json",
+        "--timeout",
+    ])
+    .arg(format!("{}s", TIMEOUT.as_secs()));
     let p = ctx.spawn(c, "discover", nofile.then_some(12))?;
     Some(Member {
         p,
         id: id.to_owned(),
         hit: false,
     })
+}
+
+/// One fault on a random member started so far; the victim of a kill or a
+/// signal is replaced under the same id (the role goes on). Whether a member
+/// was ended (a stall is not).
+fn strike(
+    ctx: &mut Ctx,
+    name: &str,
+    m: u64,
+    members: &mut Vec<Member>,
+    replaced: &mut u32,
+) -> bool {
+    std::thread::sleep(ctx.rng.ms(0, 40));
+    let i = ctx.rng.below(members.len() as u64) as usize;
+    let pid = members[i].p.pid();
+    match ctx.rng.below(3) {
+        0 => {
+            members[i].p.signal(Signal::SIGKILL);
+            ctx.fault(Fault::Kill9);
+        }
+        1 => {
+            let sig = ctx.polite_signal();
+            members[i].p.signal(sig);
+        }
+        _ => {
+            if !ctx.stalled(pid) {
+                let d = ctx.rng.ms(100, 1500);
+                ctx.stall(pid, d);
+            }
+            return false;
+        }
+    }
+    members[i].hit = true;
+    let met = members[i].p.stdout().contains("found");
+    if members[i].p.wait_for(Duration::from_secs(5)).is_some() && !met && *replaced < 2 {
+        let id = members[i].id.clone();
+        ctx.fault(Fault::Restart);
+        if let Some(mb) = spawn_member(ctx, name, &id, m, false) {
+            members.push(mb);
+            *replaced += 1;
+        }
+    }
+    true
 }
 
 fn files_of(ctx: &Ctx, name: &str) -> Vec<String> {
@@ -71,7 +123,12 @@ fn round_once(ctx: &mut Ctx, name: &str, round: u64, faults: bool) {
     let ids: Vec<String> = (0..m).map(|k| format!("r{round}m{k}")).collect();
     let mut members: Vec<Member> = Vec::new();
     let mut replaced = 0;
-    for id in &ids {
+    let mut injected = false;
+    let mut ended = 0;
+    // Faults strike after member `at` started and before the last one has,
+    // so the group cannot be complete yet: a victim must be replaced.
+    let fault_after = faults.then(|| ctx.rng.below(m - 1) as usize);
+    for (k, id) in ids.iter().enumerate() {
         let nofile = faults && ctx.rng.chance(0.1);
         if nofile {
             ctx.fault(Fault::Nofile);
@@ -80,41 +137,10 @@ fn round_once(ctx: &mut Ctx, name: &str, round: u64, faults: bool) {
             members.push(mb);
         }
         std::thread::sleep(ctx.rng.ms(0, 30));
-    }
-    let mut injected = false;
-    if faults {
-        for _ in 0..ctx.rng.range(1, 2) {
-            std::thread::sleep(ctx.rng.ms(0, 60));
-            let i = ctx.rng.below(members.len() as u64) as usize;
-            let pid = members[i].p.pid();
-            match ctx.rng.below(3) {
-                0 => {
-                    members[i].p.signal(Signal::SIGKILL);
-                    ctx.fault(Fault::Kill9);
-                }
-                1 => {
-                    let sig = ctx.polite_signal();
-                    members[i].p.signal(sig);
-                }
-                _ => {
-                    if !ctx.stalled(pid) {
-                        let d = ctx.rng.ms(100, 1500);
-                        ctx.stall(pid, d);
-                    }
-                    continue;
-                }
-            }
-            injected = true;
-            members[i].hit = true;
-            // The role goes on: a replacement under the same id, once the
-            // killed one is gone.
-            if members[i].p.wait_for(Duration::from_secs(5)).is_some() && replaced < 2 {
-                let id = members[i].id.clone();
-                ctx.fault(Fault::Restart);
-                if let Some(mb) = spawn_member(ctx, name, &id, m, false) {
-                    members.push(mb);
-                    replaced += 1;
-                }
+        if fault_after == Some(k) {
+            if strike(ctx, name, m, &mut members, &mut replaced) {
+                injected = true;
+                ended += 1;
             }
         }
     }
@@ -142,15 +168,35 @@ fn round_once(ctx: &mut Ctx, name: &str, round: u64, faults: bool) {
             let found: Vec<String> = j
                 .as_ref()
                 .and_then(|j| j["found"].as_array())
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
             lists.push((mb.id.clone(), found));
         } else if !mb.hit {
             all_met = false;
             let err = mb.p.stderr();
             ctx.check(!err.trim().is_empty(), || {
-                format!("discover --as {} failed ({}) without a word", mb.id, os::describe(st))
+                format!(
+                    "discover --as {} failed ({}) without a word",
+                    mb.id,
+                    os::describe(st)
+                )
             });
+        }
+    }
+    if std::env::var_os("SYNCOMM_CHAOS_DEBUG").is_some() {
+        for mb in &mut members {
+            eprintln!(
+                "discover round {round} m={m} {}: {:?} hit={} out={:?} err={:?}",
+                mb.id,
+                mb.p.poll().map(os::describe),
+                mb.hit,
+                mb.p.stdout().trim(),
+                mb.p.stderr().trim()
+            );
         }
     }
     let round_ids: BTreeSet<&String> = ids.iter().collect();
@@ -170,9 +216,12 @@ fn round_once(ctx: &mut Ctx, name: &str, round: u64, faults: bool) {
         }
         ctx.op();
     }
-    if !injected && clean_start {
+    // Every member ended by a fault was replaced: the group must meet.
+    if clean_start && ended == replaced {
         ctx.check(all_met, || {
-            format!("round {round} ({m} members, no fault, clean start) did not meet")
+            format!(
+                "round {round} ({m} members, clean start, {ended} ended and replaced) did not meet"
+            )
         });
     }
     if all_met && !injected && !lists.is_empty() {

@@ -134,7 +134,10 @@ fn one_chain(ctx: &mut Ctx) {
         ctx.tick(5);
     }
     let Some(st) = p.poll() else {
-        ctx.violation(format!("filter {specs:?} still running after {:?}", started.elapsed()));
+        ctx.violation(format!(
+            "filter {specs:?} still running after {:?}",
+            started.elapsed()
+        ));
         return;
     };
     ctx.cont_all();
@@ -142,14 +145,19 @@ fn one_chain(ctx: &mut Ctx) {
     ctx.check_no_crash(&mut p);
     let out = std::fs::read_to_string(p.stdout_path()).unwrap_or_default();
     let err = p.stderr();
-    let what = format!("filter {specs:?} on {n} lines{}", match bad_at {
-        Some(b) => format!(" (line {} is 'abc')", b + 1),
-        None => String::new(),
-    });
+    let what = format!(
+        "filter {specs:?} on {n} lines{}",
+        match bad_at {
+            Some(b) => format!(" (line {} is 'abc')", b + 1),
+            None => String::new(),
+        }
+    );
     let hit = hit.filter(|h| *h != "stall");
     ctx.op();
     if st.success() {
-        ctx.check(bad_at.is_none(), || format!("{what}: exit 0 despite the bad line"));
+        ctx.check(bad_at.is_none(), || {
+            format!("{what}: exit 0 despite the bad line")
+        });
         let lines: Vec<&str> = out.lines().collect();
         ctx.check(lines == expected && out.ends_with('\n'), || {
             format!(
@@ -159,11 +167,14 @@ fn one_chain(ctx: &mut Ctx) {
                 hit.map(|h| format!("; {h}")).unwrap_or_default()
             )
         });
-        ctx.tally.ops += lines.len() as u64;
     } else {
-        let clear = hit.is_some() || (st.code() == Some(1) && err.lines().any(|l| l.starts_with("filter: ")));
+        let clear = hit.is_some()
+            || (st.code() == Some(1) && err.lines().any(|l| l.starts_with("filter: ")));
         ctx.check(clear, || {
-            format!("{what}: {} without a clear 'filter: ...' line: {err:?}", os::describe(st))
+            format!(
+                "{what}: {} without a clear 'filter: ...' line: {err:?}",
+                os::describe(st)
+            )
         });
         if bad_at.is_some() && hit.is_none() && !nofile {
             ctx.check(err.contains("line") && err.contains("abc"), || {
@@ -190,7 +201,11 @@ fn one_chain(ctx: &mut Ctx) {
     while stage_pids.iter().any(|&s| os::alive(s)) && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let left: Vec<i32> = stage_pids.iter().copied().filter(|&s| os::alive(s)).collect();
+    let left: Vec<i32> = stage_pids
+        .iter()
+        .copied()
+        .filter(|&s| os::alive(s))
+        .collect();
     ctx.check(left.is_empty(), || {
         format!(
             "{what}: stages {left:?} outlived the chain by {STAGE_BOUND:?} ({})",

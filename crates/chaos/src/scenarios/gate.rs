@@ -62,7 +62,11 @@ pub fn run(ctx: &mut Ctx) {
                 let mut s = status.take().unwrap();
                 ctx.check_no_crash(&mut s);
                 if st.success() {
-                    if let Some(j) = s.stdout().lines().find_map(|l| serde_json::from_str::<J>(l).ok()) {
+                    if let Some(j) = s
+                        .stdout()
+                        .lines()
+                        .find_map(|l| serde_json::from_str::<J>(l).ok())
+                    {
                         holders = check_status(ctx, &j);
                         dead_holders.retain(|&(pid, at)| {
                             if !holders.contains(&pid) {
@@ -143,7 +147,11 @@ fn start_gate(ctx: &mut Ctx, name: &str) -> Option<Gate> {
     let hold = ctx.rng.range(50, 1500);
     if ctx.rng.chance(0.5) {
         // The command becomes the holder (execve keeps the slot's undo record).
-        c.args(["--", "sleep", &format!("{}.{:03}", hold / 1000, hold % 1000)]);
+        c.args([
+            "--",
+            "sleep",
+            &format!("{}.{:03}", hold / 1000, hold % 1000),
+        ]);
     } else {
         c.args(["--hold", &format!("{hold}ms"), "--id", "demo"]);
     }
@@ -186,14 +194,22 @@ fn check_status(ctx: &mut Ctx, j: &J) -> Vec<i32> {
     let free = j["free"].as_u64().unwrap_or(0);
     let holders: Vec<i32> = j["holders"]
         .as_array()
-        .map(|a| a.iter().filter_map(|h| h["pid"].as_i64()).map(|p| p as i32).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|h| h["pid"].as_i64())
+                .map(|p| p as i32)
+                .collect()
+        })
         .unwrap_or_default();
     ctx.op();
     ctx.check(slots == SLOTS && free <= slots, || {
         format!("status: {slots} slots, {free} free (want {SLOTS} slots)")
     });
     ctx.check(holders.len() as u64 <= SLOTS, || {
-        format!("status lists {} holders for {SLOTS} slots: {j}", holders.len())
+        format!(
+            "status lists {} holders for {SLOTS} slots: {j}",
+            holders.len()
+        )
     });
     holders
 }

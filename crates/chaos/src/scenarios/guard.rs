@@ -148,7 +148,11 @@ fn finished(ctx: &mut Ctx, r: &mut Run) -> bool {
                 "guard {:?} still running {:?} after it started ({})",
                 r.deadline,
                 r.p.started.elapsed(),
-                if r.quick.is_some() { "quick command" } else { "overrunning tree" }
+                if r.quick.is_some() {
+                    "quick command"
+                } else {
+                    "overrunning tree"
+                }
             ));
             r.p.kill_now();
             return true;
@@ -186,7 +190,11 @@ fn finished(ctx: &mut Ctx, r: &mut Run) -> bool {
         (Some(_), _) => {}
         (None, Some(code)) => {
             ctx.check(st.code() == Some(code) || nofile_refusal, || {
-                format!("guard around 'exit {code}': {} ({})", os::describe(st), err.trim())
+                format!(
+                    "guard around 'exit {code}': {} ({})",
+                    os::describe(st),
+                    err.trim()
+                )
             });
         }
         (None, None) => {
@@ -208,12 +216,17 @@ fn finished(ctx: &mut Ctx, r: &mut Run) -> bool {
         std::thread::sleep(Duration::from_millis(50));
         left = os::marked(TREE_VAR, &r.tree);
     }
-    let described: Vec<String> = left.iter().map(|&p| format!("{p} ({})", os::cmdline(p))).collect();
+    let described: Vec<String> = left
+        .iter()
+        .map(|&p| format!("{p} ({})", os::cmdline(p)))
+        .collect();
     ctx.check(left.is_empty(), || {
         format!(
             "guard exited ({}{}) but left {described:?} of its command's tree",
             os::describe(st),
-            r.hit.map(|s| format!(" after our {}", s.as_str())).unwrap_or_default()
+            r.hit
+                .map(|s| format!(" after our {}", s.as_str()))
+                .unwrap_or_default()
         )
     });
     for p in left {

@@ -140,7 +140,10 @@ fn check_batch(ctx: &mut Ctx, file: &std::path::Path, writers: &mut [Writer]) {
         ctx.op();
         if st.is_some_and(|s| s.success()) {
             ctx.check(n == w.count, || {
-                format!("scribe --id {} --count {} exited 0 but wrote {n} lines", w.id, w.count)
+                format!(
+                    "scribe --id {} --count {} exited 0 but wrote {n} lines",
+                    w.id, w.count
+                )
             });
             ctx.tally.ops += n;
         } else {
@@ -188,12 +191,15 @@ fn garbage_verify(ctx: &mut Ctx) {
     ctx.check_no_crash(&mut v);
     let err = v.stderr();
     let lines = err.lines().filter(|l| !l.trim().is_empty()).count();
-    ctx.check(st.is_some_and(|s| s.code() == Some(1)) && lines == 1, || {
-        format!(
-            "scribe --verify on garbage ({:02x?}...): {} with stderr {err:?}",
-            &bytes[..bytes.len().min(24)],
-            st.map(os::describe).unwrap_or("hung".into())
-        )
-    });
+    ctx.check(
+        st.is_some_and(|s| s.code() == Some(1)) && lines == 1,
+        || {
+            format!(
+                "scribe --verify on garbage ({:02x?}...): {} with stderr {err:?}",
+                &bytes[..bytes.len().min(24)],
+                st.map(os::describe).unwrap_or("hung".into())
+            )
+        },
+    );
     let _ = std::fs::remove_file(&path);
 }

