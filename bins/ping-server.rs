@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use syncomm_common::logsink::{json_note, text_note, LogSink, DEFAULT_FLUSH_LIMIT};
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::{parse_duration, Fail, Name};
-use syncomm_ping::server::{Server, ServerConfig};
+use syncomm_ping::server::{Server, ServerConfig, LOG_BACKLOG};
 use syncomm_ping::{raise_nofile_limit, Endpoint, DEFAULT_TCP};
 
 /// Answer `ping` with `pong`, one line per request, over TCP and a local socket.
@@ -99,7 +100,14 @@ fn main() -> ExitCode {
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         })?;
-        let mut out = std::io::stdout().lock();
+        // All output goes through the log sink: a stalled or closed stdout
+        // costs log lines (dropped and counted), never service or shutdown.
+        let sink = LogSink::start(
+            std::io::stdout(),
+            LOG_BACKLOG,
+            if args.json { json_note } else { text_note },
+        );
+        let mut out = sink.handle().writer();
         if let Some(addr) = server.tcp_addr() {
             match args.json {
                 true => json_line(
@@ -118,29 +126,26 @@ fn main() -> ExitCode {
                 false => writeln!(out, "listening on local socket {}", path.display())?,
             }
         }
-        out.flush()?;
-        drop(out);
-        let log: Option<Box<dyn Write + Send>> = if args.quiet {
-            None
-        } else {
-            Some(Box::new(std::io::stdout()))
-        };
-        let stats = server.run(&shutdown, log)?;
-        let mut out = std::io::stdout().lock();
-        if !args.quiet {
-            let _ = match args.json {
-                true => json_line(
-                    &mut out,
-                    serde_json::json!({"event": "stopped", "connections": stats.accepted, "requests": stats.requests}),
-                ),
-                false => writeln!(
-                    out,
-                    "Server stopped: {} connections, {} requests answered",
-                    stats.accepted, stats.requests
-                ),
-            };
-            let _ = out.flush();
+        let log = (!args.quiet).then(|| sink.handle());
+        let result = server.run(&shutdown, log);
+        if let Ok(stats) = &result {
+            if !args.quiet {
+                let _ = match args.json {
+                    true => json_line(
+                        &mut out,
+                        serde_json::json!({"event": "stopped", "connections": stats.accepted, "requests": stats.requests}),
+                    ),
+                    false => writeln!(
+                        out,
+                        "Server stopped: {} connections, {} requests answered",
+                        stats.accepted, stats.requests
+                    ),
+                };
+            }
         }
+        drop(out);
+        sink.finish(DEFAULT_FLUSH_LIMIT, "ping-server");
+        result?;
         Ok(0)
     })
 }

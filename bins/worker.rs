@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use syncomm_common::frame::DEFAULT_MAX_FRAME;
+use syncomm_common::logsink::{text_note, LogSink, DEFAULT_FLUSH_LIMIT};
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::{parse_duration, Fail, Name};
 use syncomm_worker::{Client, Config, Server, Value};
@@ -141,13 +142,18 @@ fn serve(
         ],
     };
     let shutdown = Shutdown::install().context("installing signal handlers")?;
-    let server = Server::start(cfg, Box::new(std::io::stdout()))
-        .with_context(|| format!("serving {name}"))?;
-    server
-        .run(&shutdown)
-        .with_context(|| format!("serving {name}"))?;
+    // The log goes through a sink that never blocks: a stalled or closed
+    // stdout costs log lines (dropped and counted), never service or shutdown.
+    let sink = LogSink::start(std::io::stdout(), SERVE_LOG_BACKLOG, text_note);
+    let result = Server::start(cfg, Box::new(sink.handle().writer()))
+        .and_then(|server| server.run(&shutdown));
+    sink.finish(DEFAULT_FLUSH_LIMIT, "worker");
+    result.with_context(|| format!("serving {name}"))?;
     Ok(0)
 }
+
+/// Bytes of `worker serve` log that may wait for a slow reader before lines are dropped.
+const SERVE_LOG_BACKLOG: usize = 64 * 1024;
 
 fn connect(name: &Name, timeout: Option<Duration>) -> anyhow::Result<Client> {
     let mut client = Client::connect(name).context("connecting")?;

@@ -228,8 +228,10 @@ fn consumer_exits_1_when_producer_ends_without_value_or_on_timeout() {
 /// board's robust mutex. A consumer blocked on that mutex does not hang: it
 /// gets EOWNERDEAD, repairs the board (the interrupted append is finished,
 /// counts sum to the total again) and waits for a new producer; a monitor
-/// keeps running; a new producer attaches, continues the total, and the
-/// consumer finds its value at the position the seeded run predicts.
+/// that watched the dead producer exits 1 saying it died, one started after
+/// the death waits for the next producer; a new producer attaches, continues
+/// the total, and the consumer finds its value at the position the seeded
+/// run predicts.
 #[test]
 fn producer_killed_holding_the_lock_is_repaired_and_continued() {
     let env = Env::new();
@@ -250,13 +252,10 @@ fn producer_killed_holding_the_lock_is_repaired_and_continued() {
     let p1_out = p1.stdout_lines();
     expect_line(&p1_out, "holding the board lock");
 
-    let mut monitor = Proc::spawn(cmd(
-        &env,
-        "monitor",
-        &name,
-        &["--json", "--interval", "20ms"],
-    ));
-    let mon = monitor.stdout_lines();
+    let mut watcher = Proc::spawn(cmd(&env, "monitor", &name, &["--interval", "20ms"]));
+    // It has attached once it complains that the board stays mid-update.
+    let werr = watcher.stderr_lines();
+    expect_line(&werr, "stayed mid-update");
     let mut consumer = Proc::spawn(verbose(cmd(
         &env,
         "consumer",
@@ -271,6 +270,19 @@ fn producer_killed_holding_the_lock_is_repaired_and_continued() {
     // The consumer was blocked on the mutex: it is the next locker and repairs.
     expect_line(&cerr, "repairing board: finishing the interrupted append");
     expect_line(&cerr, "no producer runs the board");
+    // The monitor that watched the holder reports its death.
+    let w = watcher.finish();
+    let werr = werr.rest().join("\n");
+    assert_eq!(w.status.code(), Some(1), "{werr}");
+    assert!(werr.contains("died"), "{werr}");
+    // A monitor started after the death waits for the next producer.
+    let mut monitor = Proc::spawn(cmd(
+        &env,
+        "monitor",
+        &name,
+        &["--json", "--interval", "20ms"],
+    ));
+    let mon = monitor.stdout_lines();
 
     // The repaired board is consistent: the stalled append was finished.
     let snap = wait_snapshot(&env, &name, |s| s["total"] == 11);

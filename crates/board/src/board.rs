@@ -2,18 +2,20 @@
 //! ways to touch it: append (producer), wait (consumer), snapshot (monitor).
 
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use shared_memory::{Shmem, ShmemConf, ShmemError};
+use syncomm_common::openfile::{self, Access, OpenError};
 use syncomm_common::{rundir, Name};
 
 use crate::error::BoardError;
 use crate::liveness;
-use crate::segment::{self, Shared, ShmSafe, MAX_CAPACITY, VALUES};
+use crate::mapped::{self, Mapping, Segment};
+pub use crate::mapped::{Snapshot, SnapshotError};
+use crate::segment::{self, Shared, MAX_CAPACITY, VALUES};
 
 /// Prefix of every board's shared-memory object name (`/dev/shm/syncomm.board.*`).
 pub const OS_ID_PREFIX: &str = "/syncomm.board.";
@@ -26,7 +28,8 @@ pub fn link_path(name: &Name) -> Result<PathBuf, BoardError> {
 
 /// A mapped board.
 pub struct Board {
-    shm: Shmem,
+    seg: Segment,
+    os_id: String,
     name: Name,
     link: PathBuf,
     capacity: u32,
@@ -36,7 +39,7 @@ pub struct Board {
 
 // SAFETY: the mapping is shared memory that every process touches only
 // through atomics and process-shared pthread objects (see `ShmSafe`), so
-// threads of one process may share it just as processes do. `Shmem` is not
+// threads of one process may share it just as processes do. `Mapping` is not
 // Send/Sync only because it holds a raw pointer.
 unsafe impl Send for Board {}
 // SAFETY: as above.
@@ -52,54 +55,18 @@ pub enum Origin {
     Attached,
 }
 
-/// One consistent view of the board, read through the sequence counter.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Snapshot {
-    /// Values appended since the board was created.
-    pub total: u64,
-    /// Whether a producer runs (the seed's `remainActive`).
-    pub active: bool,
-    /// The pid of the producer that runs or last ran it (0: none yet).
-    pub producer_pid: i32,
-    /// Whether that producer is alive (checked when the snapshot was read).
-    pub producer_alive: bool,
-    /// How many times a locker repaired the board after a holder died.
-    pub repairs: u64,
-    /// The most recent values, oldest first (at most the ring capacity).
-    pub recent: Vec<u8>,
-    /// How many times each value 0..=100 has appeared.
-    pub counts: Vec<u64>,
-}
-
-/// Why no consistent snapshot could be read.
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    /// The writer died inside a write section; the next locker repairs it.
-    #[error("the producer (pid {pid}) died in the middle of an update; the next producer repairs the board")]
-    WriterDied {
-        /// The dead producer.
-        pid: i32,
-    },
-    /// A live writer kept the board mid-update for the whole limit.
-    #[error("the board stayed mid-update for {0:?} (pid {1} holds it)")]
-    Busy(Duration, i32),
-}
-
-fn shm_err(what: &str, e: ShmemError) -> BoardError {
-    BoardError::Os {
-        what: what.to_owned(),
-        source: io::Error::other(e.to_string()),
-    }
-}
-
 impl Board {
     fn shared(&self) -> &Shared {
-        view::<Shared>(&self.shm, 0)
+        self.seg.shared()
     }
 
     fn ring(&self, i: u64) -> &AtomicU8 {
-        let off = std::mem::size_of::<Shared>() + (i % self.capacity as u64) as usize;
-        view::<AtomicU8>(&self.shm, off)
+        self.seg.ring(i)
+    }
+
+    /// The checked segment (the lock-free reads).
+    pub fn segment(&self) -> &Segment {
+        &self.seg
     }
 
     /// The board's rendezvous name.
@@ -114,7 +81,7 @@ impl Board {
 
     /// The shared-memory object's name (under `/dev/shm`).
     pub fn os_id(&self) -> &str {
-        self.shm.get_os_id()
+        &self.os_id
     }
 
     /// The link file naming this board.
@@ -132,38 +99,27 @@ impl Board {
     }
 
     fn open_os_id(name: &Name, link: PathBuf, os_id: &str) -> Result<Board, BoardError> {
-        let shm = match ShmemConf::new().os_id(os_id).open() {
-            Ok(shm) => shm,
-            Err(ShmemError::MapOpenFailed(code)) if code == libc::ENOENT as u32 => {
+        let foreign = |why: String| BoardError::Foreign {
+            path: link.clone(),
+            why: format!("segment {os_id}: {why}"),
+        };
+        let map = match Mapping::open(os_id) {
+            Ok(map) => map,
+            Err(e) if e.is_not_found() => {
                 return Err(BoardError::NotFound {
                     name: name.to_string(),
                 })
             }
-            Err(ShmemError::MapOpenFailed(code)) if code == libc::EINVAL as u32 => {
-                return Err(BoardError::Foreign {
-                    path: link,
-                    why: format!("segment {os_id} is empty"),
-                })
-            }
-            Err(e) => return Err(shm_err(&format!("opening segment {os_id}"), e)),
+            // A FIFO, a symlink, another user's object, an empty one...
+            Err(e) => return Err(foreign(e.reason())),
         };
-        let foreign = |why: String| BoardError::Foreign {
-            path: link.clone(),
-            why,
-        };
-        if shm.len() < std::mem::size_of::<Shared>() {
-            return Err(foreign(format!(
-                "segment {os_id} is {} bytes, too small for a board header",
-                shm.len()
-            )));
-        }
-        let capacity = segment::check_header(view::<Shared>(&shm, 0), shm.len())
-            .map_err(|why| foreign(format!("segment {os_id}: {why}")))?;
+        let seg = Segment::new(map).map_err(foreign)?;
         Ok(Board {
-            shm,
+            capacity: seg.capacity(),
+            seg,
+            os_id: os_id.to_owned(),
             name: name.clone(),
             link,
-            capacity,
             reaped_at: AtomicU64::new(0),
         })
     }
@@ -177,16 +133,13 @@ impl Board {
             std::process::id(),
             rand::random::<u32>()
         );
-        let mut shm = ShmemConf::new()
-            .os_id(&os_id)
-            .size(segment::segment_size(capacity))
-            .create()
-            .map_err(|e| shm_err(&format!("creating segment {os_id}"), e))?;
-        // We remove the segment ourselves (the producer that ends it), never
-        // on drop: a board outlives a crashed producer on purpose.
-        shm.set_owner(false);
+        // The segment outlives this mapping (and a crashed producer) on
+        // purpose: the producer that ends the board removes it.
+        let map = Mapping::create(&os_id, segment::segment_size(capacity))
+            .map_err(|e| open_err(format!("creating segment {os_id}"), e))?;
         let board = Board {
-            shm,
+            seg: Segment::new_unchecked(map, capacity),
+            os_id: os_id.clone(),
             name: name.clone(),
             link,
             capacity,
@@ -225,6 +178,7 @@ impl Board {
             )));
         }
         let link = link_path(name)?;
+        sweep_orphans(name, &link);
         for _ in 0..8 {
             let opened = match read_link(&link, name)
                 .and_then(|os_id| Board::open_os_id(name, link.clone(), &os_id))
@@ -274,10 +228,10 @@ impl Board {
                 }
                 Err(BoardError::Foreign { path, why }) if fresh => {
                     tracing::warn!("replacing foreign board link {}: {why}", path.display());
-                    if let Ok(id) = std::fs::read_to_string(&path) {
-                        if valid_os_id(id.trim()) {
-                            let _ = nix::sys::mman::shm_unlink(id.trim());
-                        }
+                    // The segment it names goes too, but only if it is ours:
+                    // another user's segment is never removed.
+                    if let Ok(id) = read_link(&path, name) {
+                        mapped::unlink_if_ours(&id);
                     }
                     let _ = std::fs::remove_file(&path);
                     continue;
@@ -291,13 +245,16 @@ impl Board {
         })
     }
 
-    /// Removes the board's name: the link (if it still names this segment)
-    /// and the shared-memory object. Processes that mapped it keep their view.
+    /// Removes the board's name: the shared-memory object, then the link
+    /// (if it still names this segment). In that order, so that a process
+    /// killed in between (a second Ctrl-C) leaves a stale link, which the
+    /// next producer replaces, never a segment that nothing names.
+    /// Processes that mapped it keep their view.
     pub fn remove(&self) {
-        if std::fs::read_to_string(&self.link).is_ok_and(|id| id.trim() == self.os_id()) {
+        let _ = nix::sys::mman::shm_unlink(self.os_id());
+        if read_link(&self.link, &self.name).is_ok_and(|id| id == self.os_id()) {
             let _ = std::fs::remove_file(&self.link);
         }
-        let _ = nix::sys::mman::shm_unlink(self.os_id());
     }
 
     /// The pid of the producer that runs the board, if it is alive and the
@@ -346,73 +303,10 @@ impl Board {
         Ok(guard.relock_until(deadline, stop)?.then_some(guard))
     }
 
-    /// Reads a consistent snapshot without taking the lock: retries while a
-    /// write is in progress, asking the producer for a short pause when it
-    /// keeps losing, for at most `limit`.
+    /// Reads a consistent snapshot without taking the lock (see
+    /// [`Segment::snapshot`]).
     pub fn snapshot(&self, limit: Duration) -> Result<Snapshot, SnapshotError> {
-        let s = self.shared();
-        let cap = self.capacity as u64;
-        let mut snap = Snapshot {
-            total: 0,
-            active: false,
-            producer_pid: 0,
-            producer_alive: false,
-            repairs: 0,
-            recent: Vec::with_capacity(cap as usize),
-            counts: vec![0; VALUES],
-        };
-        let start = Instant::now();
-        let mut tries: u64 = 0;
-        loop {
-            let s1 = s.seq.0.load(Acquire);
-            if s1 & 1 == 0 {
-                snap.total = s.total.load(Relaxed);
-                snap.active = s.active.load(Relaxed) != 0;
-                snap.producer_pid = s.producer_pid.load(Relaxed);
-                let producer_start = s.producer_start.load(Relaxed);
-                snap.repairs = s.repairs.load(Relaxed);
-                for (c, a) in snap.counts.iter_mut().zip(&s.counts) {
-                    *c = a.load(Relaxed);
-                }
-                snap.recent.clear();
-                let n = snap.total.min(cap);
-                for i in snap.total - n..snap.total {
-                    snap.recent.push(self.ring(i).load(Relaxed));
-                }
-                fence(Acquire);
-                if s.seq.0.load(Relaxed) == s1 {
-                    if s.reader_req.0.load(Relaxed) != 0 {
-                        s.reader_req.0.store(0, Relaxed);
-                    }
-                    snap.producer_alive = liveness::alive_as(snap.producer_pid, producer_start);
-                    return Ok(snap);
-                }
-            }
-            tries += 1;
-            if tries >= 4 {
-                // Ask a flat-out producer to leave us a window (see `yield_to_readers`).
-                s.reader_req.0.store(1, Relaxed);
-            }
-            if tries % 64 == 0 {
-                // Past the first millisecond the writer is not merely busy
-                // (stalled, or dead holding the lock): wait without burning
-                // a core.
-                if start.elapsed() > Duration::from_millis(1) {
-                    std::thread::sleep(Duration::from_micros(200));
-                } else {
-                    std::thread::yield_now();
-                }
-                let waited = start.elapsed();
-                let pid = s.producer_pid.load(Relaxed);
-                let alive = liveness::alive_as(pid, s.producer_start.load(Relaxed));
-                if s1 & 1 == 1 && waited > Duration::from_millis(20) && !alive {
-                    return Err(SnapshotError::WriterDied { pid });
-                }
-                if waited > limit {
-                    return Err(SnapshotError::Busy(limit, pid));
-                }
-            }
-        }
+        self.seg.snapshot(limit)
     }
 
     /// Called by the producer between appends (lock not held): if a monitor
@@ -500,7 +394,7 @@ impl Guard<'_> {
     /// Closes a write section: the sequence counter becomes even again.
     #[inline]
     fn end(&self, odd: u64) {
-        self.s().seq.0.store(odd + 1, Release);
+        self.s().seq.0.store(odd.wrapping_add(1), Release);
     }
 
     /// The previous holder died holding the lock, possibly inside an append.
@@ -529,14 +423,15 @@ impl Guard<'_> {
         } else if cut && sum == total.wrapping_add(1) {
             // Counted but the total not yet bumped: finish it.
             tracing::warn!("repairing board: finishing the interrupted append of {v}");
-            s.total.store(total + 1, Relaxed);
+            s.total.store(total.wrapping_add(1), Relaxed);
         } else if sum != total {
             tracing::warn!(
                 "repairing board: total {total} but counts sum to {sum}; trusting the counts"
             );
             s.total.store(sum, Relaxed);
         }
-        s.repairs.store(s.repairs.load(Relaxed) + 1, Relaxed);
+        s.repairs
+            .store(s.repairs.load(Relaxed).wrapping_add(1), Relaxed);
         self.end(odd);
     }
 
@@ -548,10 +443,10 @@ impl Guard<'_> {
         let c = &s.counts[v as usize];
         let n = c.load(Relaxed);
         if n == 0 {
-            s.first[v as usize].store(total + 1, Relaxed);
+            s.first[v as usize].store(total.wrapping_add(1), Relaxed);
         }
-        c.store(n + 1, Relaxed);
-        s.total.store(total + 1, Relaxed);
+        c.store(n.wrapping_add(1), Relaxed);
+        s.total.store(total.wrapping_add(1), Relaxed);
     }
 
     /// Writes the redo record for appending `v` (the value and the number it
@@ -562,7 +457,7 @@ impl Guard<'_> {
         let s = self.s();
         let total = s.total.load(Relaxed);
         s.pending.store(v as u32, Relaxed);
-        s.pending_n.store(total + 1, Relaxed);
+        s.pending_n.store(total.wrapping_add(1), Relaxed);
         (self.begin(), total)
     }
 
@@ -667,12 +562,12 @@ impl Guard<'_> {
 
     /// The values numbered `from..=to` (1-based) that are still in the ring.
     pub fn values(&self, from: u64, to: u64) -> Vec<u8> {
-        let total = self.total();
-        let to = to.min(total);
-        let oldest = total.saturating_sub(self.board.capacity as u64) + 1;
-        (from.max(oldest)..=to)
-            .map(|n| self.board.ring(n - 1).load(Relaxed))
-            .collect()
+        self.board.seg.values(from, to)
+    }
+
+    /// What a consumer that found `v` reports (see [`Segment::found_recent`]).
+    pub fn found_recent(&self, v: u8) -> Vec<u8> {
+        self.board.seg.found_recent(v)
     }
 
     /// Registers (+1) or unregisters (-1) this process as a waiter for `v`:
@@ -842,21 +737,72 @@ pub fn wake_all(board: &Board) {
     }
 }
 
-/// A shared reference to a `T` at `offset` in the mapping.
-fn view<T: ShmSafe>(shm: &Shmem, offset: usize) -> &T {
-    assert!(
-        offset + std::mem::size_of::<T>() <= shm.len(),
-        "view out of the mapping"
-    );
-    // SAFETY: in bounds (asserted); mmap returns page-aligned memory and every
-    // offset we use is a multiple of T's alignment (Shared at 0, u8 anywhere);
-    // `ShmSafe` promises T is valid for any bytes written by a board and is
-    // only accessed through atomics / process-shared pthread objects.
-    unsafe {
-        let p = shm.as_ptr().add(offset);
-        debug_assert_eq!(p as usize % std::mem::align_of::<T>(), 0);
-        &*(p as *const T)
+/// Removes what producers of board `name` that died half-way left behind
+/// and nothing names: segments `syncomm.board.NAME.PID.RAND` whose creator
+/// PID is gone and that the link does not name (a producer killed between
+/// creating its segment and publishing the link), and their temporary link
+/// files. Only regular files of ours are touched; a live creator's segment
+/// (about to be published) is left alone.
+fn sweep_orphans(name: &Name, link: &Path) {
+    let named = read_link(link, name).ok();
+    let prefix = format!("{}{name}.", &OS_ID_PREFIX[1..]);
+    let creator = |rest: &str| -> Option<i32> {
+        let (pid, tag) = rest.split_once('.')?;
+        (!tag.is_empty() && tag.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| pid.parse::<i32>().ok())
+            .flatten()
+            .filter(|&p| p > 0)
+    };
+    if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+        for entry in dir.flatten() {
+            let file = entry.file_name();
+            let Some(file) = file.to_str() else { continue };
+            let Some(pid) = file.strip_prefix(&prefix).and_then(creator) else {
+                continue;
+            };
+            let os_id = format!("/{file}");
+            if named.as_deref() == Some(os_id.as_str()) || liveness::alive(pid) {
+                continue;
+            }
+            if mapped::unlink_if_ours(&os_id) {
+                tracing::warn!(
+                    "removed segment {os_id}: its producer (pid {pid}) died before naming it"
+                );
+            }
+        }
     }
+    // Temporary link files `board.NAME.shm.tmp.PID` of dead producers.
+    let (Some(dir), Some(base)) = (link.parent(), link.file_name().and_then(|f| f.to_str())) else {
+        return;
+    };
+    let tmp_prefix = format!("{base}.tmp.");
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for entry in rd.flatten() {
+            let file = entry.file_name();
+            let Some(pid) = file
+                .to_str()
+                .and_then(|f| f.strip_prefix(&tmp_prefix))
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid > 0 && !liveness::alive(pid) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// A failed safe open as a board error (keeping "exists already" and "not
+/// found" recognisable by their kind).
+fn open_err(what: String, e: OpenError) -> BoardError {
+    let source = match e {
+        OpenError::Io { source, .. } => source,
+        OpenError::Exists(_) => io::Error::new(io::ErrorKind::AlreadyExists, e.reason()),
+        OpenError::NotFound(_) => io::Error::new(io::ErrorKind::NotFound, e.reason()),
+        e => io::Error::other(e.reason()),
+    };
+    BoardError::Os { what, source }
 }
 
 /// Whether `id` looks like an os id we create.
@@ -870,17 +816,19 @@ pub fn valid_os_id(id: &str) -> bool {
 
 /// Reads a link file: the os id of the board's segment.
 fn read_link(link: &Path, name: &Name) -> Result<String, BoardError> {
-    let text = match std::fs::read(link) {
+    // Never blocks (a FIFO planted there), never follows a symlink, and
+    // trusts only a regular file of ours.
+    let text = match openfile::read_regular(link, 256) {
         Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             return Err(BoardError::NotFound {
                 name: name.to_string(),
             })
         }
         Err(e) => {
-            return Err(BoardError::Os {
-                what: format!("reading {}", link.display()),
-                source: e,
+            return Err(BoardError::Foreign {
+                path: link.to_owned(),
+                why: e.reason(),
             })
         }
     };
@@ -903,12 +851,8 @@ fn publish_link(link: &Path, os_id: &str) -> Result<(), BoardError> {
         source,
     };
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| os("writing", e))?;
+    let mut f = openfile::open_regular(&tmp, Access::CreateNew(0o600))
+        .map_err(|e| open_err(format!("writing {}", tmp.display()), e))?;
     f.write_all(os_id.as_bytes())
         .map_err(|e| os("writing", e))?;
     let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));

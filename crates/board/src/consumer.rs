@@ -115,12 +115,7 @@ pub fn consume(opts: &ConsumerOptions, shutdown: &Shutdown) -> Result<Outcome, B
     let outcome = loop {
         if g.count(v) > 0 {
             let first = g.first(v);
-            let cap = board.capacity() as u64;
-            let mut recent = g.values(first.saturating_sub(cap - 1).max(1), first);
-            if recent.last() != Some(&v) {
-                let total = g.total();
-                recent = g.values(total.saturating_sub(cap - 1).max(1), total);
-            }
+            let recent = g.found_recent(v);
             let wakeup_ns = woke_at.map(|w| w.saturating_sub(board.notify_ns()));
             break Outcome::Found {
                 value: v,

@@ -34,10 +34,18 @@
 //!   ([`Board::yield_to_readers`]) instead of taking the lock.
 //! - **Finding each other**: the segment's name is written to a link file
 //!   `board.NAME.shm` in the runtime directory (published atomically with
-//!   `link(2)`); a consumer started first waits for it with inotify.
+//!   `link(2)`); a consumer started first waits for it with inotify (or, when
+//!   the kernel has no inotify instance left for us, looks every 50 ms). The
+//!   link and the segment are opened without blocking or following a
+//!   symlink, and only as regular files of ours
+//!   ([`syncomm_common::openfile`]): a FIFO, a link or another user's object
+//!   under the name is refused with one line, even by root.
 //!
 //! ## Modules
 //! - [`segment`]: the layout and its initialisation.
+//! - [`mapped`]: the mapping, its header check and the lock-free reads
+//!   (snapshot, ring values), which run unchanged over any bytes (the fuzz
+//!   check's entry point is [`mapped::Segment::from_bytes`]).
 //! - [`board`]: [`Board`] (open, create, lock, snapshot) and [`board::Guard`]
 //!   (append, wait, stop).
 //! - [`producer`], [`consumer`], [`monitor`]: the three programs' logic.
@@ -46,9 +54,8 @@
 //! - [`values`]: the seeded value stream.
 //!
 //! ## Why these crates
-//! - `shared_memory`: creates, opens and maps named POSIX segments.
 //! - `libc`: the pthread process-shared and robust attributes (nix lacks them).
-//! - `nix`: inotify, ppoll, shm_unlink, clocks.
+//! - `nix`: shm_open/mmap, inotify, ppoll, shm_unlink, clocks.
 //! - `rand`: a portable seeded generator, so `--seed` reproduces a run anywhere.
 #![deny(missing_docs)]
 
@@ -56,6 +63,7 @@ pub mod board;
 pub mod consumer;
 pub mod error;
 pub mod liveness;
+pub mod mapped;
 pub mod monitor;
 pub mod producer;
 pub mod segment;

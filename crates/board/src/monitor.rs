@@ -9,6 +9,7 @@ use syncomm_common::Name;
 
 use crate::board::{Board, Snapshot, SnapshotError};
 use crate::error::BoardError;
+use crate::liveness;
 use crate::wait::{self, Ended};
 
 /// What the monitor is asked to do.
@@ -84,7 +85,14 @@ pub fn monitor(
         }
     };
     let limit = opts.interval.max(Duration::from_millis(200));
-    let mut seen: Option<i32> = None;
+    // The producer this monitor watches: the one running the board when we
+    // attached, or any that started after this monitor did — even if it
+    // died before we got a snapshot of it alive (killed mid-update right
+    // after it started, say). Only a producer that was already gone when
+    // we attached is waited past (its board awaits the next producer).
+    let my_start = liveness::start_time(std::process::id() as i32).unwrap_or(u64::MAX);
+    let ours = |pid: i32, start: u64| pid > 0 && start != 0 && start >= my_start;
+    let mut seen: Option<i32> = board.live_producer();
     let mut last: Option<(Instant, u64)> = None;
     let mut warned = false;
     loop {
@@ -102,6 +110,7 @@ pub fn monitor(
                 let live = snap.active && snap.producer_alive;
                 let pid = snap.producer_pid;
                 let active = snap.active;
+                let watched = seen.or(ours(pid, snap.producer_start).then_some(pid));
                 emit(&Report {
                     name: opts.name.to_string(),
                     values_per_s,
@@ -112,7 +121,7 @@ pub fn monitor(
                 }
                 if live {
                     seen = Some(pid);
-                } else if let Some(p) = seen {
+                } else if let Some(p) = watched {
                     return Ok(if active {
                         MonitorEnd::ProducerDied(p)
                     } else {
@@ -120,18 +129,19 @@ pub fn monitor(
                     });
                 }
             }
-            Err(SnapshotError::WriterDied { pid }) => {
-                if opts.once || seen.is_some() {
-                    if opts.once {
-                        return Err(SnapshotError::WriterDied { pid }.into());
-                    }
+            Err(e @ SnapshotError::WriterDied { pid, start }) => {
+                if opts.once {
+                    return Err(e.into());
+                }
+                if seen.is_some() || ours(pid, start) {
                     return Ok(MonitorEnd::ProducerDied(pid));
                 }
                 if !warned {
-                    warn(&SnapshotError::WriterDied { pid }.to_string());
+                    warn(&e.to_string());
                     warned = true;
                 }
             }
+            Err(e @ SnapshotError::Inconsistent(_)) => return Err(e.into()),
             Err(e @ SnapshotError::Busy(..)) => {
                 if opts.once {
                     return Err(e.into());

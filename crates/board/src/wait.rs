@@ -22,25 +22,49 @@ pub enum Ended {
     Interrupted,
 }
 
+/// How often a waiter that could not get an inotify watch looks again.
+pub const FALLBACK_RECHECK: Duration = Duration::from_millis(50);
+
 /// Waits until the board called `name` exists and opens it. Blocks in
 /// `ppoll(2)` on an inotify descriptor watching the runtime directory (a
 /// producer publishing the board's link wakes us) and on the shutdown
-/// descriptor, bounded by `deadline`.
+/// descriptor, bounded by `deadline`. When the kernel refuses an inotify
+/// instance or watch (past the per-user `max_user_instances` or
+/// `max_user_watches`, about 128 waiters by default, or out of
+/// descriptors), it looks again every [`FALLBACK_RECHECK`] instead.
 pub fn wait_for_board(
     name: &Name,
     deadline: Option<Instant>,
     shutdown: &Shutdown,
 ) -> Result<Result<Board, Ended>, BoardError> {
     let dir = rundir::runtime_dir()?;
-    let os = |what: &str, e: nix::Error| BoardError::Os {
-        what: what.to_owned(),
-        source: e.into(),
-    };
-    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
-        .map_err(|e| os("inotify_init", e))?;
     // Watch first, then look: a link published in between is not missed.
-    ino.add_watch(&dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
-        .map_err(|e| os("watching the runtime directory", e))?;
+    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).and_then(|ino| {
+        ino.add_watch(&dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+            .map(|_| ino)
+    });
+    let ino = match ino {
+        Ok(ino) => Some(ino),
+        Err(
+            e @ (nix::errno::Errno::EMFILE
+            | nix::errno::Errno::ENFILE
+            | nix::errno::Errno::ENOSPC
+            | nix::errno::Errno::ENOMEM),
+        ) => {
+            tracing::info!(
+                "cannot watch the runtime directory ({}); looking for board {name} every {:?} instead",
+                e.desc(),
+                FALLBACK_RECHECK
+            );
+            None
+        }
+        Err(e) => {
+            return Err(BoardError::Os {
+                what: "watching the runtime directory".to_owned(),
+                source: e.into(),
+            })
+        }
+    };
     let mut said = false;
     loop {
         match Board::open(name) {
@@ -52,9 +76,25 @@ pub fn wait_for_board(
             Err(BoardError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
-        match sleep_until(deadline, Some(&ino), shutdown) {
-            Some(end) => return Ok(Err(end)),
-            None => while matches!(ino.read_events(), Ok(ev) if !ev.is_empty()) {},
+        match &ino {
+            Some(ino) => match sleep_until(deadline, Some(ino), shutdown) {
+                Some(end) => return Ok(Err(end)),
+                None => while matches!(ino.read_events(), Ok(ev) if !ev.is_empty()) {},
+            },
+            None => {
+                let recheck = after(FALLBACK_RECHECK);
+                let wake = match (deadline, recheck) {
+                    (Some(d), Some(r)) => Some(d.min(r)),
+                    (d, r) => d.or(r),
+                };
+                match sleep_until(wake, None, shutdown) {
+                    Some(Ended::Interrupted) => return Ok(Err(Ended::Interrupted)),
+                    _ if deadline.is_some_and(|d| Instant::now() >= d) => {
+                        return Ok(Err(Ended::TimedOut))
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 }

@@ -169,15 +169,7 @@ fn read_answer(
                 .map_err(PingError::Io)?;
         }
         let n = match stream.read(&mut chunk) {
-            Ok(0) => {
-                return Err(if buf.starts_with(b"error: server busy") {
-                    PingError::Busy
-                } else if buf.is_empty() {
-                    PingError::Closed
-                } else {
-                    PingError::Unexpected(String::from_utf8_lossy(buf).into_owned())
-                })
-            }
+            Ok(0) => return verdict_at_eof(buf),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e)
@@ -192,27 +184,80 @@ fn read_answer(
             Err(e) => return Err(PingError::Io(e)),
         };
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.iter().position(|&b| b == b'\n') {
-            let line = &buf[..=end];
-            if line == expected && end + 1 == buf.len() {
-                return Ok(());
-            }
-            if line == protocol::BUSY {
-                return Err(PingError::Busy);
-            }
-            if line == protocol::IDLE {
-                // The server dropped this connection while we were waiting
-                // between pings: as good as closed.
-                return Err(PingError::Closed);
-            }
-            let shown = String::from_utf8_lossy(&line[..end.min(80)]).into_owned();
-            return Err(PingError::Unexpected(shown));
-        }
-        if buf.len() > expected.len() {
-            let shown = String::from_utf8_lossy(&buf[..buf.len().min(80)]).into_owned();
-            return Err(PingError::Unexpected(shown));
+        match check_answer(buf, expected) {
+            Verdict::Incomplete => {}
+            Verdict::Match => return Ok(()),
+            Verdict::Busy => return Err(PingError::Busy),
+            // The server dropped this connection while we were waiting
+            // between pings: as good as closed.
+            Verdict::Idle => return Err(PingError::Closed),
+            Verdict::Unexpected(shown) => return Err(PingError::Unexpected(shown)),
         }
     }
+}
+
+/// What the bytes of an answer received so far say, by [`check_answer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// No whole line yet, and it may still become the right one: read on.
+    Incomplete,
+    /// Exactly the answer expected, and nothing after it.
+    Match,
+    /// `error: server busy`.
+    Busy,
+    /// `error: idle timeout`: the server dropped the connection.
+    Idle,
+    /// Anything else; the start of it (at most [`SHOWN`] bytes), for the message.
+    Unexpected(String),
+}
+
+/// How many bytes of a wrong answer a message shows.
+pub const SHOWN: usize = 80;
+
+/// The client's check of an answer: `buf` holds every byte received so far
+/// for one ping, `expected` the whole answer owed (with its `\n`). Decides
+/// at the first `\n`, or as soon as `buf` is longer than any answer the
+/// server could give without one (so a wrong answer never makes the client
+/// buffer more than that plus one read).
+pub fn check_answer(buf: &[u8], expected: &[u8]) -> Verdict {
+    let shown = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(SHOWN)]).into_owned();
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(end) => {
+            let line = &buf[..=end];
+            if line == expected && end + 1 == buf.len() {
+                Verdict::Match
+            } else if line == protocol::BUSY {
+                Verdict::Busy
+            } else if line == protocol::IDLE {
+                Verdict::Idle
+            } else {
+                Verdict::Unexpected(shown(&line[..end]))
+            }
+        }
+        None if buf.len() > longest_answer(expected) => Verdict::Unexpected(shown(buf)),
+        None => Verdict::Incomplete,
+    }
+}
+
+/// The longest line the server may send in answer to a ping whose answer
+/// is `expected`: that answer, or one of its error lines (a busy or idle
+/// line cut in pieces must not be taken for a wrong answer).
+pub fn longest_answer(expected: &[u8]) -> usize {
+    expected
+        .len()
+        .max(protocol::BUSY.len())
+        .max(protocol::IDLE.len())
+}
+
+/// The check at end of stream, when `buf` (no whole line) is all that came.
+pub fn verdict_at_eof(buf: &[u8]) -> Result<(), PingError> {
+    Err(if buf.starts_with(b"error: server busy") {
+        PingError::Busy
+    } else if buf.is_empty() {
+        PingError::Closed
+    } else {
+        PingError::Unexpected(String::from_utf8_lossy(&buf[..buf.len().min(SHOWN)]).into_owned())
+    })
 }
 
 /// What `ping-client` is asked to do.

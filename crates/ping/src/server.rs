@@ -7,11 +7,14 @@
 //! 2. a ready listener: `accept` every waiting connection (past `--max-conns`
 //!    the newcomer gets `error: server busy` and is closed);
 //! 3. a ready connection: one `read` into its buffer, an answer for every
-//!    complete line, one `write` of all the answers (what does not fit waits
-//!    for `EPOLLOUT`, and reading pauses meanwhile: back-pressure);
+//!    complete line (up to [`OUT_BUDGET`] bytes of answers; the other lines
+//!    wait in the buffer), one `write` of all the answers (what does not
+//!    fit waits for `EPOLLOUT`, and reading pauses meanwhile: back-pressure).
+//!    So a connection holds at most one line plus one read of input and the
+//!    budget plus one answer of output, whatever it sends;
 //! 4. the sweep (a few times per idle timeout): drop connections whose
 //!    deadline passed;
-//! 5. hand this turn's request log lines to the log writer thread.
+//! 5. hand this turn's request log lines to the log sink.
 //!
 //! ## Several loops
 //! With [`ServerConfig::threads`] > 1 the same loop runs on several threads.
@@ -22,9 +25,11 @@
 //! `--max-conns`. With `threads = 1` it is the classic single-threaded server.
 //!
 //! ## The request log
-//! Log lines are collected per turn and passed to a helper thread that
-//! writes them, so a slow or paused reader of stdout never stalls a loop:
-//! when the writer falls behind, lines are dropped and counted instead.
+//! Log lines are collected per turn and passed to a
+//! [`LogHandle`](syncomm_common::logsink::LogHandle), whose helper thread
+//! writes them, so a slow, paused or closed reader of stdout never stalls a
+//! loop: when the writer falls behind or its output is closed, lines are
+//! dropped and counted instead, and serving goes on.
 //!
 //! ## Idle deadline
 //! A connection's deadline is reset when it completes a request or when one
@@ -43,18 +48,17 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{getsockopt, shutdown, sockopt, Shutdown as How};
+use syncomm_common::logsink::LogHandle;
 use syncomm_common::shutdown::Shutdown;
+use syncomm_common::unixsock::{self, BindError, FileId};
 use syncomm_common::Name;
 
 use crate::protocol::{self, Request, MAX_LINE};
@@ -66,8 +70,15 @@ pub const LINGER: Duration = Duration::from_secs(1);
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// Capacity an empty connection buffer keeps; larger ones are given back.
 const KEEP_BUFFER: usize = 4096;
+/// Answers a connection may have waiting before the server stops answering
+/// its next lines (they wait, unread, until the answers are taken): empty
+/// lines cost 23 bytes of answer each, so without this bound one read of
+/// 64 KiB would queue 1.5 MB of answers per connection.
+pub const OUT_BUDGET: usize = 16 * 1024;
 /// At most this many bytes of request log wait for a slow reader; past it lines are dropped.
 pub const LOG_BACKLOG: usize = 256 * 1024;
+/// A loop hands its log lines over once they reach this many bytes, even mid-turn.
+const LOG_TURN: usize = 64 * 1024;
 /// At most this many closing connections linger at once; past it they are closed at once.
 pub const MAX_LINGERING: usize = 256;
 
@@ -182,6 +193,8 @@ struct Conn {
     scanned: usize,
     /// Answers not yet written.
     outbuf: Vec<u8>,
+    /// Complete lines wait in `inbuf`, unanswered, for `outbuf` to drain.
+    paused: bool,
     state: State,
     deadline: Option<Instant>,
     /// The epoll events currently asked for.
@@ -202,14 +215,13 @@ struct Ctx<'s> {
     stats: Stats,
     scratch: Vec<u8>,
     log: Option<LogSender>,
-    log_broken: bool,
 }
 
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
     config: ServerConfig,
     tcp: Option<TcpListener>,
-    local: Option<(UnixListener, PathBuf, (u64, u64))>,
+    local: Option<(UnixListener, PathBuf, FileId)>,
 }
 
 impl Server {
@@ -243,13 +255,9 @@ impl Server {
     /// Serves until `shutdown` is requested, logging each request to `log` if given.
     ///
     /// Runs `threads` copies of the event loop (see [`ServerConfig::threads`]).
-    /// A log that fails with a broken pipe (its reader went away) ends the
-    /// run like a shutdown request. The log is flushed before this returns.
-    pub fn run(
-        self,
-        shutdown: &Shutdown,
-        log: Option<Box<dyn Write + Send>>,
-    ) -> Result<Stats, ServerError> {
+    /// Passing lines to the log never waits: a stalled or closed output only
+    /// costs log lines (dropped and counted by the sink), never service.
+    pub fn run(self, shutdown: &Shutdown, log: Option<LogHandle>) -> Result<Stats, ServerError> {
         let nonblocking = |r: io::Result<()>| {
             r.map_err(|e| ServerError::Sys {
                 what: "set_nonblocking",
@@ -263,7 +271,6 @@ impl Server {
             nonblocking(l.set_nonblocking(true))?;
         }
         let json = self.config.json_log;
-        let writer = log.map(|out| LogWriter::start(out, json));
         let open = AtomicUsize::new(0);
         let unlinked = AtomicBool::new(false);
         let shared = Shared {
@@ -276,11 +283,12 @@ impl Server {
             let shared = &shared;
             let others: Vec<_> = (1..self.config.threads.max(1))
                 .map(|_| {
-                    let log = writer.as_ref().map(LogWriter::sender);
+                    let log = log.clone().map(|h| LogSender::new(h, json));
                     scope.spawn(move || this.event_loop(shared, log))
                 })
                 .collect();
-            let mut results = vec![this.event_loop(shared, writer.as_ref().map(LogWriter::sender))];
+            let log = log.map(|h| LogSender::new(h, json));
+            let mut results = vec![this.event_loop(shared, log)];
             if results[0].is_err() {
                 // This loop failed: make the others stop too.
                 shutdown.request();
@@ -292,9 +300,6 @@ impl Server {
             );
             results
         });
-        if let Some(w) = writer {
-            w.finish();
-        }
         let mut total = Stats::default();
         for r in results {
             let s = r?;
@@ -331,7 +336,6 @@ impl Server {
             stats: Stats::default(),
             scratch: vec![0; MAX_LINE + 1],
             log,
-            log_broken: false,
         };
         self.listen(&ctx, true).map_err(sys("epoll_ctl"))?;
         let mut conns = Slab::default();
@@ -375,7 +379,7 @@ impl Server {
                     }
                 }
             }
-            if (shutdown.requested() || ctx.log_broken) && !ctx.draining {
+            if shutdown.requested() && !ctx.draining {
                 // Stop accepting, stop watching the signal, answer what is in flight.
                 ctx.draining = true;
                 if !listeners_paused {
@@ -384,7 +388,7 @@ impl Server {
                 let _ = ctx.epoll.delete(shutdown.wake_fd());
                 if !shared.unlinked.swap(true, Ordering::SeqCst) {
                     if let Some((_, path, id)) = &self.local {
-                        remove_if_ours(path, *id);
+                        unixsock::remove_if_ours(path, *id);
                     }
                 }
                 drain_until = Some(ctx.now + DRAIN_LIMIT);
@@ -398,7 +402,7 @@ impl Server {
                 }
             }
             if let Some(log) = ctx.log.as_mut() {
-                ctx.log_broken |= log.pass_on();
+                log.pass_on();
             }
             if let Some(until) = drain_until {
                 if conns.is_empty() || ctx.now >= until {
@@ -406,8 +410,8 @@ impl Server {
                 }
             }
         }
-        if let Some(log) = ctx.log.take() {
-            log.finish();
+        if let Some(mut log) = ctx.log.take() {
+            log.pass_on();
         }
         Ok(ctx.stats)
     }
@@ -503,7 +507,7 @@ impl Server {
         self.tcp = None;
         if let Some((listener, path, id)) = self.local.take() {
             drop(listener);
-            remove_if_ours(&path, id);
+            unixsock::remove_if_ours(&path, id);
         }
     }
 }
@@ -553,6 +557,7 @@ fn register(
         inbuf: Vec::new(),
         scanned: 0,
         outbuf: Vec::new(),
+        paused: false,
         state,
         deadline,
         interest: EpollFlags::EPOLLIN,
@@ -593,6 +598,8 @@ fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx<'_>) -> bool {
         return true;
     }
     match conn.state {
+        // Lines wait unanswered: read no more (a hang-up shows in the write).
+        State::Open if conn.paused => flush(conn, ctx),
         State::Open => {
             let n = match nix::unistd::read(conn.fd.as_raw_fd(), &mut ctx.scratch) {
                 Ok(n) => n,
@@ -601,7 +608,7 @@ fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx<'_>) -> bool {
             };
             if n == 0 {
                 // The peer finished sending: answer what it sent, then close.
-                if conn.inbuf.is_empty() && conn.outbuf.is_empty() {
+                if conn.inbuf.is_empty() && conn.outbuf.is_empty() && !conn.paused {
                     return false; // nothing left to say: close at once
                 }
                 if !conn.inbuf.is_empty() {
@@ -635,6 +642,7 @@ fn answer(conn: &mut Conn, ctx: &mut Ctx<'_>) {
         &mut conn.inbuf,
         &mut conn.scanned,
         &mut conn.outbuf,
+        OUT_BUDGET,
         |req| {
             answered += 1;
             if let Some(log) = log.as_mut() {
@@ -650,6 +658,7 @@ fn answer(conn: &mut Conn, ctx: &mut Ctx<'_>) {
     if answered > 0 {
         conn.deadline = ctx.idle.map(|d| ctx.now + d);
     }
+    conn.paused = outcome == Lines::Paused;
     if outcome == Lines::TooLong {
         if let Some(log) = ctx.log.as_mut() {
             log.event(Event::TooLong, peer);
@@ -663,6 +672,9 @@ fn answer(conn: &mut Conn, ctx: &mut Ctx<'_>) {
 pub enum Lines {
     /// Every complete line was answered; a partial line may remain.
     Ok,
+    /// The answers reached the budget: the lines after them are kept in
+    /// the input buffer, unanswered, for a later call.
+    Paused,
     /// A line is over [`MAX_LINE`]: `error: line too long` was appended, the
     /// input was discarded, and the connection must close.
     TooLong,
@@ -671,15 +683,23 @@ pub enum Lines {
 /// The heart of the server: answers each complete line of `inbuf` into
 /// `outbuf`, calling `each` per request, and keeps a trailing partial line.
 /// `scanned` remembers how far `inbuf` is known to hold no `\n`, so a long
-/// line arriving in pieces is scanned once.
+/// line arriving in pieces is scanned once. Once `outbuf` holds `budget`
+/// bytes or more, it stops and keeps the remaining lines ([`Lines::Paused`]);
+/// so `outbuf` grows to at most `budget` plus one answer (`MAX_LINE + 1`).
 pub fn answer_lines(
     inbuf: &mut Vec<u8>,
     scanned: &mut usize,
     outbuf: &mut Vec<u8>,
+    budget: usize,
     mut each: impl FnMut(Request<'_>),
 ) -> Lines {
     let mut start = 0;
     loop {
+        if outbuf.len() >= budget {
+            inbuf.drain(..start);
+            *scanned -= start;
+            return Lines::Paused;
+        }
         match inbuf[*scanned..].iter().position(|&b| b == b'\n') {
             Some(i) => {
                 let end = *scanned + i;
@@ -713,6 +733,11 @@ pub fn answer_lines(
 /// Writes what the connection has to say; chooses the events to wait for.
 /// Returns false when the connection must be closed.
 fn flush(conn: &mut Conn, ctx: &mut Ctx<'_>) -> bool {
+    if conn.paused && conn.outbuf.is_empty() {
+        // The last answers are out: answer the lines that waited (a budget's
+        // worth per turn; the rest on the next turn).
+        answer(conn, ctx);
+    }
     let mut written = 0;
     while written < conn.outbuf.len() {
         match nix::unistd::write(&conn.fd, &conn.outbuf[written..]) {
@@ -735,8 +760,9 @@ fn flush(conn: &mut Conn, ctx: &mut Ctx<'_>) -> bool {
             buf.shrink_to(KEEP_BUFFER);
         }
     }
-    let want = if !conn.outbuf.is_empty() {
-        // Back-pressure: read no more until the peer takes our answers.
+    let want = if !conn.outbuf.is_empty() || conn.paused {
+        // Back-pressure: read no more until the peer takes our answers
+        // (and the lines that wait for them are answered).
         EpollFlags::EPOLLOUT
     } else {
         match conn.state {
@@ -810,7 +836,7 @@ fn begin_drain(ctx: &mut Ctx<'_>, conns: &mut Slab) {
                             budget = budget.saturating_sub(n);
                             conn.inbuf.extend_from_slice(&ctx.scratch[..n]);
                             answer(conn, ctx);
-                            if conn.state != State::Open {
+                            if conn.state != State::Open || conn.paused {
                                 break;
                             }
                         }
@@ -835,65 +861,6 @@ fn begin_drain(ctx: &mut Ctx<'_>, conns: &mut Slab) {
     }
 }
 
-/// The request log's writer: a helper thread that writes the lines the
-/// loops hand it. When it falls behind (a paused terminal, a slow pipe),
-/// the loops drop whole turns of lines and count them, never wait.
-struct LogWriter {
-    /// One JSON object per line instead of text.
-    json: bool,
-    tx: SyncSender<Vec<u8>>,
-    /// Bytes handed to the writer and not yet written.
-    backlog: Arc<AtomicUsize>,
-    broken: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl LogWriter {
-    fn start(mut out: Box<dyn Write + Send>, json: bool) -> LogWriter {
-        let (tx, rx) = sync_channel::<Vec<u8>>(256);
-        let broken = Arc::new(AtomicBool::new(false));
-        let backlog = Arc::new(AtomicUsize::new(0));
-        let (flag, pending) = (Arc::clone(&broken), Arc::clone(&backlog));
-        let thread = std::thread::spawn(move || {
-            for chunk in rx {
-                if let Err(e) = out.write_all(&chunk).and_then(|()| out.flush()) {
-                    if e.kind() == io::ErrorKind::BrokenPipe {
-                        flag.store(true, Ordering::Relaxed);
-                    }
-                    return;
-                }
-                pending.fetch_sub(chunk.len(), Ordering::Relaxed);
-            }
-        });
-        LogWriter {
-            json,
-            tx,
-            backlog,
-            broken,
-            thread,
-        }
-    }
-
-    /// A loop's end of the log.
-    fn sender(&self) -> LogSender {
-        LogSender {
-            json: self.json,
-            buf: Vec::with_capacity(64 * 1024),
-            lines: 0,
-            dropped: 0,
-            tx: self.tx.clone(),
-            backlog: Arc::clone(&self.backlog),
-            broken: Arc::clone(&self.broken),
-        }
-    }
-
-    /// Waits until everything handed over is written (every sender is gone by now).
-    fn finish(self) {
-        drop(self.tx);
-        let _ = self.thread.join();
-    }
-}
-
 /// What a log line reports.
 #[derive(Debug, Clone, Copy)]
 enum Event {
@@ -913,53 +880,27 @@ enum Event {
 struct LogSender {
     json: bool,
     buf: Vec<u8>,
-    lines: u64,
-    dropped: u64,
-    tx: SyncSender<Vec<u8>>,
-    backlog: Arc<AtomicUsize>,
-    broken: Arc<AtomicBool>,
+    sink: LogHandle,
 }
 
 impl LogSender {
-    /// Hands this turn's lines to the writer without waiting. Returns true
-    /// once the output is gone for good (its reader closed it).
-    fn pass_on(&mut self) -> bool {
-        if self.buf.is_empty() && self.dropped == 0 {
-            return self.broken.load(Ordering::Relaxed);
+    fn new(sink: LogHandle, json: bool) -> LogSender {
+        LogSender {
+            json,
+            buf: Vec::with_capacity(4096),
+            sink,
         }
-        self.note_dropped();
-        let len = self.buf.len();
-        if self.backlog.load(Ordering::Relaxed) + len > LOG_BACKLOG {
-            self.dropped += self.lines;
-            self.lines = 0;
-            self.buf.clear();
-            return self.broken.load(Ordering::Relaxed);
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(4096));
-        self.backlog.fetch_add(len, Ordering::Relaxed);
-        match self.tx.try_send(chunk) {
-            Ok(()) => self.dropped = 0,
-            Err(TrySendError::Full(mut chunk)) => {
-                self.backlog.fetch_sub(len, Ordering::Relaxed);
-                self.dropped += self.lines;
-                chunk.clear();
-                self.buf = chunk;
-            }
-            Err(TrySendError::Disconnected(_)) => return true,
-        }
-        self.lines = 0;
-        self.broken.load(Ordering::Relaxed)
     }
 
-    /// Puts the count of dropped lines before this turn's lines.
-    fn note_dropped(&mut self) {
-        if self.dropped > 0 {
-            let note = if self.json {
-                format!("{{\"event\":\"log_dropped\",\"lines\":{}}}\n", self.dropped)
-            } else {
-                format!("({} log lines dropped: output too slow)\n", self.dropped)
-            };
-            self.buf.splice(0..0, note.into_bytes());
+    /// Hands this turn's lines to the sink without waiting (they are
+    /// dropped and counted there if its backlog is full or its output closed).
+    fn pass_on(&mut self) {
+        if !self.buf.is_empty() {
+            self.sink.send(&self.buf);
+            self.buf.clear();
+            if self.buf.capacity() > 2 * LOG_TURN {
+                self.buf.shrink_to(LOG_TURN);
+            }
         }
     }
 
@@ -981,8 +922,17 @@ impl LogSender {
             }
             let _ = serde_json::to_writer(&mut *self, &v);
             let _ = self.write_all(b"\n");
-            return;
+        } else {
+            self.text_event(event, peer);
         }
+        if self.buf.len() >= LOG_TURN {
+            // A busy turn: hand over now, so the turn's lines stay bounded.
+            self.pass_on();
+        }
+    }
+
+    /// The seed's wording of one event.
+    fn text_event(&mut self, event: Event, peer: Peer) {
         let _ = match event {
             Event::Ping(None) => writeln!(self, "Server received: ping from {peer}"),
             Event::Ping(Some(n)) => writeln!(
@@ -998,19 +948,10 @@ impl LogSender {
             Event::Idle => writeln!(self, "Server dropped idle connection from {peer}"),
         };
     }
-
-    /// Hands over what is left (waiting, this once).
-    fn finish(mut self) {
-        self.note_dropped();
-        if !self.buf.is_empty() {
-            let _ = self.tx.send(std::mem::take(&mut self.buf));
-        }
-    }
 }
 
 impl Write for LogSender {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.lines += b.iter().filter(|&&c| c == b'\n').count() as u64;
         self.buf.extend_from_slice(b);
         Ok(b.len())
     }
@@ -1100,59 +1041,34 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     Ok(listener)
 }
 
-/// Binds the local socket at `path`, replacing a stale one.
-fn bind_local(path: &std::path::Path) -> Result<(UnixListener, PathBuf, (u64, u64)), ServerError> {
+/// Binds the local socket at `path`, replacing a stale one (one winner
+/// among servers started at once: see [`syncomm_common::unixsock`]).
+fn bind_local(path: &std::path::Path) -> Result<(UnixListener, PathBuf, FileId), ServerError> {
     let what = path.display().to_string();
-    let listen_err = |e: io::Error| ServerError::Listen {
-        what: what.clone(),
-        why: crate::describe_io(&e),
-    };
-    let listener = match UnixListener::bind(path) {
-        Ok(l) => l,
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-            let meta = std::fs::symlink_metadata(path).map_err(listen_err)?;
-            if !meta.file_type().is_socket() {
-                return Err(ServerError::Listen {
-                    what: what.clone(),
-                    why: "the path exists and is not a socket".into(),
-                });
-            }
-            match UnixStream::connect(path) {
-                Ok(_) => return Err(ServerError::InUse { what }),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    // Nobody listens: a leftover of a server that died. Take over.
-                    tracing::info!("replacing stale socket {what}");
-                    match std::fs::remove_file(path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(listen_err(e)),
-                    }
-                    UnixListener::bind(path).map_err(|e| {
-                        if e.kind() == io::ErrorKind::AddrInUse {
-                            ServerError::InUse { what: what.clone() }
-                        } else {
-                            listen_err(e)
-                        }
-                    })?
-                }
-                Err(e) => return Err(listen_err(e)),
-            }
-        }
-        Err(e) => return Err(listen_err(e)),
-    };
-    deepen_backlog(&listener);
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(listen_err)?;
-    let meta = std::fs::symlink_metadata(path).map_err(listen_err)?;
-    Ok((listener, path.to_owned(), (meta.dev(), meta.ino())))
-}
-
-/// Removes the socket file if it is still the one this server created.
-fn remove_if_ours(path: &std::path::Path, id: (u64, u64)) {
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if (meta.dev(), meta.ino()) == id {
-            let _ = std::fs::remove_file(path);
-        }
+    let bound = unixsock::bind(path, 0o600).map_err(|e| match e {
+        BindError::Live { .. } => ServerError::InUse { what: what.clone() },
+        BindError::NotASocket { .. } => ServerError::Listen {
+            what: what.clone(),
+            why: "the path exists and is not a socket".into(),
+        },
+        BindError::Io {
+            what: doing,
+            source,
+            ..
+        } => ServerError::Listen {
+            what: what.clone(),
+            why: format!("{doing}: {}", crate::describe_io(&source)),
+        },
+        other => ServerError::Listen {
+            what: what.clone(),
+            why: other.to_string(),
+        },
+    })?;
+    if bound.took_over {
+        tracing::info!("replaced stale socket {what}");
     }
+    deepen_backlog(&bound.listener);
+    Ok((bound.listener, path.to_owned(), bound.id))
 }
 
 #[cfg(test)]
@@ -1163,7 +1079,7 @@ mod tests {
         let mut inbuf = input.to_vec();
         let mut scanned = 0;
         let mut out = Vec::new();
-        let r = answer_lines(&mut inbuf, &mut scanned, &mut out, |_| {});
+        let r = answer_lines(&mut inbuf, &mut scanned, &mut out, usize::MAX, |_| {});
         (inbuf, out, r)
     }
 
@@ -1184,7 +1100,7 @@ mod tests {
         let mut result = Lines::Ok;
         for _ in 0..70 {
             inbuf.extend_from_slice(&piece);
-            result = answer_lines(&mut inbuf, &mut scanned, &mut out, |_| {});
+            result = answer_lines(&mut inbuf, &mut scanned, &mut out, usize::MAX, |_| {});
             if result == Lines::TooLong {
                 break;
             }
@@ -1205,5 +1121,29 @@ mod tests {
         let (_, out, r) = run(&line);
         assert_eq!(r, Lines::TooLong);
         assert_eq!(out, protocol::TOO_LONG);
+    }
+
+    #[test]
+    fn a_budget_pauses_and_resumes_with_the_same_answers() {
+        let input = b"\n\nping a\nping b\n\nx\nping c\npar".repeat(50);
+        let (_, whole, _) = run(&input);
+        let mut inbuf = input.clone();
+        let mut scanned = 0;
+        let mut out = Vec::new();
+        let mut turns = 0;
+        loop {
+            let mut chunk = Vec::new();
+            let r = answer_lines(&mut inbuf, &mut scanned, &mut chunk, 40, |_| {});
+            assert!(chunk.len() < 40 + 30, "{}", chunk.len());
+            out.extend_from_slice(&chunk);
+            turns += 1;
+            if r == Lines::Ok {
+                break;
+            }
+            assert_eq!(r, Lines::Paused);
+        }
+        assert!(turns > 10);
+        assert_eq!(out, whole);
+        assert_eq!(inbuf, b"par");
     }
 }

@@ -44,8 +44,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
-use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -148,62 +146,28 @@ pub fn socket_path(name: &Name) -> Result<PathBuf, syncomm_common::rundir::RunDi
 }
 
 /// Binds the listening socket (mode 0600) at `path`, taking over a stale
-/// socket file left by a crashed server and refusing when a server answers.
+/// socket file left by a crashed server and refusing when a server answers
+/// (one winner among servers started at once: see
+/// [`syncomm_common::unixsock`]).
 ///
 /// Returns the listener and whether a stale file was removed.
 pub fn bind(name: &Name, path: &Path) -> Result<(UnixListener, bool), ServeError> {
-    let mut took_over = false;
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        use std::os::unix::fs::FileTypeExt;
-        if !meta.file_type().is_socket() {
-            return Err(ServeError::NotASocket(path.to_owned()));
-        }
-        match UnixStream::connect(path) {
-            Ok(live) => {
-                let pid =
-                    nix::sys::socket::getsockopt(&live, nix::sys::socket::sockopt::PeerCredentials)
-                        .ok()
-                        .map(|c| c.pid());
-                return Err(ServeError::AlreadyServing {
-                    name: name.clone(),
-                    path: path.to_owned(),
-                    pid,
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                // Nobody listens: a server died without removing it.
-                std::fs::remove_file(path)
-                    .map_err(io_err(format!("removing stale socket {}", path.display())))?;
-                took_over = true;
-            }
-            Err(e) => return Err(io_err(format!("probing {}", path.display()))(e)),
-        }
-    }
-    let fs_name = path
-        .to_fs_name::<GenericFilePath>()
-        .map_err(io_err(format!("socket name {}", path.display())))?;
-    let listener = ListenerOptions::new()
-        .name(fs_name)
-        .mode(0o600)
-        .reclaim_name(false)
-        .create_sync()
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::AddrInUse {
-                ServeError::AlreadyServing {
-                    name: name.clone(),
-                    path: path.to_owned(),
-                    pid: None,
-                }
-            } else {
-                io_err(format!("listening on {}", path.display()))(e)
-            }
-        })?;
-    let interprocess::local_socket::Listener::UdSocket(listener) = listener;
-    let listener = UnixListener::from(listener);
-    listener
+    use syncomm_common::unixsock::{self, BindError};
+    let bound = unixsock::bind(path, 0o600).map_err(|e| match e {
+        BindError::Live { pid, .. } => ServeError::AlreadyServing {
+            name: name.clone(),
+            path: path.to_owned(),
+            pid,
+        },
+        BindError::NotASocket { .. } => ServeError::NotASocket(path.to_owned()),
+        BindError::Io { what, source, .. } => io_err(format!("{what} {}", path.display()))(source),
+        other => io_err(format!("binding {}", path.display()))(io::Error::other(other.to_string())),
+    })?;
+    bound
+        .listener
         .set_nonblocking(true)
         .map_err(io_err("making the listener non-blocking"))?;
-    Ok((listener, took_over))
+    Ok((bound.listener, bound.took_over))
 }
 
 /// One call on its way through the pool.
