@@ -184,6 +184,24 @@ pub fn crashed(st: ExitStatus, stderr: &str) -> Option<String> {
     }
 }
 
+/// The stderr line that best says why a process died: a panic, a failed
+/// allocation, a stack overflow; else its last line.
+pub fn telling_line(stderr: &str) -> &str {
+    let telling = [
+        "panicked",
+        "memory allocation",
+        "overflow",
+        "fatal",
+        "error",
+    ];
+    stderr
+        .lines()
+        .find(|l| telling.iter().any(|t| l.contains(t)))
+        .or_else(|| stderr.lines().rfind(|l| !l.trim().is_empty()))
+        .unwrap_or("")
+        .trim()
+}
+
 /// One participant: a child whose stdout and stderr go to files in the work
 /// directory. Killed (SIGKILL) and reaped when dropped.
 pub struct Proc {

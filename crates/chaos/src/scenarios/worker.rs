@@ -427,7 +427,7 @@ fn send_garbage(ctx: &mut Ctx, s: &mut Server, sock: &std::path::Path, label: &s
                 os::describe(st),
                 bytes.len(),
                 &bytes[..bytes.len().min(16)],
-                err.lines().last().unwrap_or("").trim()
+                os::telling_line(&err)
             ));
             s.crash_reported = true; // reported once
         }
