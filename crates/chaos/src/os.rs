@@ -264,6 +264,12 @@ impl Proc {
         self.status
     }
 
+    /// Whether it still runs (checked without reaping: the next
+    /// [`Proc::poll`] reports the exit).
+    pub fn status_known_running(&self) -> bool {
+        self.status.is_none() && alive(self.pid())
+    }
+
     /// Waits at most `limit` for it to exit.
     pub fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
         let end = Instant::now() + limit;

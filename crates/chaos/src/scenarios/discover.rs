@@ -137,11 +137,9 @@ fn round_once(ctx: &mut Ctx, name: &str, round: u64, faults: bool) {
             members.push(mb);
         }
         std::thread::sleep(ctx.rng.ms(0, 30));
-        if fault_after == Some(k) {
-            if strike(ctx, name, m, &mut members, &mut replaced) {
-                injected = true;
-                ended += 1;
-            }
+        if fault_after == Some(k) && strike(ctx, name, m, &mut members, &mut replaced) {
+            injected = true;
+            ended += 1;
         }
     }
     // Wait for everyone.

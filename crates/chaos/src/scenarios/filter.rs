@@ -37,9 +37,12 @@ pub fn run(ctx: &mut Ctx) {
     }
 }
 
+/// What a stage does to one number (computed here, for the expected output).
+type Stage = Box<dyn Fn(i64) -> i64>;
+
 fn one_chain(ctx: &mut Ctx) {
     let r = &mut ctx.rng;
-    let mut stages: Vec<(String, Box<dyn Fn(i64) -> i64>)> = Vec::new();
+    let mut stages: Vec<(String, Stage)> = Vec::new();
     for _ in 0..r.range(2, 4) {
         match r.below(3) {
             0 => {

@@ -20,7 +20,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -133,15 +133,46 @@ pub fn run(ctx: &mut Ctx) {
             ctx.violation(v);
         }
     }
-    if let Some(mut s) = server.take() {
-        s.p.signal(Signal::SIGTERM);
-        s.ended_by_us = true;
-        let st = s.p.wait_for(HANG_BOUND);
-        ctx.check(st.is_some(), || {
-            format!("ping-server still running {HANG_BOUND:?} after SIGTERM")
-        });
-        ended(ctx, &mut s, &sock);
+    // End with a live server (a fresh one takes over the socket a killed one
+    // left), then SIGTERM it: exit 0, socket removed.
+    let mut s = match server.take() {
+        Some(s) if s.p.status_known_running() => s,
+        Some(mut s) => {
+            ended(ctx, &mut s, &sock);
+            match start_plain(ctx, &name) {
+                Some(s) => s,
+                None => return,
+            }
+        }
+        None => match start_plain(ctx, &name) {
+            Some(s) => s,
+            None => return,
+        },
+    };
+    let end = Instant::now() + HANG_BOUND;
+    while !s.p.stdout().contains("local socket") && s.p.poll().is_none() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
     }
+    s.p.signal(Signal::SIGTERM);
+    s.ended_by_us = true;
+    let st = s.p.wait_for(HANG_BOUND);
+    ctx.check(st.is_some(), || {
+        format!("ping-server still running {HANG_BOUND:?} after SIGTERM")
+    });
+    ended(ctx, &mut s, &sock);
+}
+
+/// A server without any fault, for the end.
+fn start_plain(ctx: &mut Ctx, name: &str) -> Option<Server> {
+    let mut c = ctx.cmd("ping-server");
+    c.args(["--tcp", "127.0.0.1:0", "--local", name, "--quiet"]);
+    let p = ctx.spawn(c, "ping-server-last", None)?;
+    Some(Server {
+        p,
+        addr: None,
+        ended_by_us: false,
+        nofile: false,
+    })
 }
 
 fn start_server(ctx: &mut Ctx, name: &str) -> Option<Server> {
@@ -411,7 +442,7 @@ fn garbage(ctx: &mut Ctx, s: &mut Server, sock: &Path) {
 /// A client that trickles a ping one byte at a time (answered, or dropped as
 /// idle), or connects and says nothing (dropped after the idle timeout).
 /// Returns a violation if the answer, when one comes, is wrong.
-fn slow_client(addr: Option<SocketAddr>, sock: &PathBuf, seed: u64) -> Option<String> {
+fn slow_client(addr: Option<SocketAddr>, sock: &Path, seed: u64) -> Option<String> {
     let mut r = Rng::new(seed);
     let conn = Conn::open(addr, sock, r.chance(0.5))?;
     let mut w = conn.stream();

@@ -97,25 +97,69 @@ pub fn run(ctx: &mut Ctx) {
     for h in slow.drain(..) {
         let _ = h.join();
     }
-    if let Some(mut s) = server.take() {
-        let children = os::children(s.p.pid());
-        s.p.signal(Signal::SIGTERM);
-        let st = s.p.wait_for(HANG_BOUND);
-        ctx.check(st.is_some(), || {
-            format!("worker serve still running {HANG_BOUND:?} after SIGTERM")
-        });
-        ctx.check_no_crash(&mut s.p);
-        ctx.check(!sock.exists(), || {
-            "worker serve exited on SIGTERM but left its socket".to_owned()
-        });
-        let end = Instant::now() + Duration::from_secs(10);
-        while children.iter().any(|&c| os::alive(c)) && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(20));
+    // End with a live server (a fresh one takes over the socket a killed one
+    // left), then SIGTERM it: it must exit 0, remove its socket, and take
+    // its children along.
+    let mut s = match server.take() {
+        Some(s) if s.p.status_known_running() => s,
+        Some(mut s) => {
+            ended(ctx, &mut s);
+            match start_plain(ctx, &name) {
+                Some(s) => s,
+                None => return,
+            }
         }
-        ctx.check(!children.iter().any(|&c| os::alive(c)), || {
-            format!("children {children:?} outlived worker serve")
+        None => match start_plain(ctx, &name) {
+            Some(s) => s,
+            None => return,
+        },
+    };
+    let end = Instant::now() + HANG_BOUND;
+    while !sock.exists() && s.p.poll().is_none() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let children = os::children(s.p.pid());
+    s.p.signal(Signal::SIGTERM);
+    s.ended_by_us = true;
+    let st = s.p.wait_for(HANG_BOUND);
+    ctx.check(st.is_some(), || {
+        format!("worker serve still running {HANG_BOUND:?} after SIGTERM")
+    });
+    ended(ctx, &mut s);
+    if st.is_some_and(|st| st.success()) {
+        ctx.check(!sock.exists(), || {
+            "worker serve exited 0 on SIGTERM but left its socket".to_owned()
         });
     }
+    let end = Instant::now() + Duration::from_secs(10);
+    while children.iter().any(|&c| os::alive(c)) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ctx.check(!children.iter().any(|&c| os::alive(c)), || {
+        format!("children {children:?} outlived worker serve")
+    });
+}
+
+/// A server without any fault, for the end.
+fn start_plain(ctx: &mut Ctx, name: &str) -> Option<Server> {
+    let mut c = ctx.cmd("worker");
+    c.args([
+        "serve",
+        "--name",
+        name,
+        "--workers",
+        "2",
+        "--task-timeout",
+        "2s",
+    ]);
+    let p = ctx.spawn(c, "worker-serve-last", None)?;
+    Some(Server {
+        p,
+        ended_by_us: false,
+        nofile: false,
+        crash_reported: false,
+    })
 }
 
 fn start_server(ctx: &mut Ctx, name: &str) -> Option<Server> {
