@@ -25,7 +25,7 @@ with kill -9 releases the lock with its descriptor and leaves no torn line.";
 #[derive(Parser, Debug)]
 #[command(name = "scribe", version, after_help = EXAMPLE)]
 struct Args {
-    /// The shared file to append to (created 0644; a symlink is refused).
+    /// The shared file to append to (created 0644; a symlink anywhere on the path is refused).
     #[arg(
         long,
         value_name = "PATH",

@@ -1,21 +1,30 @@
 //! `syncomm-bench`: the benchmark suite. Measures the raw floors, every
-//! scenario's figures and the seed's Python, prints one table, and writes
-//! `results.json` and `ratios.svg`. The work is in the `syncomm-benchsuite` crate.
+//! scenario's figures (in trials alternating with their floors, in named CPU
+//! configurations), the peers (`--peers`) and the seed's Python, prints one
+//! table per configuration, writes `results.json` and `ratios.svg`, and checks
+//! the ratios against a baseline (`--check`). The work is in the
+//! `syncomm-benchsuite` crate.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use syncomm_benchsuite::{floor, report, suite};
+use syncomm_benchsuite::cpu::CpuConfig;
+use syncomm_benchsuite::{baseline, curves, floor, report, suite, Ctx};
 use syncomm_common::Fail;
 
 const EXAMPLE: &str = "\
 Examples:
-  syncomm-bench --quick              # everything, within a minute
+  syncomm-bench --quick              # everything, one-cpu, within a few minutes
+  syncomm-bench --config all         # one-cpu, two-cpus and unpinned tables
   syncomm-bench --only ping --only worker
   syncomm-bench --markdown > table.md
+  syncomm-bench --check bench/baseline.json      # exit 1 if a ratio is >25 % worse
+  syncomm-bench --save-baseline bench/baseline.json
   ./launch bench                     # builds in release mode first
+  ./launch bench --peers             # also builds and runs bench/peers (iceoryx2, ipc-channel)
+  syncomm-bench --curves-only --curves docs      # the load curves alone, SVGs into docs/
 
 Scenarios for --only: floors, notify, pipeline, worker, ping, scribe, gate, guard, discover
 (also data-sharing = notify, shared-file = scribe, limited-access = gate)";
@@ -42,6 +51,42 @@ struct Args {
     /// The seed's Python script [default: bench/seed.py of the repository].
     #[arg(long, value_name = "FILE")]
     seed: Option<PathBuf>,
+    /// CPU configuration(s): one-cpu, two-cpus, unpinned, or all (repeatable,
+    /// comma-separated).
+    #[arg(
+        long,
+        value_name = "CONFIG",
+        value_delimiter = ',',
+        default_value = "one-cpu"
+    )]
+    config: Vec<String>,
+    /// Also measure the peers (iceoryx2, ipc-channel) with this syncomm-peers
+    /// binary [default: bench/peers/target/release/syncomm-peers].
+    #[arg(long, value_name = "EXE", num_args = 0..=1)]
+    peers: Option<Option<PathBuf>>,
+    /// Compare each figure's ratio to its floor with this baseline; exit 1
+    /// naming every figure more than the tolerance worse.
+    #[arg(long, value_name = "FILE")]
+    check: Option<PathBuf>,
+    /// Tolerance of --check, in percent [default: the baseline's own, 25].
+    #[arg(long, value_name = "PCT")]
+    tolerance: Option<f64>,
+    /// Write this run's ratios as the baseline (the section of its mode).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "bench/baseline.json")]
+    save_baseline: Option<PathBuf>,
+    /// Also measure the load curves and write them as curve-*.svg into DIR
+    /// [default: docs].
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "docs")]
+    curves: Option<PathBuf>,
+    /// Only the curves (no table); implies --curves.
+    #[arg(long)]
+    curves_only: bool,
+    /// The configuration the curves are measured in.
+    #[arg(long, value_name = "CONFIG", default_value = "unpinned")]
+    curves_config: String,
+    /// Only these curves: worker, ping, notify, discover, pipeline (comma-separated).
+    #[arg(long, value_name = "CURVE", value_delimiter = ',')]
+    curve: Vec<String>,
     /// Internal: run as the peer process of a floor measurement.
     #[arg(long = "floor-peer", value_name = "KIND", hide = true)]
     floor_peer: Option<String>,
@@ -57,6 +102,44 @@ fn find_seed(bin_dir: &Path) -> Option<PathBuf> {
     candidates.into_iter().find(|p| p.is_file())
 }
 
+/// `--config` values: names, or `all`.
+fn configs(names: &[String]) -> Result<Vec<CpuConfig>, String> {
+    let mut out = Vec::new();
+    for n in names {
+        let add: Vec<CpuConfig> = if n == "all" {
+            CpuConfig::ALL.to_vec()
+        } else {
+            vec![CpuConfig::parse(n).ok_or_else(|| {
+                format!("unknown configuration {n:?}; one of: one-cpu, two-cpus, unpinned, all")
+            })?]
+        };
+        for c in add {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The peers' binary: the one given, or bench/peers' release build.
+fn find_peers(given: Option<PathBuf>, bin_dir: &Path) -> Result<PathBuf, String> {
+    if let Some(given) = given {
+        return Ok(given);
+    }
+    let rel = "bench/peers/target/release/syncomm-peers";
+    [
+        PathBuf::from(rel),
+        bin_dir.join("../..").join(rel),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(rel),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .ok_or_else(|| {
+        format!("{rel} not found: build it with ./launch bench --peers (or cargo build --release --manifest-path bench/peers/Cargo.toml)")
+    })
+}
+
 fn main() -> ExitCode {
     syncomm_common::run("syncomm-bench", || {
         let args = Args::parse();
@@ -70,15 +153,21 @@ fn main() -> ExitCode {
             .context("this program has no directory")?
             .to_path_buf();
         let scratch = suite::scratch_dir().context("creating a scratch directory")?;
+        let peers_exe = match args.peers {
+            Some(p) => Some(find_peers(p, &bin_dir).map_err(Fail::usage)?),
+            None => None,
+        };
         let opts = suite::Options {
             quick: args.quick,
             only: args.only,
             python: !args.no_python,
-            peer_exe: exe,
             seed_script: args.seed.or_else(|| find_seed(&bin_dir)),
             bin_dir: bin_dir.clone(),
             work_dir: scratch.path().to_path_buf(),
+            configs: configs(&args.config).map_err(Fail::usage)?,
+            peers_exe,
         };
+        drop(exe);
         opts.check_only().map_err(Fail::usage)?;
         let out_dir = args.out.unwrap_or_else(|| {
             bin_dir
@@ -88,13 +177,59 @@ fn main() -> ExitCode {
         });
         // Modules that use the libraries directly meet nothing of the user's.
         std::env::set_var("SYNCOMM_DIR", scratch.path());
+        std::fs::create_dir_all(&out_dir)
+            .with_context(|| format!("creating {}", out_dir.display()))?;
+
+        if args.curves_only || args.curves.is_some() {
+            let config = CpuConfig::parse(&args.curves_config).ok_or_else(|| {
+                Fail::usage(format!("unknown configuration {:?}", args.curves_config))
+            })?;
+            let dir = args.curves.clone().unwrap_or_else(|| PathBuf::from("docs"));
+            let work = scratch.path().join("curves");
+            std::fs::create_dir_all(&work)?;
+            let ctx = Ctx::new(args.quick, &bin_dir, &work).with_config(config);
+            let machine = report::Machine::detect();
+            let result = std::thread::scope(|s| {
+                s.spawn(|| {
+                    ctx.pin_main_thread()?;
+                    Ok::<_, anyhow::Error>(curves::run(&ctx, &args.curve, &mut |what| {
+                        let _ = writeln!(std::io::stderr(), "syncomm-bench: {what}");
+                    }))
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("the curves panicked"))?
+            })?;
+            let note = format!(
+                "{} run, {}: {}; {}",
+                if args.quick { "quick" } else { "full" },
+                config.name(),
+                config.describe(&ctx.cpus),
+                machine.summary()
+            );
+            let paths = curves::write_svgs(&result, &dir, &note)?;
+            let json = curves::to_json(&result, config.name());
+            std::fs::write(
+                out_dir.join("curves.json"),
+                serde_json::to_string_pretty(&json)? + "\n",
+            )?;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(curves::render(&result).as_bytes())?;
+            stdout.flush()?;
+            let _ = writeln!(
+                std::io::stderr(),
+                "syncomm-bench: wrote {} and {}",
+                paths.join(", "),
+                out_dir.join("curves.json").display()
+            );
+            if args.curves_only {
+                return Ok(0);
+            }
+        }
 
         let report = suite::run(&opts, &mut |what| {
             let _ = writeln!(std::io::stderr(), "syncomm-bench: {what}");
         });
 
-        std::fs::create_dir_all(&out_dir)
-            .with_context(|| format!("creating {}", out_dir.display()))?;
         let json_path = out_dir.join("results.json");
         let svg_path = out_dir.join("ratios.svg");
         let json = serde_json::to_string_pretty(&report::to_json(&report))?;
@@ -113,6 +248,22 @@ fn main() -> ExitCode {
             json_path.display(),
             svg_path.display()
         );
+        if let Some(path) = &args.save_baseline {
+            let n = baseline::save(&report, path)?;
+            let _ = writeln!(
+                std::io::stderr(),
+                "syncomm-bench: saved {n} ratios to {}",
+                path.display()
+            );
+        }
+        if let Some(path) = &args.check {
+            let c = baseline::check(&report, path, args.tolerance)?;
+            stdout.write_all(format!("\n{}", c.render()).as_bytes())?;
+            stdout.flush()?;
+            if !c.passed() {
+                return Ok(1);
+            }
+        }
         Ok(0)
     })
 }

@@ -13,6 +13,7 @@ use syncomm_common::frame::DEFAULT_MAX_FRAME;
 use syncomm_common::logsink::{text_note, LogSink, DEFAULT_FLUSH_LIMIT};
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_worker::server::{parse_size, DEFAULT_MAX_CONNS};
 use syncomm_worker::{Client, Config, Server, Value};
 
 const EXAMPLES: &str = "\
@@ -54,6 +55,26 @@ enum Cmd {
         /// Largest request frame body accepted from a caller, in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_FRAME)]
         max_frame: u32,
+        /// Bytes buffered in total (callers' frames, queued calls, unread
+        /// answers) past which the server stops reading callers, e.g. 64MiB.
+        #[arg(long, value_parser = parse_size, default_value = "256MiB")]
+        max_buffered: usize,
+        /// Most connections served at once; more are told the server is busy
+        /// [default: 4096, or what the open-file limit allows].
+        #[arg(long)]
+        max_conns: Option<usize>,
+        /// Close a connection with nothing in flight that completes no
+        /// request for this long (0: never).
+        #[arg(long, value_parser = parse_duration, default_value = "60s")]
+        idle_timeout: Duration,
+        /// At SIGINT/SIGTERM, wait at most this long for the calls running;
+        /// then their callers get a "shutting down" error.
+        #[arg(long, value_parser = parse_duration, default_value = "30s")]
+        drain_timeout: Duration,
+        /// The program to start as each child instead of this one (tests of
+        /// a misbehaving child); it gets the same arguments.
+        #[arg(long, hide = true)]
+        child_program: Option<std::path::PathBuf>,
     },
     /// Send one call and print its result.
     #[command(
@@ -99,7 +120,22 @@ fn main() -> ExitCode {
                 workers,
                 task_timeout,
                 max_frame,
-            }) => serve(name, workers, task_timeout, max_frame),
+                max_buffered,
+                max_conns,
+                idle_timeout,
+                drain_timeout,
+                child_program,
+            }) => serve(Serve {
+                name,
+                workers,
+                task_timeout,
+                max_frame,
+                max_buffered,
+                max_conns,
+                idle_timeout,
+                drain_timeout,
+                child_program,
+            }),
             Some(Cmd::Call {
                 name,
                 timeout,
@@ -115,32 +151,74 @@ fn main() -> ExitCode {
     })
 }
 
-fn serve(
+/// `worker serve`'s options.
+struct Serve {
     name: Name,
     workers: Option<usize>,
     task_timeout: Option<Duration>,
     max_frame: u32,
-) -> anyhow::Result<u8> {
-    let workers =
-        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    max_buffered: usize,
+    max_conns: Option<usize>,
+    idle_timeout: Duration,
+    drain_timeout: Duration,
+    child_program: Option<std::path::PathBuf>,
+}
+
+fn serve(opts: Serve) -> anyhow::Result<u8> {
+    let name = opts.name.clone();
+    let name = &name;
+    let workers = opts
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if workers == 0 || workers > 1024 {
         return Err(Fail::usage(format!("--workers {workers}: must be 1 to 1024")).into());
     }
-    if task_timeout == Some(Duration::ZERO) {
+    if opts.task_timeout == Some(Duration::ZERO) {
         return Err(Fail::usage("--task-timeout must be more than 0").into());
     }
-    let exe = std::env::current_exe().context("finding this program to start children")?;
-    let cfg = Config {
-        name: name.clone(),
+    if opts.max_conns == Some(0) {
+        return Err(Fail::usage("--max-conns must be at least 1").into());
+    }
+    if opts.max_buffered == 0 {
+        return Err(Fail::usage("--max-buffered must be more than 0").into());
+    }
+    // Callers need descriptors: take what the hard limit allows, and serve
+    // no more callers than the limit leaves room for beside the children.
+    let mut max_conns = opts.max_conns.unwrap_or(DEFAULT_MAX_CONNS);
+    match syncomm_worker::server::raise_nofile_limit() {
+        Ok(limit) => {
+            let room = usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(syncomm_worker::server::reserved_fds(workers))
+                .max(1);
+            if max_conns > room && opts.max_conns.is_some() {
+                tracing::warn!(
+                    "--max-conns {max_conns} lowered to {room} (open-file limit {limit})"
+                );
+            }
+            max_conns = max_conns.min(room);
+        }
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
+    let exe = match opts.child_program {
+        Some(p) => p,
+        None => std::env::current_exe().context("finding this program to start children")?,
+    };
+    let mut cfg = Config::new(
+        name.clone(),
         workers,
-        task_timeout,
-        max_frame,
-        child_command: vec![
+        vec![
             exe.to_string_lossy().into_owned(),
             "--stdio".to_owned(),
-            format!("--child-max-frame={}", max_frame.saturating_add(4096)),
+            format!("--child-max-frame={}", opts.max_frame.saturating_add(4096)),
         ],
-    };
+    );
+    cfg.task_timeout = opts.task_timeout;
+    cfg.max_frame = opts.max_frame;
+    cfg.max_buffered = opts.max_buffered;
+    cfg.max_conns = max_conns;
+    cfg.idle_timeout = (!opts.idle_timeout.is_zero()).then_some(opts.idle_timeout);
+    cfg.drain_timeout = opts.drain_timeout;
     let shutdown = Shutdown::install().context("installing signal handlers")?;
     // The log goes through a sink that never blocks: a stalled or closed
     // stdout costs log lines (dropped and counted), never service or shutdown.

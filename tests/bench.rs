@@ -37,12 +37,14 @@ fn main_table(out: &str) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-/// `syncomm-bench --quick --no-python --only floors` measures the four raw
-/// floors between two processes, prints a table whose header names every
-/// column and whose rows (one per figure, or a "not measured" row) have
-/// parseable medians and p99s; the same in `--markdown`; results.json holds the
-/// machine, the mode and one entry per row; ratios.svg is an SVG document. A
-/// scenario name `--only` does not know is a usage error (exit 2).
+/// `syncomm-bench --quick --no-python --only floors` measures the six raw
+/// floors between processes in the default `one-cpu` configuration, prints a
+/// table whose header names every column and whose rows (one per figure, or a
+/// "not measured" row) have parseable medians, spreads and p99s; the same in
+/// `--markdown`; results.json holds the machine, the mode, the configuration
+/// and one entry per row with its trials; ratios.svg is an SVG document. A
+/// scenario name `--only` does not know, or an unknown `--config`, is a usage
+/// error (exit 2).
 #[test]
 fn quick_run_prints_a_well_formed_table_and_writes_json_and_svg() {
     let env = Env::new();
@@ -66,8 +68,10 @@ fn quick_run_prints_a_well_formed_table_and_writes_json_and_svg() {
             "scenario",
             "what is measured",
             "median",
+            "spread",
             "p99",
             "floor (same run)",
+            "floor hops",
             "floor median",
             "× floor",
             "vs Python",
@@ -75,7 +79,8 @@ fn quick_run_prints_a_well_formed_table_and_writes_json_and_svg() {
             "met"
         ]
     );
-    assert_eq!(rows.len(), 4, "one row per floor:\n{stdout}");
+    assert_eq!(rows.len(), 6, "one row per floor:\n{stdout}");
+    assert!(stdout.contains("configuration one-cpu: every process on CPU"));
     let mut measured = 0;
     for row in &rows {
         assert_eq!(row.len(), header.len(), "row {row:?}");
@@ -86,18 +91,26 @@ fn quick_run_prints_a_well_formed_table_and_writes_json_and_svg() {
         }
         measured += 1;
         assert!(is_value(&row[2]), "median {:?}", row[2]);
-        assert!(row[3] == "—" || is_value(&row[3]), "p99 {:?}", row[3]);
-        assert!(row[5] == "—" || is_value(&row[5]), "floor {:?}", row[5]);
-        let ratio = &row[6];
+        let (lo, hi) = row[3].split_once('–').expect("spread lo–hi");
+        assert!(is_value(lo) && is_value(hi), "spread {:?}", row[3]);
+        assert!(row[4] == "—" || is_value(&row[4]), "p99 {:?}", row[4]);
+        let ratio = &row[8];
         assert!(
             ratio == "—" || ratio.trim_end_matches('×').parse::<f64>().is_ok(),
             "ratio {ratio:?}"
         );
-        assert!(["met", "MISSED", "—"].contains(&row[9].as_str()));
+        assert!(["met", "MISSED", "—"].contains(&row[11].as_str()));
     }
     let names: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
-    assert_eq!(measured, 4, "every floor measured: {names:?}");
-    for floor in ["pipe", "unix socket", "TCP loopback", "futex"] {
+    assert_eq!(measured, 6, "every floor measured: {names:?}");
+    for floor in [
+        "pipe",
+        "unix socket",
+        "TCP loopback",
+        "futex wake round trip",
+        "futex wake of another process",
+        "socket → relay",
+    ] {
         assert!(
             names.iter().any(|n| n.starts_with(floor)),
             "{floor}: {names:?}"
@@ -115,12 +128,16 @@ fn quick_run_prints_a_well_formed_table_and_writes_json_and_svg() {
         assert!(m[k].is_string(), "machine.{k} in {json}");
     }
     assert_eq!(json["mode"], "quick");
+    assert_eq!(json["configs"], serde_json::json!(["one-cpu"]));
     let jrows = json["rows"].as_array().expect("rows");
     assert_eq!(jrows.len(), rows.len());
     for r in jrows {
         assert!(r["scenario"].is_string());
+        assert_eq!(r["config"], "one-cpu");
         if r["measured"] == true {
             assert!(r["median"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+            assert_eq!(r["trials"], 3, "{r}");
+            assert_eq!(r["spread"].as_array().map(Vec::len), Some(2), "{r}");
             assert!(["us", "ms", "per_s"].contains(&r["unit"].as_str().unwrap_or("")));
         } else {
             assert!(r["why"].is_string());
@@ -148,7 +165,7 @@ fn quick_run_prints_a_well_formed_table_and_writes_json_and_svg() {
     let md = text(&out.stdout);
     let (h, r) = main_table(&md);
     assert_eq!(h, header);
-    assert_eq!(r.len(), 4);
+    assert_eq!(r.len(), 6);
 
     // An unknown scenario: usage error, one line naming the choices.
     let mut cmd = env.cmd("syncomm-bench");
@@ -157,4 +174,78 @@ fn quick_run_prints_a_well_formed_table_and_writes_json_and_svg() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("nosuch") && err.contains("floors"), "{err}");
+
+    let mut cmd = env.cmd("syncomm-bench");
+    cmd.args(["--quick", "--no-python", "--config", "two-cpu"]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("two-cpu"));
+}
+
+/// `--save-baseline FILE` writes each figure's ratio to its floor under the
+/// run's mode; `--check FILE` passes (exit 0, "check passed") against a
+/// baseline whose ratios are far worse than any run, and fails (exit 1) naming
+/// each figure against one whose ratios no run can reach (0.001×): the gate
+/// compares ratios, and names what regressed. Measured on `limited-access`
+/// (gate), whose figures all have floors; nothing here judges speed.
+#[test]
+fn check_compares_ratios_with_the_baseline_and_names_the_worse_figures() {
+    let env = Env::new();
+    let out_dir = env.dir().join("out");
+    let base = env.dir().join("baseline.json");
+    let bench = |extra: &[&str]| {
+        let mut cmd = env.cmd("syncomm-bench");
+        cmd.args([
+            "--quick",
+            "--no-python",
+            "--only",
+            "limited-access",
+            "--out",
+        ])
+        .arg(&out_dir)
+        .args(extra);
+        run(cmd)
+    };
+    let out = bench(&["--save-baseline", base.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&base).expect("baseline written"))
+            .expect("baseline is JSON");
+    let ratios = doc["modes"]["quick"]["ratios"]
+        .as_object()
+        .expect("quick ratios")
+        .clone();
+    let keys: Vec<String> = ratios.keys().cloned().collect();
+    assert!(
+        keys.contains(&"one-cpu/gate.run".to_string())
+            && keys.contains(&"one-cpu/gate.cycle".to_string()),
+        "{keys:?}"
+    );
+    assert!(ratios.values().all(|v| v.as_f64().is_some_and(|r| r > 0.0)));
+
+    // Every ratio unreachably good: both figures fail, by name.
+    for k in &keys {
+        doc["modes"]["quick"]["ratios"][k] = serde_json::json!(0.001);
+    }
+    std::fs::write(&base, doc.to_string()).unwrap();
+    let out = bench(&["--check", base.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let verdict = stdout
+        .lines()
+        .find(|l| l.starts_with("check FAILED"))
+        .unwrap_or_else(|| panic!("no verdict in:\n{stdout}"));
+    for k in &keys {
+        assert!(verdict.contains(k.as_str()), "{k} not named in {verdict}");
+    }
+
+    // Every ratio far worse than any run: passes.
+    for k in &keys {
+        doc["modes"]["quick"]["ratios"][k] = serde_json::json!(1e6);
+    }
+    std::fs::write(&base, doc.to_string()).unwrap();
+    let out = bench(&["--check", base.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("check passed"), "{stdout}");
 }

@@ -124,6 +124,54 @@ fn exit_codes_match_timeout() {
     }
 }
 
+/// A command that dies of a real-time signal (34..=64, which have no name in
+/// nix's `Signal`) is reported exactly as timeout(1) reports it, where guard
+/// used to fail with 125 ("collecting the command's status: Invalid
+/// argument"): RTMIN sent at the deadline gives 124 (162 with
+/// --preserve-status, RTMAX-1 as a number too), and a command that kills
+/// itself with RTMIN makes guard die of RTMIN as well (a shell sees 162).
+#[test]
+fn real_time_signals_are_reported_like_timeout() {
+    let env = Env::new();
+    let rtmin = libc::SIGRTMIN();
+    let rtmax_1 = (libc::SIGRTMAX() - 1).to_string();
+    let cases: &[(&[&str], i32)] = &[
+        (&["-s", "RTMIN", "0.1", "sleep", "30"], 124),
+        (&["-s", &rtmax_1, "0.1", "sleep", "30"], 124),
+        (
+            &["--preserve-status", "-s", "RTMIN", "0.1", "sleep", "30"],
+            128 + rtmin,
+        ),
+        (&["30", "sh", "-c", "kill -s RTMIN $$"], 128 + rtmin),
+        (
+            &["30", "sh", "-c", "kill -s RTMAX $$"],
+            128 + libc::SIGRTMAX(),
+        ),
+    ];
+    for (args, want) in cases {
+        let g = guard(&env, args);
+        let t = timeout(args);
+        assert_eq!(
+            shell_code(g.status),
+            *want,
+            "guard {args:?}: {}",
+            text(&g.stderr)
+        );
+        assert_eq!(
+            shell_code(t.status),
+            *want,
+            "timeout {args:?} (the reference)"
+        );
+        // The same kind of ending: an exit code, or death by that signal.
+        assert_eq!(g.status.signal(), t.status.signal(), "guard {args:?}");
+        assert!(
+            text(&g.stderr).is_empty(),
+            "guard {args:?}: {}",
+            text(&g.stderr)
+        );
+    }
+}
+
 /// Bad arguments are guard's own failure, 125 as in timeout(1) (not clap's
 /// 2), with one clear line naming what was wrong.
 #[test]
@@ -252,6 +300,33 @@ fn tree_kill_leaves_nothing_after_the_deadline() {
     assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
     assert!(!pid_alive(d), "the double-forked daemon {d} was killed");
     assert!(!pid_alive(h), "the helper {h} in the group was killed");
+}
+
+/// A left-behind process that died of a real-time signal does not stop the
+/// clean-up: the command leaves an orphan killed by RTMIN (a zombie handed
+/// to guard, subreaper) and a daemon with a child of its own; guard reaps the zombie and
+/// still kills the daemon's child once the daemon is gone (reaping the RTMIN
+/// zombie used to fail with EINVAL and end the clean-up early).
+#[test]
+fn a_leftover_killed_by_a_real_time_signal_does_not_stop_the_cleanup() {
+    let env = Env::new();
+    for round in 0..5 {
+        let grandchild = env.dir().join(format!("grandchild.{round}.pid"));
+        let script = format!(
+            "(setsid sh -c 'sleep 0.1; kill -s RTMIN $$' &); \
+             (setsid sh -c 'sleep 300 & echo $! > {g}; wait' </dev/null >/dev/null 2>&1 &); \
+             while ! test -s {g}; do sleep 0.01; done; sleep 0.5",
+            g = grandchild.display()
+        );
+        let out = guard(&env, &["30", "sh", "-c", &script]);
+        let g = read_pid(&grandchild);
+        let _doomed = Doomed(vec![g]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(
+            !pid_alive(g),
+            "round {round}: the daemon's child {g} was killed"
+        );
+    }
 }
 
 /// The same command under --no-tree: at the deadline the signal goes to the

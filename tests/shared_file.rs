@@ -213,6 +213,68 @@ fn refuses_symlinks_and_non_files() {
     assert_eq!(run(bad).status.code(), Some(2));
 }
 
+/// Whether the kernel has openat2(2) (Linux 5.6 and later).
+fn kernel_has_openat2() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (5, 6)
+}
+
+/// A symlink in a parent directory (`DIR/parentlink/file`) cannot redirect
+/// the appends either (it used to: only the last component was checked):
+/// no component of the path may be a symlink. Nothing is created or written
+/// in the link's target, for a new file or an existing one, and `--verify`
+/// refuses the path too; the real path works. Needs openat2(2) (Linux 5.6):
+/// skipped on older kernels, where only the last component is checked.
+#[test]
+fn refuses_a_symlink_in_a_parent_directory() {
+    if !kernel_has_openat2() {
+        eprintln!("kernel without openat2: skipped");
+        return;
+    }
+    let env = Env::new();
+    let target = env.dir().join("elsewhere");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("existing.txt"), b"").unwrap();
+    let parentlink = env.dir().join("parentlink");
+    std::os::unix::fs::symlink(&target, &parentlink).unwrap();
+    for file in ["new.txt", "existing.txt"] {
+        let path = parentlink.join(file);
+        let out = run(writer(&env, &path, "a", 3));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {err}");
+        assert_eq!(err.lines().count(), 1, "{file}: one line: {err}");
+        assert!(err.contains("symlink"), "{file}: {err}");
+    }
+    assert!(!target.join("new.txt").exists(), "created through the link");
+    assert_eq!(std::fs::read(target.join("existing.txt")).unwrap(), b"");
+    // A symlink further up, and a relative spelling, are refused the same way.
+    std::fs::create_dir_all(target.join("sub")).unwrap();
+    let out = run(writer(&env, &parentlink.join("sub/x.txt"), "a", 1));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(!target.join("sub/x.txt").exists());
+    let mut rel = writer(&env, Path::new("parentlink/new.txt"), "a", 1);
+    rel.current_dir(env.dir());
+    let out = run(rel);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(!target.join("new.txt").exists());
+
+    let out = verify(&env, &parentlink.join("existing.txt"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("symlink"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let real = target.join("new.txt");
+    let out = run(writer(&env, &real, "a", 3));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(count_by_writer(&real)["a"], 3);
+}
+
 /// SIGTERM while a writer holds the lock: it stops after the current line,
 /// releases the lock, exits 143, and what it wrote verifies.
 #[test]

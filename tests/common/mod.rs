@@ -45,6 +45,7 @@ impl Env {
         Env {
             dir: tempfile::Builder::new()
                 .prefix("syncomm-test-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .tempdir()
                 .expect("create temp dir"),
         }

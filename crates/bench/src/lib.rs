@@ -25,11 +25,18 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use cpu::{CpuConfig, Cpus};
+
+pub mod baseline;
+pub mod cpu;
+pub mod curves;
 pub mod floor;
+pub mod peers;
 pub mod python;
 pub mod report;
 pub mod stats;
 pub mod suite;
+pub mod trials;
 
 /// One module per scenario; each measures its figures.
 pub mod scenarios {
@@ -52,6 +59,10 @@ pub struct Ctx {
     pub bin_dir: PathBuf,
     /// A scratch directory, also used as `SYNCOMM_DIR` for the programs started.
     pub work_dir: PathBuf,
+    /// The CPU configuration the figures are measured in.
+    pub config: CpuConfig,
+    /// The CPUs A and B of the configurations.
+    pub cpus: Cpus,
 }
 
 impl Ctx {
@@ -61,23 +72,76 @@ impl Ctx {
             quick,
             bin_dir: bin_dir.into(),
             work_dir: work_dir.into(),
+            config: CpuConfig::Unpinned,
+            cpus: Cpus::detect(),
         }
     }
 
-    /// A command for one of syncomm's binaries, with `SYNCOMM_DIR` set to the scratch directory.
+    /// The same context in configuration `config`.
+    pub fn with_config(mut self, config: CpuConfig) -> Ctx {
+        self.config = config;
+        self
+    }
+
+    /// A command for one of syncomm's binaries, with `SYNCOMM_DIR` set to the
+    /// scratch directory, pinned to the other side's CPUs (it and everything it starts).
     pub fn cmd(&self, bin: &str) -> Command {
         let mut c = Command::new(self.bin_dir.join(bin));
         c.env("SYNCOMM_DIR", &self.work_dir);
         c.env_remove("RUST_LOG");
+        self.pin_peer(&mut c);
         c
     }
 
-    /// Measures one of the four raw floors now (a one-byte round trip between
-    /// two processes), using `syncomm-bench` in [`Ctx::bin_dir`] as the peer.
-    pub fn measure_floor(&self, kind: floor::FloorKind) -> anyhow::Result<Floor> {
-        let (warmup, n) = floor::rounds(self.quick);
-        let mut samples = floor::measure(kind, &self.bin_dir.join("syncomm-bench"), warmup, n)?;
-        Ok(Floor::new(kind.name(), stats::median(&mut samples)))
+    /// Like [`Ctx::cmd`], but on the measuring side's CPUs (a load generator
+    /// such as `ping-client --flood` is the measuring side).
+    pub fn main_cmd(&self, bin: &str) -> Command {
+        let mut c = self.cmd(bin);
+        cpu::pin_command(&mut c, &self.main_cpus());
+        c
+    }
+
+    /// Pins `cmd`'s process to the other side's CPUs.
+    pub fn pin_peer(&self, cmd: &mut Command) {
+        cpu::pin_command(cmd, &self.peer_cpus());
+    }
+
+    /// The measuring side's CPUs.
+    pub fn main_cpus(&self) -> Vec<usize> {
+        self.cpus.main_side(self.config)
+    }
+
+    /// The other side's CPUs (two-cpus on a one-CPU machine: the one CPU).
+    pub fn peer_cpus(&self) -> Vec<usize> {
+        self.cpus
+            .peer_side(self.config)
+            .unwrap_or_else(|| vec![self.cpus.a])
+    }
+
+    /// Pins the calling thread to the measuring side (threads it starts inherit it).
+    pub fn pin_main_thread(&self) -> anyhow::Result<()> {
+        cpu::pin_current_thread(&self.main_cpus())?;
+        Ok(())
+    }
+
+    /// Pins the calling thread to the other side: for a server thread that
+    /// stands in for another process (the threads it starts inherit it).
+    pub fn pin_peer_thread(&self) {
+        let _ = cpu::pin_current_thread(&self.peer_cpus());
+    }
+
+    /// Trials of each side: 5 in a full run, 3 with `--quick`.
+    pub fn trials(&self) -> usize {
+        if self.quick {
+            trials::QUICK_TRIALS
+        } else {
+            trials::FULL_TRIALS
+        }
+    }
+
+    /// The bench binary itself, re-executed as the floors' peer.
+    pub fn bench_exe(&self) -> PathBuf {
+        self.bin_dir.join("syncomm-bench")
     }
 
     /// `full` iterations in a full run, `quick` in a quick one.
@@ -91,9 +155,10 @@ impl Ctx {
 }
 
 /// The unit of a figure, which also says which direction is better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub enum Unit {
     /// Microseconds per operation (latency): lower is better.
+    #[default]
     Micros,
     /// Milliseconds of wall time: lower is better.
     Millis,
@@ -102,12 +167,16 @@ pub enum Unit {
 }
 
 /// A baseline measured in the same run and in the same unit.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Floor {
     /// What the floor is: "pipe round trip", "cat | cat | cat", "flock(1)".
     pub name: String,
-    /// Its median.
+    /// Its median (of trial medians, where measured in trials).
     pub median: f64,
+    /// Min–max of its trial medians.
+    pub spread: Option<(f64, f64)>,
+    /// Its hop structure: which processes the message crosses, through what.
+    pub hops: Option<String>,
 }
 
 /// A target named in the scenario's issue.
@@ -120,8 +189,11 @@ pub struct Target {
 }
 
 /// One measured figure.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Figure {
+    /// A stable id (`worker.call`) for baselines and peer comparisons; empty:
+    /// `scenario/what` is used.
+    pub id: &'static str,
     /// The scenario: "notify", "pipeline", ...
     pub scenario: &'static str,
     /// What is measured: "wake-up latency", "append rate".
@@ -138,6 +210,14 @@ pub struct Figure {
     pub python_key: Option<&'static str>,
     /// The issue's target, and whether it was met.
     pub target: Option<Target>,
+    /// Min–max of the trial medians (`median` is then the median of trial medians).
+    pub spread: Option<(f64, f64)>,
+    /// How many trials (0: one measurement, not in trials).
+    pub trials: usize,
+    /// The median of the per-trial-pair cost ratios to the floor.
+    pub pair_ratio: Option<f64>,
+    /// The CPU configuration it was measured in (set by the suite).
+    pub config: Option<CpuConfig>,
 }
 
 impl Floor {
@@ -146,6 +226,7 @@ impl Floor {
         Floor {
             name: name.into(),
             median,
+            ..Floor::default()
         }
     }
 }
@@ -172,12 +253,37 @@ impl Figure {
             floor: None,
             python_key: None,
             target: None,
+            ..Figure::default()
         }
     }
 
     /// Sets the 99th percentile.
     pub fn with_p99(mut self, p99: f64) -> Figure {
         self.p99 = Some(p99);
+        self
+    }
+
+    /// Sets the stable id.
+    pub fn with_id(mut self, id: &'static str) -> Figure {
+        self.id = id;
+        self
+    }
+
+    /// The key of this figure in a baseline: `config/id` (or `config/scenario/what`).
+    pub fn key(&self) -> String {
+        let config = self.config.map_or("-", CpuConfig::name);
+        if self.id.is_empty() {
+            format!("{config}/{}/{}", self.scenario, self.what)
+        } else {
+            format!("{config}/{}", self.id)
+        }
+    }
+
+    /// Sets the floor's hop structure.
+    pub fn with_hops(mut self, hops: impl Into<String>) -> Figure {
+        if let Some(f) = self.floor.as_mut() {
+            f.hops = Some(hops.into());
+        }
         self
     }
 

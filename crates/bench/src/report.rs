@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::cpu::{CpuConfig, Cpus};
 use crate::{Figure, Unit};
 
 /// The machine a run was measured on.
@@ -130,6 +131,7 @@ pub fn utc_from_unix(secs: u64) -> String {
 
 /// One row of the table: a figure, or a scenario that could not be measured.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a few dozen rows per run
 pub enum Row {
     /// A measured figure.
     Measured(Figure),
@@ -139,7 +141,19 @@ pub enum Row {
         scenario: String,
         /// Why, in one line.
         why: String,
+        /// The configuration it was to be measured in.
+        config: Option<CpuConfig>,
     },
+}
+
+impl Row {
+    /// The configuration the row belongs to.
+    pub fn config(&self) -> Option<CpuConfig> {
+        match self {
+            Row::Measured(f) => f.config,
+            Row::NotMeasured { config, .. } => *config,
+        }
+    }
 }
 
 /// What the seed's Python gave (bench/seed.py).
@@ -236,6 +250,12 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// The seed Python's figures.
     pub python: Python,
+    /// The configurations measured, in the order shown.
+    pub configs: Vec<CpuConfig>,
+    /// The CPUs the configurations use.
+    pub cpus: Cpus,
+    /// The peers' rows (`--peers`), and what happened to them.
+    pub peers: crate::peers::Peers,
 }
 
 /// Whether lower values are better in `unit`.
@@ -243,8 +263,13 @@ pub fn lower_is_better(unit: Unit) -> bool {
     matches!(unit, Unit::Micros | Unit::Millis)
 }
 
-/// Cost relative to the floor (1.0 = as fast as the floor), see the module doc.
+/// Cost relative to the floor (1.0 = as fast as the floor), see the module doc:
+/// the median of the per-trial-pair ratios where the figure was measured in
+/// trials, else median ÷ floor median.
 pub fn ratio_to_floor(f: &Figure) -> Option<f64> {
+    if let Some(r) = f.pair_ratio {
+        return r.is_finite().then_some(r);
+    }
     let floor = f.floor.as_ref()?;
     let r = if lower_is_better(f.unit) {
         f.median / floor.median
@@ -332,13 +357,20 @@ pub fn parse_value(s: &str) -> Option<f64> {
     Some(v * scale)
 }
 
+/// A spread `lo–hi` in the unit of its figure.
+pub fn format_spread(unit: Unit, (lo, hi): (f64, f64)) -> String {
+    format!("{}–{}", format_value(unit, lo), format_value(unit, hi))
+}
+
 /// The table's header cells.
-pub const COLUMNS: [&str; 10] = [
+pub const COLUMNS: [&str; 12] = [
     "scenario",
     "what is measured",
     "median",
+    "spread",
     "p99",
     "floor (same run)",
+    "floor hops",
     "floor median",
     "× floor",
     "vs Python",
@@ -350,7 +382,7 @@ const DASH: &str = "—";
 
 fn cells(row: &Row, py: &Python) -> Vec<String> {
     match row {
-        Row::NotMeasured { scenario, why } => {
+        Row::NotMeasured { scenario, why, .. } => {
             let mut v = vec![scenario.clone(), format!("not measured: {why}")];
             v.extend(std::iter::repeat(DASH.to_string()).take(COLUMNS.len() - 2));
             v
@@ -361,9 +393,18 @@ fn cells(row: &Row, py: &Python) -> Vec<String> {
                 f.scenario.to_string(),
                 f.what.clone(),
                 format_value(f.unit, f.median),
+                opt(f.spread.map(|sp| format_spread(f.unit, sp))),
                 opt(f.p99.map(|p| format_value(f.unit, p))),
                 opt(f.floor.as_ref().map(|fl| fl.name.clone())),
-                opt(f.floor.as_ref().map(|fl| format_value(f.unit, fl.median))),
+                opt(f.floor.as_ref().and_then(|fl| fl.hops.clone())),
+                opt(f.floor.as_ref().map(|fl| match fl.spread {
+                    Some(sp) => format!(
+                        "{} ({})",
+                        format_value(f.unit, fl.median),
+                        format_spread(f.unit, sp)
+                    ),
+                    None => format_value(f.unit, fl.median),
+                })),
                 opt(ratio_to_floor(f).map(|r| format!("{}×", sig3(r)))),
                 opt(ratio_to_python(f, py).map(|r| {
                     if r >= 1.0 {
@@ -409,7 +450,7 @@ pub fn split_row(line: &str) -> Option<Vec<String>> {
 }
 
 /// Renders rows of cells as an aligned Markdown (GitHub) pipe table.
-fn pipe_table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub fn pipe_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     let rows: Vec<Vec<String>> = rows
         .iter()
@@ -437,11 +478,13 @@ fn pipe_table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The main table (Markdown pipe table, aligned so it also reads as text).
-pub fn table(report: &Report) -> String {
+/// The main table (Markdown pipe table, aligned so it also reads as text):
+/// every row, or with `config` only that configuration's.
+pub fn table(report: &Report, config: Option<CpuConfig>) -> String {
     let rows: Vec<Vec<String>> = report
         .rows
         .iter()
+        .filter(|r| config.is_none() || r.config() == config)
         .map(|r| cells(r, &report.python))
         .collect();
     pipe_table(&COLUMNS, &rows)
@@ -466,16 +509,26 @@ pub fn python_table(py: &Python) -> String {
 
 /// What the columns mean, in a few lines.
 pub const LEGEND: &str = "\
-× floor: the figure's cost divided by the raw floor's cost measured in the same run \
+Each figure is measured in trials alternating with its floor (floor, figure, floor, figure …): \
+median = the median of the trial medians, spread = their min–max. \
+× floor: the figure's cost divided by the floor's cost, computed per trial pair and then the median \
 (latency ÷ floor latency, or floor rate ÷ rate); 1.0 is as fast as the bare mechanism. \
 vs Python: how many times faster than the seed's Python doing the same (bench/seed.py). \
 p99 is shown where a figure has per-operation samples. \
-Floors: a 1-byte round trip between two processes that do nothing else.";
+Floor hops: the processes a floor's message crosses (A = the measuring process). \
+Configurations: one-cpu pins every process of a figure to one CPU (the stable one), \
+two-cpus puts the measuring side and the processes it starts on different CPUs, \
+unpinned lets the scheduler choose (on a shared VM these vary from run to run).";
 
-/// How many targets were met, missed, and how many rows were not measured.
-pub fn tally(report: &Report) -> (usize, usize, usize) {
+/// How many targets were met, missed, and how many rows were not measured
+/// (in `config`, or in all).
+pub fn tally(report: &Report, config: Option<CpuConfig>) -> (usize, usize, usize) {
     let (mut met, mut missed, mut not) = (0, 0, 0);
-    for r in &report.rows {
+    for r in report
+        .rows
+        .iter()
+        .filter(|r| config.is_none() || r.config() == config)
+    {
         match r {
             Row::Measured(f) => match &f.target {
                 Some(t) if t.met => met += 1,
@@ -489,8 +542,8 @@ pub fn tally(report: &Report) -> (usize, usize, usize) {
 }
 
 /// One line: `Targets: 9 met, 2 missed; 1 row not measured.`
-pub fn tally_line(report: &Report) -> String {
-    let (met, missed, not) = tally(report);
+pub fn tally_line(report: &Report, config: Option<CpuConfig>) -> String {
+    let (met, missed, not) = tally(report, config);
     format!(
         "Targets: {met} met, {missed} missed; {not} row{} not measured.",
         if not == 1 { "" } else { "s" }
@@ -512,10 +565,20 @@ pub fn render(report: &Report, markdown: bool) -> String {
         let _ = writeln!(out, "syncomm benchmarks ({mode} run)");
         let _ = writeln!(out, "machine: {}\n", report.machine.summary());
     }
-    out += &table(report);
-    out.push('\n');
-    out += &tally_line(report);
-    out.push_str("\n\n");
+    for &config in &report.configs {
+        let _ = writeln!(
+            out,
+            "{}configuration {}: {}\n",
+            if markdown { "#### " } else { "" },
+            config.name(),
+            config.describe(&report.cpus)
+        );
+        out += &table(report, Some(config));
+        out.push('\n');
+        out += &tally_line(report, Some(config));
+        out.push_str("\n\n");
+    }
+    out += &crate::peers::render(report, markdown);
     if !report.python.figures.is_empty() {
         if markdown {
             let _ = writeln!(out, "The seed's Python ({}):\n", report.python.status);
@@ -548,10 +611,13 @@ pub fn to_json(report: &Report) -> Value {
         .map(|r| match r {
             Row::Measured(f) => json!({
                 "measured": true,
+                "config": f.config.map(CpuConfig::name),
                 "scenario": f.scenario,
                 "what": f.what,
                 "unit": unit_name(f.unit),
                 "median": f.median,
+                "spread": f.spread,
+                "trials": f.trials,
                 "p99": f.p99,
                 "floor": f.floor,
                 "ratio_to_floor": ratio_to_floor(f),
@@ -560,8 +626,13 @@ pub fn to_json(report: &Report) -> Value {
                 "ratio_to_python": ratio_to_python(f, &report.python),
                 "target": f.target,
             }),
-            Row::NotMeasured { scenario, why } => json!({
+            Row::NotMeasured {
+                scenario,
+                why,
+                config,
+            } => json!({
                 "measured": false,
+                "config": config.map(CpuConfig::name),
                 "scenario": scenario,
                 "why": why,
             }),
@@ -577,11 +648,13 @@ pub fn to_json(report: &Report) -> Value {
             "build": report.machine.build,
         },
         "mode": if report.quick { "quick" } else { "full" },
+        "configs": report.configs.iter().map(|c| c.name()).collect::<Vec<_>>(),
         "targets": {
-            "met": tally(report).0,
-            "missed": tally(report).1,
-            "not_measured": tally(report).2,
+            "met": tally(report, None).0,
+            "missed": tally(report, None).1,
+            "not_measured": tally(report, None).2,
         },
+        "peers": crate::peers::to_json(&report.peers),
         "rows": rows,
         "python": {
             "status": report.python.status,
@@ -713,13 +786,18 @@ fn panel(title: &str, note: &str, bars: &[Bar], y: f64, width: f64) -> (String, 
 
 /// The ratios as an SVG chart (`target/bench/ratios.svg`), drawn by hand: one
 /// panel of cost ÷ floor (green: target met, red: missed, grey: no target),
-/// one of the speed-up over the seed's Python.
+/// one of the speed-up over the seed's Python; the first configuration's rows.
 pub fn svg(report: &Report) -> String {
     let width = 980.0;
     let label = |f: &Figure| clip(&format!("{}: {}", f.scenario, f.what), 52);
     let mut floor_bars = Vec::new();
     let mut py_bars = Vec::new();
-    for row in &report.rows {
+    let first = report.configs.first().copied();
+    for row in report
+        .rows
+        .iter()
+        .filter(|r| first.is_none() || r.config() == first)
+    {
         let Row::Measured(f) = row else { continue };
         if let Some(r) = ratio_to_floor(f) {
             let color = match &f.target {
@@ -749,8 +827,9 @@ pub fn svg(report: &Report) -> String {
     let mut y = 10.0;
     let _ = writeln!(
         body,
-        r#"<text x="10" y="{:.0}" font-size="17" font-weight="bold">syncomm benchmarks ({mode} run)</text>"#,
-        y + 16.0
+        r#"<text x="10" y="{:.0}" font-size="17" font-weight="bold">syncomm benchmarks ({mode} run, {})</text>"#,
+        y + 16.0,
+        first.map_or("all configurations", CpuConfig::name)
     );
     let _ = writeln!(
         body,
@@ -799,12 +878,14 @@ mod tests {
             floor: Some(Floor {
                 name: "cat | cat".to_string(),
                 median: floor,
+                ..Default::default()
             }),
             python_key: key,
             target: Some(Target {
                 text: "≤ 2 × floor".to_string(),
                 met: true,
             }),
+            ..Default::default()
         }
     }
 
@@ -860,11 +941,15 @@ mod tests {
                 Row::NotMeasured {
                     scenario: "gate".into(),
                     why: "module returned no figures".into(),
+                    config: None,
                 },
             ],
             python: Python::default(),
+            configs: Vec::new(),
+            cpus: Cpus::detect(),
+            peers: Default::default(),
         };
-        let t = table(&report);
+        let t = table(&report, None);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4);
         for l in &lines {
@@ -872,8 +957,8 @@ mod tests {
         }
         let row = split_row(lines[2]).unwrap();
         assert_eq!(row[1], "a | b");
-        assert_eq!(row[4], "cat | cat");
-        assert_eq!(row[6], "3.00×");
+        assert_eq!(row[5], "cat | cat");
+        assert_eq!(row[8], "3.00×");
         assert!(split_row(lines[3]).unwrap()[1].starts_with("not measured: "));
         let svg = svg(&report);
         assert!(svg.starts_with("<svg"));

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::cpu::{CpuConfig, Cpus};
 use crate::floor::{self, FloorKind};
+use crate::peers::Peers;
 use crate::report::{Machine, Python, Report, Row};
 use crate::{python, scenarios, Ctx, Figure};
 
@@ -81,14 +83,16 @@ pub struct Options {
     pub only: Vec<String>,
     /// Run the seed's Python (off with `--no-python`).
     pub python: bool,
-    /// The bench binary, re-executed as the floors' peer.
-    pub peer_exe: PathBuf,
     /// Where syncomm's binaries are.
     pub bin_dir: PathBuf,
     /// Scratch directory; each module gets a fresh subdirectory as `SYNCOMM_DIR`.
     pub work_dir: PathBuf,
     /// bench/seed.py, if found.
     pub seed_script: Option<PathBuf>,
+    /// The CPU configurations to measure in, in order.
+    pub configs: Vec<CpuConfig>,
+    /// `syncomm-peers`, when the peers are to be measured (`--peers`).
+    pub peers_exe: Option<PathBuf>,
 }
 
 impl Options {
@@ -109,7 +113,7 @@ impl Options {
 
     /// How long one module may take before it is reported as not measured.
     pub fn module_limit(&self) -> Duration {
-        Duration::from_secs(if self.quick { 20 } else { 240 })
+        Duration::from_secs(if self.quick { 40 } else { 300 })
     }
 
     /// How long the seed's Python may take.
@@ -123,13 +127,29 @@ pub fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
     tempfile::Builder::new().prefix("syncomm-bench-").tempdir()
 }
 
-/// Runs one module on its own thread, bounded by `limit`; a panic, an error, no
-/// figures or an overrun come back as the reason it was not measured.
+/// The floors as a module: one row per floor.
+fn floors(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
+    FloorKind::ALL
+        .into_iter()
+        .map(|kind| floor::figure(ctx, kind))
+        .collect()
+}
+
+/// Runs one module on its own thread, pinned to the measuring side of the
+/// context's configuration, bounded by `limit`; a panic, an error, no figures
+/// or an overrun come back as the reason it was not measured.
 fn run_module(name: &str, f: RunFn, ctx: Ctx, limit: Duration) -> Result<Vec<Figure>, String> {
     let (tx, rx) = mpsc::channel();
     let handle = std::thread::Builder::new()
         .name(format!("bench-{name}"))
         .spawn(move || {
+            if let Err(e) = ctx.pin_main_thread() {
+                let _ = tx.send(Err(anyhow::anyhow!(
+                    "pinning to {:?}: {e}",
+                    ctx.main_cpus()
+                )));
+                return;
+            }
             let _ = tx.send(f(&ctx));
         })
         .map_err(|e| format!("could not start a thread: {e}"))?;
@@ -167,48 +187,63 @@ fn run_module(name: &str, f: RunFn, ctx: Ctx, limit: Duration) -> Result<Vec<Fig
 /// Runs the suite, telling `progress` what it is doing (one line each).
 pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Report {
     let machine = Machine::detect();
+    let cpus = Cpus::detect();
     let mut rows = Vec::new();
+    let mut peers = Peers {
+        status: if opts.peers_exe.is_some() {
+            "iceoryx2 0.10 and ipc-channel 0.23 (bench/peers), same run".to_string()
+        } else {
+            "not run (./launch bench --peers builds and runs them)".to_string()
+        },
+        ..Peers::default()
+    };
 
-    for kind in FloorKind::ALL {
-        progress(&format!("floor: {}", kind.name()));
-        match floor::figure(kind, &opts.peer_exe, opts.quick) {
-            Ok(f) => rows.push(Row::Measured(f)),
-            Err(e) => rows.push(Row::NotMeasured {
-                scenario: "floor".to_string(),
-                why: format!("{}: {e:#}", kind.name()),
-            }),
-        }
-    }
-
-    for (name, f, _) in SCENARIOS {
-        if !opts.selected(name) {
+    for &config in &opts.configs {
+        if config == CpuConfig::TwoCpus && cpus.b.is_none() {
+            rows.push(Row::NotMeasured {
+                scenario: "all".to_string(),
+                why: "two-cpus needs two CPUs; this process may use one".to_string(),
+                config: Some(config),
+            });
             continue;
         }
-        progress(&format!("scenario: {name}"));
-        let dir = opts.work_dir.join(name);
-        let made = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir);
-        let result = match made {
-            Ok(()) => {
-                let ctx = Ctx {
-                    quick: opts.quick,
-                    bin_dir: opts.bin_dir.clone(),
-                    work_dir: dir,
-                };
-                run_module(name, f, ctx, opts.module_limit())
+        let mut modules: Vec<(&str, RunFn)> = vec![(FLOORS, floors as RunFn)];
+        modules.extend(
+            SCENARIOS
+                .iter()
+                .filter(|s| opts.selected(s.0))
+                .map(|s| (s.0, s.1)),
+        );
+        for (name, f) in modules {
+            progress(&format!("{}: {name}", config.name()));
+            let result = module_ctx(opts, &cpus, config, name)
+                .and_then(|ctx| run_module(name, f, ctx, opts.module_limit()));
+            match result {
+                Ok(figs) => rows.extend(figs.into_iter().map(|mut f| {
+                    f.config = Some(config);
+                    Row::Measured(f)
+                })),
+                Err(why) => {
+                    progress(&format!("{}: {name}: not measured: {why}", config.name()));
+                    rows.push(Row::NotMeasured {
+                        scenario: name.to_string(),
+                        why,
+                        config: Some(config),
+                    });
+                }
             }
-            Err(e) => Err(format!("scratch directory {}: {e}", dir.display())),
-        };
-        match result {
-            Ok(figs) => rows.extend(figs.into_iter().map(Row::Measured)),
-            Err(why) => {
-                progress(&format!("scenario: {name}: not measured: {why}"));
-                rows.push(Row::NotMeasured {
-                    scenario: name.to_string(),
-                    why,
-                });
+        }
+        if let Some(exe) = &opts.peers_exe {
+            progress(&format!("{}: peers ({})", config.name(), exe.display()));
+            let got = module_ctx(opts, &cpus, config, "peers").and_then(|ctx| {
+                crate::peers::run(&ctx, exe, opts.module_limit()).map_err(|e| format!("{e:#}"))
+            });
+            match got {
+                Ok(r) => peers.rows.extend(r),
+                Err(why) => {
+                    progress(&format!("{}: peers: not measured: {why}", config.name()));
+                    peers.failed.push((config, why));
+                }
             }
         }
     }
@@ -219,7 +254,27 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Report {
         quick: opts.quick,
         rows,
         python,
+        configs: opts.configs.clone(),
+        cpus,
+        peers,
     }
+}
+
+/// A fresh context (and scratch directory) for module `name` in `config`.
+fn module_ctx(opts: &Options, cpus: &Cpus, config: CpuConfig, name: &str) -> Result<Ctx, String> {
+    let dir = opts.work_dir.join(config.name()).join(name);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("scratch directory {}: {e}", dir.display()))?;
+    Ok(Ctx {
+        quick: opts.quick,
+        bin_dir: opts.bin_dir.clone(),
+        work_dir: dir,
+        config,
+        cpus: cpus.clone(),
+    })
 }
 
 fn run_python(opts: &Options, progress: &mut dyn FnMut(&str)) -> Python {
@@ -300,10 +355,11 @@ mod tests {
             quick: true,
             only: vec!["floors".into(), "ping".into()],
             python: false,
-            peer_exe: "/x".into(),
             bin_dir: "/x".into(),
             work_dir: "/x".into(),
             seed_script: None,
+            configs: vec![CpuConfig::OneCpu],
+            peers_exe: None,
         };
         assert!(o.check_only().is_ok());
         assert!(!o.selected("gate"));

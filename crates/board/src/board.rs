@@ -870,7 +870,12 @@ mod tests {
     /// All unit tests share one private runtime directory.
     fn name(prefix: &str) -> Name {
         static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-        let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+        let dir = DIR.get_or_init(|| {
+            tempfile::Builder::new()
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .tempdir()
+                .unwrap()
+        });
         std::env::set_var(rundir::ENV_VAR, dir.path());
         static N: AtomicU32 = AtomicU32::new(0);
         Name::new(&format!(

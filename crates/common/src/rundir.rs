@@ -1,14 +1,24 @@
 //! The runtime directory: where sockets, registries and link files live.
 //!
 //! Chosen as `$SYNCOMM_DIR`, else `$XDG_RUNTIME_DIR/syncomm`, else
-//! `/tmp/syncomm-$UID`. It is created with mode 0700. A directory that is a
-//! symlink, is not a directory, or belongs to another user is refused: another
-//! user must not be able to place or read our sockets. A directory of ours
-//! with looser permissions is tightened to 0700.
+//! `/tmp/syncomm-$UID`. A missing directory is created with mode 0700 (its
+//! missing parents 0755). The directory must be private to us, and it is
+//! checked, never repaired: a directory we did not create is never changed.
+//! It is refused (one line saying why and what to do) when
+//! - it is a symlink, however the path is spelled: trailing slashes and `.`
+//!   components are dropped first, so `link/` and `link/.` name the link
+//!   itself, which is opened with `O_NOFOLLOW | O_DIRECTORY` and compared
+//!   (`fstat` against `lstat`) with what the path names;
+//! - it is not a directory;
+//! - it belongs to another uid, also when we run as root (another user
+//!   could place or read our sockets and files there);
+//! - its mode gives any access to group or others (0755, a shared 1777
+//!   directory, ...): fix it with `chmod 700 DIR` if it is yours alone, or
+//!   point `SYNCOMM_DIR` at a private directory.
 
-use std::fs::DirBuilder;
+use std::fs::{DirBuilder, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::name::Name;
@@ -26,7 +36,7 @@ pub enum RunDirError {
     #[error("runtime directory {0} is not a directory")]
     NotDirectory(PathBuf),
     /// The directory belongs to another user.
-    #[error("runtime directory {path} belongs to uid {owner}, not to us (uid {me}); refusing it")]
+    #[error("runtime directory {path} belongs to uid {owner}, not to us (uid {me}); refusing it (set SYNCOMM_DIR to a directory of your own)")]
     ForeignOwner {
         /// The directory.
         path: PathBuf,
@@ -35,6 +45,17 @@ pub enum RunDirError {
         /// Our effective uid.
         me: u32,
     },
+    /// The directory gives access to group or others.
+    #[error("runtime directory {path} is open to other users (mode {mode:04o}); refusing it (if it is yours alone: chmod 700 {path}; else set SYNCOMM_DIR to a private directory)")]
+    Loose {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The path named another object by the time it was checked.
+    #[error("runtime directory {0} changed while it was being checked; refusing it")]
+    Changed(PathBuf),
     /// Creating or inspecting the directory failed.
     #[error("runtime directory {path}: {source}")]
     Io {
@@ -56,16 +77,27 @@ pub fn configured_path() -> PathBuf {
     PathBuf::from(format!("/tmp/syncomm-{}", nix::unistd::geteuid().as_raw()))
 }
 
-/// Returns the runtime directory, creating it (0700) if needed and checking it.
+/// Returns the runtime directory, creating it (0700) if needed and checking
+/// it (see the module documentation). The path returned is the configured
+/// one without trailing slashes or `.` components.
 pub fn runtime_dir() -> Result<PathBuf, RunDirError> {
-    let path = configured_path();
+    let path = normalize(&configured_path());
     ensure(&path)?;
     Ok(path)
 }
 
-/// Creates `path` as a 0700 directory if missing, then checks it is a real
-/// directory owned by us with no access for others.
+/// `path` without trailing slashes and `.` components (`a/./b/.` is
+/// `a/b`), so that its last component is the directory itself: `link/` or
+/// `link/.` would make the kernel follow `link` even under `O_NOFOLLOW`.
+pub fn normalize(path: &Path) -> PathBuf {
+    path.components().collect()
+}
+
+/// Creates `path` as a 0700 directory if missing, then checks that it is a
+/// real directory (never a symlink, however spelled) owned by our uid with
+/// no access for group or others. Changes nothing it did not create.
 pub fn ensure(path: &Path) -> Result<(), RunDirError> {
+    let path = &normalize(path);
     let io_err = |source| RunDirError::Io {
         path: path.to_owned(),
         source,
@@ -79,28 +111,59 @@ pub fn ensure(path: &Path) -> Result<(), RunDirError> {
                 .map_err(io_err)?;
         }
     }
-    match DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+    let created = match DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(io_err(e)),
-    }
-    let meta = std::fs::symlink_metadata(path).map_err(io_err)?;
-    if meta.file_type().is_symlink() {
+    };
+    // The directory itself, never what a symlink points to.
+    let dir = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(dir) => dir,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::ELOOP | nix::libc::ENOTDIR)
+            ) =>
+        {
+            let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+            return Err(if is_link {
+                RunDirError::Symlink(path.to_owned())
+            } else {
+                RunDirError::NotDirectory(path.to_owned())
+            });
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    let opened = dir.metadata().map_err(io_err)?;
+    let named = std::fs::symlink_metadata(path).map_err(io_err)?;
+    if named.file_type().is_symlink() {
         return Err(RunDirError::Symlink(path.to_owned()));
     }
-    if !meta.is_dir() {
-        return Err(RunDirError::NotDirectory(path.to_owned()));
+    if (opened.dev(), opened.ino()) != (named.dev(), named.ino()) {
+        return Err(RunDirError::Changed(path.to_owned()));
     }
     let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me {
+    if opened.uid() != me {
         return Err(RunDirError::ForeignOwner {
             path: path.to_owned(),
-            owner: meta.uid(),
+            owner: opened.uid(),
             me,
         });
     }
-    if meta.mode() & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+    let mode = opened.mode() & 0o7777;
+    if created && mode != 0o700 {
+        // Ours, just made (a umask can only have taken bits away).
+        dir.set_permissions(std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err)?;
+    } else if mode & 0o077 != 0 {
+        return Err(RunDirError::Loose {
+            path: path.to_owned(),
+            mode,
+        });
     }
     Ok(())
 }
@@ -115,36 +178,68 @@ pub fn file_path(kind: &str, name: &Name, ext: &str) -> Result<PathBuf, RunDirEr
 mod tests {
     use super::*;
 
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+    }
+
     #[test]
     fn creates_private_directory() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("a/b/run");
         ensure(&dir).unwrap();
-        let meta = std::fs::metadata(&dir).unwrap();
-        assert_eq!(meta.mode() & 0o777, 0o700);
+        assert_eq!(mode(&dir), 0o700);
         ensure(&dir).unwrap();
+        ensure(&tmp.path().join("a/b/run/")).unwrap();
+        ensure(&tmp.path().join("a/b/run/.")).unwrap();
     }
 
     #[test]
-    fn tightens_loose_permissions() {
+    fn refuses_loose_permissions_and_leaves_them() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("run");
         std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        ensure(&dir).unwrap();
-        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        for loose in [0o777, 0o1777, 0o750, 0o701] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(loose)).unwrap();
+            let err = ensure(&dir).unwrap_err();
+            assert!(matches!(err, RunDirError::Loose { .. }), "{err}");
+            assert!(err.to_string().contains("chmod 700"), "{err}");
+            assert_eq!(mode(&dir), loose);
+        }
     }
 
     #[test]
-    fn refuses_symlink_and_file() {
+    fn refuses_symlink_however_spelled_and_file() {
         let tmp = tempfile::tempdir().unwrap();
         let real = tmp.path().join("real");
         std::fs::create_dir(&real).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        assert!(matches!(ensure(&link), Err(RunDirError::Symlink(_))));
+        for tail in ["", "/", "/.", "//", "/./", "/./."] {
+            let spelled = PathBuf::from(format!("{}{tail}", link.display()));
+            let err = ensure(&spelled).unwrap_err();
+            assert!(matches!(err, RunDirError::Symlink(_)), "{tail:?}: {err}");
+        }
+        assert_eq!(mode(&real), 0o755);
         let file = tmp.path().join("file");
         std::fs::write(&file, b"x").unwrap();
         assert!(matches!(ensure(&file), Err(RunDirError::NotDirectory(_))));
+        assert!(matches!(
+            ensure(&file.join(".")),
+            Err(RunDirError::NotDirectory(_))
+        ));
+    }
+
+    #[test]
+    fn normalizes_spellings() {
+        for (given, want) in [
+            ("/a/b/", "/a/b"),
+            ("/a/b/.", "/a/b"),
+            ("/a/./b//./", "/a/b"),
+            ("rel/", "rel"),
+            ("./rel/.", "./rel"),
+        ] {
+            assert_eq!(normalize(Path::new(given)), PathBuf::from(want), "{given}");
+        }
     }
 }

@@ -162,21 +162,31 @@ fn describe_io(e: &io::Error) -> String {
 
 /// Reads a DURATION as `timeout(1)` does: a number with an optional unit
 /// (`s` default, `m`, `h`, `d`, also `ms`...). `0` and `inf` mean no deadline.
+///
+/// The number is read by the shared parser
+/// ([`syncomm_common::duration::parse_duration`]), so a fraction of a
+/// nanosecond rounds up to 1 ns (a deadline that has passed at once, not "no
+/// deadline"). Where `timeout(1)` clamps a huge value to the longest timer it
+/// can set, guard takes anything longer than the parser's maximum (100 years)
+/// as no deadline; `strtod` forms such as `1e3` are accepted as well.
 pub fn parse_limit(text: &str) -> Result<Option<Duration>, GuardError> {
+    use syncomm_common::duration::{parse_duration, MAX_DURATION};
     let t = text.trim();
     if matches!(t.to_ascii_lowercase().as_str(), "inf" | "infinity") {
         return Ok(None);
     }
-    // Longer than this (about 31,000 years) is the same as no deadline.
-    const FOREVER: f64 = 1e12;
-    match syncomm_common::parse_duration(t) {
-        Ok(d) if d.is_zero() || d.as_secs_f64() >= FOREVER => Ok(None),
+    match parse_duration(t) {
+        Ok(d) if d.is_zero() => Ok(None),
         Ok(d) => Ok(Some(d)),
+        Err(e) if e.is_too_large() => Ok(None),
         Err(_) => {
             // Also accept what strtod reads, like "1e3" or "1e30".
             match t.parse::<f64>() {
-                Ok(v) if v >= FOREVER => Ok(None),
-                Ok(v) if v >= 0.0 => Ok((v > 0.0).then(|| Duration::from_secs_f64(v))),
+                Ok(v) if v >= MAX_DURATION.as_secs_f64() => Ok(None),
+                Ok(v) if v > 0.0 => Ok(Some(
+                    Duration::from_secs_f64(v).max(Duration::from_nanos(1)),
+                )),
+                Ok(0.0) => Ok(None),
                 _ => Err(GuardError::BadDuration(text.to_owned())),
             }
         }
@@ -188,19 +198,24 @@ pub fn parse_limit(text: &str) -> Result<Option<Duration>, GuardError> {
 /// process (its default action is to ignore it), to exit with instead.
 pub fn die_by_signal(sig: i32) -> u8 {
     use nix::sys::resource::{setrlimit, Resource};
-    use nix::sys::signal::{raise, signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
     let code = (128 + sig).clamp(0, 255) as u8;
-    let Ok(signal_) = Signal::try_from(sig) else {
+    // Plain numbers, not nix's Signal: real-time signals (34..=64) too.
+    if !(1..=libc::SIGRTMAX()).contains(&sig) {
         return code;
-    };
+    }
     // The command may have dumped core; guard must not dump another.
     let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
-    // SAFETY: installing the default action runs no code of ours.
-    let _ = unsafe { signal(signal_, SigHandler::SigDfl) };
-    let mut set = SigSet::empty();
-    set.add(signal_);
-    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
-    let _ = raise(signal_);
+    // SAFETY: each call takes plain integers or a pointer to a local,
+    // initialised sigset_t; installing the default action runs no code of
+    // ours, and raise(3) in this single-threaded process hits guard itself.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(sig);
+    }
     code
 }
 
@@ -214,6 +229,20 @@ mod tests {
         assert_eq!(parse_limit("inf").unwrap(), None);
         assert_eq!(parse_limit("1e30").unwrap(), None);
         assert_eq!(parse_limit("9999999999999d").unwrap(), None);
+        assert_eq!(parse_limit("9223372036854775000").unwrap(), None);
+        assert_eq!(parse_limit("36526d").unwrap(), None);
+        assert_eq!(
+            parse_limit("36525d").unwrap(),
+            Some(syncomm_common::duration::MAX_DURATION)
+        );
+        // Below a nanosecond is 1 ns, never "no deadline".
+        for tiny in ["0.0000000001", "1e-10", "0.1ns"] {
+            assert_eq!(
+                parse_limit(tiny).unwrap(),
+                Some(Duration::from_nanos(1)),
+                "{tiny}"
+            );
+        }
         assert_eq!(
             parse_limit("1.5").unwrap(),
             Some(Duration::from_millis(1500))

@@ -11,7 +11,6 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 /// A handle on one process.
@@ -64,13 +63,73 @@ impl PidFd {
 
     /// Reaps the process (it must be our child and must have ended: the
     /// descriptor was readable) and returns how it ended.
-    pub fn reap(&self) -> nix::Result<WaitStatus> {
-        loop {
-            match waitid(Id::PIDFd(self.fd.as_fd()), WaitPidFlag::WEXITED) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                other => return other,
-            }
+    pub fn reap(&self) -> io::Result<Ended> {
+        use std::os::fd::AsRawFd;
+        match wait_raw(
+            libc::P_PIDFD,
+            self.fd.as_raw_fd() as libc::id_t,
+            libc::WEXITED,
+        )? {
+            Some((_, ended)) => Ok(ended),
+            // Without WNOHANG, waitid returns only once a child has ended.
+            None => Err(io::Error::from_raw_os_error(libc::ECHILD)),
         }
+    }
+}
+
+/// How a process ended. The signal is a plain number: `nix`'s `WaitStatus`
+/// holds a `Signal`, which cannot represent the real-time signals (34..=64),
+/// so reaping a process killed by one of those failed with EINVAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It called `exit` with this code.
+    Exited(i32),
+    /// It was killed by signal number `signal`.
+    Signaled {
+        /// The signal number.
+        signal: i32,
+        /// Whether it dumped core.
+        core_dumped: bool,
+    },
+}
+
+/// `waitid(2)` for ended children: `idtype`/`id` as the call takes them
+/// (`P_PIDFD`, `P_PID`, `P_ALL`), `flags` with `WEXITED` and optionally
+/// `WNOHANG`/`WNOWAIT`. Returns the pid and how it ended, or `None` when
+/// `WNOHANG` found nothing yet. Retries on EINTR.
+pub fn wait_raw(
+    idtype: libc::idtype_t,
+    id: libc::id_t,
+    flags: libc::c_int,
+) -> io::Result<Option<(Pid, Ended)>> {
+    loop {
+        // SAFETY: siginfo_t is plain data; all-zero is a valid value (and a
+        // zero si_pid is how WNOHANG reports "nothing yet").
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid writes one siginfo_t through the pointer, which
+        // points to a live, writable siginfo_t.
+        let rc = unsafe { libc::waitid(idtype, id, &mut info, flags) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: waitid filled in a SIGCHLD siginfo (or left it zeroed), for
+        // which si_pid and si_status are the valid fields.
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        let ended = match info.si_code {
+            libc::CLD_EXITED => Ended::Exited(status),
+            code => Ended::Signaled {
+                signal: status,
+                core_dumped: code == libc::CLD_DUMPED,
+            },
+        };
+        return Ok(Some((Pid::from_raw(pid), ended)));
     }
 }
 

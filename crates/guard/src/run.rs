@@ -17,10 +17,9 @@ use nix::errno::Errno;
 use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::signal::Signal;
 use nix::sys::time::TimeSpec;
-use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
-use crate::pidfd::PidFd;
+use crate::pidfd::{Ended, PidFd};
 use crate::signals::{self, signal_name, Inbox, FORWARDED, JOB_CONTROL};
 use crate::{spawn, tree};
 use crate::{Ending, GuardError, Options};
@@ -246,7 +245,7 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
     }
     let status = pidfd
         .reap()
-        .map_err(sys("collecting the command's status"))?;
+        .map_err(|e| GuardError::System("collecting the command's status", e))?;
     if opts.tree {
         tree::kill_leftovers();
     }
@@ -255,15 +254,17 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
 }
 
 /// timeout(1)'s rules for its own exit status.
-fn ending(status: WaitStatus, timed_out: bool, preserve: bool) -> Ending {
+fn ending(status: Ended, timed_out: bool, preserve: bool) -> Ending {
     let mut preserve = preserve;
     let code = match status {
-        WaitStatus::Exited(_, code) => code,
-        WaitStatus::Signaled(_, sig, core) => {
-            if core {
+        Ended::Exited(code) => code,
+        Ended::Signaled {
+            signal: sig,
+            core_dumped,
+        } => {
+            if core_dumped {
                 say(format_args!("guard: the monitored command dumped core"));
             }
-            let sig = sig as i32;
             if !timed_out {
                 // Die the same way, so a shell loop sees "killed by SIGINT".
                 return Ending::Raise(sig);
@@ -274,7 +275,6 @@ fn ending(status: WaitStatus, timed_out: bool, preserve: bool) -> Ending {
             }
             128 + sig
         }
-        _ => 1,
     };
     if timed_out && !preserve {
         Ending::Exit(crate::EXIT_TIMEDOUT)

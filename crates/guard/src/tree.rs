@@ -16,10 +16,13 @@
 use std::fs;
 
 use nix::errno::Errno;
-use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::pidfd::wait_raw;
 use crate::signals::send;
+
+/// Looks at (without reaping) any child that has ended.
+const PEEK: libc::c_int = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
 
 /// Makes this process the reaper of its orphaned descendants.
 pub fn become_subreaper() -> Result<(), Errno> {
@@ -92,22 +95,19 @@ fn parse_stat(stat: &str) -> Option<(i32, i32)> {
 /// were reparented to us and then exited), so they do not linger as zombies
 /// while the command runs. Never reaps `keep`: its status belongs to `guard`.
 pub fn reap_ended_orphans(keep: Pid) {
-    let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    // WNOWAIT looks without reaping, so we can leave `keep` alone.
-    while let Ok(status) = waitid(Id::All, peek) {
-        match status.pid() {
-            Some(pid) if pid != keep => {
-                let _ = waitpid(pid, None);
-            }
-            _ => break,
+    // WNOWAIT looks without reaping, so we can leave `keep` alone. The raw
+    // wait (not nix's) also reports children killed by real-time signals.
+    while let Ok(Some((pid, _))) = wait_raw(libc::P_ALL, 0, PEEK) {
+        if pid == keep {
+            break;
         }
+        let _ = wait_raw(libc::P_PID, pid.as_raw() as libc::id_t, libc::WEXITED);
     }
 }
 
 /// Whether we have any child left at all (running or ended, not yet reaped).
 fn have_children() -> bool {
-    let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    !matches!(waitid(Id::All, peek), Err(Errno::ECHILD))
+    !matches!(wait_raw(libc::P_ALL, 0, PEEK), Err(e) if e.raw_os_error() == Some(Errno::ECHILD as i32))
 }
 
 /// Kills every descendant that was reparented to us, with SIGKILL, and
@@ -123,14 +123,11 @@ pub fn kill_leftovers() -> usize {
             let _ = send(child.pid, libc::SIGKILL);
         }
         // Wait for one to end; its own children are now ours, killed next round.
-        match waitpid(None::<Pid>, None) {
+        match wait_raw(libc::P_ALL, 0, libc::WEXITED) {
             Ok(_) => reaped += 1,
-            Err(Errno::EINTR) => {}
             Err(_) => break,
         }
-        while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
-            waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG))
-        {
+        while let Ok(Some(_)) = wait_raw(libc::P_ALL, 0, libc::WEXITED | libc::WNOHANG) {
             reaped += 1;
         }
     }

@@ -29,9 +29,13 @@
 //! or out of order.
 //!
 //! ## Choices
-//! - The shared file must not be a symlink (`O_NOFOLLOW`) and must be a regular
-//!   file: a writer is often pointed at a path in a shared directory such as
-//!   `/tmp`, where a planted symlink would redirect its appends.
+//! - The shared file must be a regular file, reached without any symlink: a
+//!   writer is often pointed at a path in a shared directory such as `/tmp`,
+//!   where a planted symlink would redirect its appends. The path is resolved
+//!   with `openat2(2)` and `RESOLVE_NO_SYMLINKS` (Linux 5.6 and later), so a
+//!   symlink in any component is refused, the last one (`/tmp/link`) and a
+//!   parent directory (`/tmp/dirlink/file`) alike. On an older kernel only the
+//!   last component is checked (`O_NOFOLLOW`). `--verify` reads the same way.
 //! - Ids are rendezvous-name shaped (`[A-Za-z0-9._-]{1,64}`) and messages are one
 //!   line, so every line written can be parsed back unambiguously.
 #![deny(missing_docs)]
@@ -58,6 +62,9 @@ pub enum WriteError {
     /// The path is a symbolic link.
     #[error("{0} is a symlink; refusing to follow it (give the real file)")]
     Symlink(PathBuf),
+    /// A directory on the path is a symbolic link.
+    #[error("{0} goes through a symlink; refusing to follow it (give the real path, e.g. from realpath)")]
+    SymlinkOnPath(PathBuf),
     /// The path is not a regular file.
     #[error("{path} is not a regular file (it is a {kind})")]
     NotRegular {
@@ -146,19 +153,87 @@ pub fn check_message(message: &str) -> Result<(), WriteError> {
     Ok(())
 }
 
-/// Opens `path` for appending: `O_WRONLY | O_APPEND | O_CREAT` (0644), never
-/// following a symlink, and only if it is (or becomes) a regular file.
-pub fn open_shared(path: &Path) -> Result<File, WriteError> {
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o644)
-        // O_NONBLOCK: opening a FIFO planted at the path must not hang; it has
-        // no effect on a regular file.
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+/// Opens `path` with `flags` (`O_CLOEXEC` added; `mode` when creating)
+/// without following a symlink in any component of the path: `openat2(2)`
+/// with `RESOLVE_NO_SYMLINKS`, relative to the working directory. On a kernel
+/// without openat2 (before Linux 5.6: `ENOSYS`) it falls back to `open(2)`
+/// with `O_NOFOLLOW`, which checks the last component only. A symlink met
+/// fails with `ELOOP` either way.
+pub fn open_no_symlinks(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<File> {
+    use std::ffi::CString;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let flags = flags | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    let cpath = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_how is plain data; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.mode = if flags & libc::O_CREAT != 0 {
+        u64::from(mode)
+    } else {
+        0
+    };
+    how.resolve = libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: openat2(dirfd, path, how, size) reads the NUL-terminated path
+    // and `size` bytes of `how`, both live for the call; it returns a new
+    // descriptor or -1 with errno set.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            cpath.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: the kernel just returned this descriptor and nothing else owns it.
+        return Ok(File::from(unsafe {
+            OwnedFd::from_raw_fd(fd as libc::c_int)
+        }));
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(err);
+    }
+    open_nofollow_last(path, flags, mode)
+}
+
+/// The fallback of [`open_no_symlinks`] before Linux 5.6: `open(2)` with
+/// `O_NOFOLLOW`, which refuses a symlink as the last component only.
+fn open_nofollow_last(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<File> {
+    let flags = flags | libc::O_NOFOLLOW;
+    let acc = flags & libc::O_ACCMODE;
+    OpenOptions::new()
+        .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
+        .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
+        .append(flags & libc::O_APPEND != 0)
+        .create(flags & libc::O_CREAT != 0)
+        .mode(mode)
+        .custom_flags(flags & !(libc::O_ACCMODE | libc::O_APPEND | libc::O_CREAT))
         .open(path)
-        .map_err(|source| match source.raw_os_error() {
-            Some(libc::ELOOP) => WriteError::Symlink(path.to_owned()),
+}
+
+/// The error for `ELOOP` from [`open_no_symlinks`]: the path itself is a
+/// symlink, or a directory on the way is.
+fn symlink_error(path: &Path) -> WriteError {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => WriteError::Symlink(path.to_owned()),
+        _ => WriteError::SymlinkOnPath(path.to_owned()),
+    }
+}
+
+/// Opens `path` for appending: `O_WRONLY | O_APPEND | O_CREAT` (0644), never
+/// through a symlink (see [`open_no_symlinks`]), and only if it is (or
+/// becomes) a regular file.
+pub fn open_shared(path: &Path) -> Result<File, WriteError> {
+    // O_NONBLOCK: opening a FIFO planted at the path must not hang; it has
+    // no effect on a regular file.
+    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NONBLOCK;
+    let file =
+        open_no_symlinks(path, flags, 0o644).map_err(|source| match source.raw_os_error() {
+            Some(libc::ELOOP) => symlink_error(path),
             _ => WriteError::Open {
                 path: path.to_owned(),
                 source,
@@ -584,22 +659,21 @@ pub fn verify_reader<R: BufRead>(mut r: R, expect: Expect) -> io::Result<Result<
     }))
 }
 
-/// Reads `path` (never through a symlink) and verifies it.
+/// Reads `path` (never through a symlink, see [`open_no_symlinks`]) and verifies it.
 pub fn verify_file(path: &Path, expect: Expect) -> Result<Summary, VerifyError> {
     let read_err = |source| VerifyError::Read {
         path: path.to_owned(),
         source,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => {
-                read_err(io::Error::other("it is a symlink; refusing to follow it"))
-            }
-            _ => read_err(e),
-        })?;
+    let file = open_no_symlinks(path, libc::O_RDONLY | libc::O_NONBLOCK, 0).map_err(|e| match e
+        .raw_os_error()
+    {
+        Some(libc::ELOOP) => read_err(io::Error::other(match symlink_error(path) {
+            WriteError::Symlink(_) => "it is a symlink; refusing to follow it",
+            _ => "it goes through a symlink; refusing to follow it (give the real path)",
+        })),
+        _ => read_err(e),
+    })?;
     let ft = file.metadata().map_err(read_err)?.file_type();
     if !ft.is_file() {
         return Err(read_err(io::Error::other(format!(
@@ -766,5 +840,38 @@ mod tests {
             append_lines(dir.path(), &opts, &sd),
             Err(WriteError::NotRegular { .. }) | Err(WriteError::Open { .. })
         ));
+    }
+
+    #[test]
+    fn no_symlink_anywhere_on_the_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("f"), b"").unwrap();
+        let dirlink = dir.path().join("dirlink");
+        std::os::unix::fs::symlink(&real, &dirlink).unwrap();
+        let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT;
+        match open_no_symlinks(&dirlink.join("f"), flags, 0o644) {
+            // A kernel without openat2 checks the last component only.
+            Ok(_) => assert!(std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap()
+                .starts_with(['2', '3', '4', '5'])),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ELOOP)),
+        }
+        assert!(open_no_symlinks(&real.join("f"), flags, 0o644).is_ok());
+        assert!(open_no_symlinks(&real.join("new"), flags, 0o600).is_ok());
+        assert_eq!(
+            std::fs::metadata(real.join("new"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        // The fallback: the last component only.
+        let e = open_nofollow_last(&dirlink, libc::O_RDONLY, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+        assert!(open_nofollow_last(&dirlink.join("f"), libc::O_RDONLY, 0).is_ok());
     }
 }

@@ -59,6 +59,10 @@ pub enum ClientError {
     /// No answer within the timeout.
     #[error("no answer within {0}")]
     Timeout(String),
+    /// The server sent something that is not a frame of an answer (cut,
+    /// over the size limit, undecodable, nested too deep).
+    #[error("the server sent a bad answer: {0}")]
+    BadAnswer(#[source] FrameError),
     /// A frame error on the socket.
     #[error("{0}")]
     Frame(#[from] FrameError),
@@ -87,6 +91,8 @@ pub struct Client {
     /// Answers received while waiting for another one.
     early: HashMap<u64, CallResult>,
     timeout: Option<Duration>,
+    /// The largest answer body accepted.
+    max_answer: u32,
 }
 
 impl Client {
@@ -123,6 +129,7 @@ impl Client {
             in_flight: 0,
             early: HashMap::new(),
             timeout: None,
+            max_answer: crate::protocol::max_answer(frame::DEFAULT_MAX_FRAME),
         })
     }
 
@@ -131,6 +138,13 @@ impl Client {
         self.reader.get_ref().set_read_timeout(timeout)?;
         self.timeout = timeout;
         Ok(())
+    }
+
+    /// Bounds the answer frames accepted (default: what a server with the
+    /// default `--max-frame` can send, [`crate::protocol::max_answer`]). A
+    /// larger or undecodable answer is a [`ClientError::Frame`].
+    pub fn set_max_answer(&mut self, max: u32) {
+        self.max_answer = max;
     }
 
     /// Queues a call and returns its request id. Calls are written when the
@@ -173,7 +187,7 @@ impl Client {
     /// Reads one answer from the socket.
     fn recv_wire(&mut self) -> Result<(u64, CallResult), ClientError> {
         self.flush()?;
-        match frame::read_frame::<_, ToClient>(&mut self.reader, u32::MAX) {
+        match frame::read_frame::<_, ToClient>(&mut self.reader, self.max_answer) {
             Ok(Some(ToClient::Answer(resp))) => {
                 self.in_flight = self.in_flight.saturating_sub(1);
                 Ok((resp.id, resp.result))
@@ -191,6 +205,7 @@ impl Client {
                     syncomm_common::duration::format_duration(t),
                 ))
             }
+            Err(e) if e.is_protocol_error() => Err(ClientError::BadAnswer(e)),
             Err(e) => Err(e.into()),
         }
     }

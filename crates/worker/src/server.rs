@@ -28,10 +28,24 @@
 //!   past [`MAX_IN_FLIGHT_PER_CONN`] calls or [`MAX_UNSENT_PER_CONN`] bytes of
 //!   unread answers, the server stops reading its socket until it catches
 //!   up (back-pressure), so its memory stays bounded and others are served.
+//! - Memory in total: every byte the server buffers (callers' partial and
+//!   queued frames, answers not yet read, calls waiting or running) counts
+//!   against `--max-buffered`. Past it the server stops reading callers
+//!   (back-pressure), except a few KiB from a caller with nothing buffered,
+//!   so a small call still gets through while big ones wait; a child only
+//!   gets a new call while its pipe buffer is empty.
+//! - Descriptors: past `--max-conns` (by default what the open-file limit
+//!   leaves after the children's pipes) a newcomer is told "server busy" and
+//!   closed; a caller with nothing in flight that completes no request for
+//!   `--idle-timeout` is closed, so idle callers cannot hold every place. An
+//!   `accept` failure is logged at most once per [`ACCEPT_WARN_EVERY`].
 //! - SIGINT/SIGTERM: stop accepting, remove the socket, stop reading
 //!   callers (calls already read but not started are refused as "shutting
 //!   down"; a flood of new ones cannot hold the pool up), finish every call
-//!   already accepted, close the children's stdin (they exit), exit.
+//!   already accepted whose caller is still there (a child whose calls have
+//!   all lost their callers is killed at once), close the children's stdin
+//!   (they exit), exit. After `--drain-timeout` the calls still running are
+//!   answered with a "shutting down" error and their children killed.
 //! - The server is killed with SIGKILL: each child was started with
 //!   `PR_SET_PDEATHSIG = SIGKILL`, so the kernel kills it too.
 
@@ -82,6 +96,25 @@ pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Bytes read from one descriptor per turn of the loop (fairness).
 const READ_LIMIT: usize = 1 << 20;
 
+/// What a caller with nothing buffered may still send while the server is
+/// past `--max-buffered`: enough for a small call.
+pub const SMALL_CALL_ALLOWANCE: usize = 4096;
+
+/// The default `--max-buffered`: 256 MiB.
+pub const DEFAULT_MAX_BUFFERED: usize = 256 << 20;
+
+/// The default `--idle-timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default `--drain-timeout`.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most connections served by default (the open-file limit may lower it).
+pub const DEFAULT_MAX_CONNS: usize = 4096;
+
+/// An `accept` failure is logged at most once per this long.
+pub const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// How to run a pool.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -96,6 +129,71 @@ pub struct Config {
     /// The child program and its arguments (normally this same binary with
     /// `--stdio`).
     pub child_command: Vec<String>,
+    /// Bytes buffered in total (all connections, queues and pipes) past
+    /// which the server stops reading callers.
+    pub max_buffered: usize,
+    /// Connections served at once; more are told the server is busy.
+    pub max_conns: usize,
+    /// A caller with nothing in flight that completes no request for this
+    /// long is closed (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// At shutdown, the longest the server waits for calls still running.
+    pub drain_timeout: Duration,
+}
+
+impl Config {
+    /// A configuration with the defaults for everything but the name, the
+    /// number of children and the child command.
+    pub fn new(name: Name, workers: usize, child_command: Vec<String>) -> Config {
+        Config {
+            name,
+            workers,
+            task_timeout: None,
+            max_frame: frame::DEFAULT_MAX_FRAME,
+            child_command,
+            max_buffered: DEFAULT_MAX_BUFFERED,
+            max_conns: DEFAULT_MAX_CONNS,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+/// Descriptors the server needs besides its callers: standard streams, the
+/// listener, the shutdown pipe, and per child two pipes plus a few while a
+/// replacement is being started.
+pub fn reserved_fds(workers: usize) -> usize {
+    16 + 2 * workers + 8
+}
+
+/// Lifts the soft open-file limit to the hard one; returns the limit now in
+/// force.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard)
+}
+
+/// Reads a byte count: `1048576`, `512K`, `64MiB`, `1G` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected a number such as 256MiB"))?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("invalid size {s:?}: the unit must be K, M or G")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
 
 /// Why the server could not start or went down.
@@ -173,6 +271,8 @@ pub fn bind(name: &Name, path: &Path) -> Result<(UnixListener, bool), ServeError
 /// One call on its way through the pool.
 #[derive(Debug)]
 struct Job {
+    /// Bytes it holds (its request's frame body), counted in `jobs_bytes`.
+    cost: usize,
     /// The caller's connection.
     conn: u64,
     /// The caller's own request id.
@@ -184,6 +284,8 @@ struct Job {
 /// One caller's connection.
 struct Conn {
     stream: UnixStream,
+    /// Who is at the other end, for log lines: `pid 123, uid 1000`.
+    peer: String,
     inbuf: InBuf,
     outbuf: OutBuf,
     /// Calls accepted and not yet answered.
@@ -192,6 +294,8 @@ struct Conn {
     read_closed: bool,
     /// The caller broke the protocol; send the error, then close.
     doomed: bool,
+    /// When it last completed a request or was sent an answer.
+    active: Instant,
 }
 
 impl Conn {
@@ -252,6 +356,19 @@ pub struct Server {
     draining: Option<Instant>,
     /// `accept` failed (out of descriptors): the listener rests until then.
     accept_paused: Option<Instant>,
+    /// When an `accept` failure was last logged, and failures since.
+    accept_warned: Option<Instant>,
+    accept_failures: u64,
+    /// Bytes held by jobs (waiting or running).
+    jobs_bytes: usize,
+    /// Bytes buffered in total, as of this turn (see [`Server::total_buffered`]).
+    buffered: usize,
+    /// Past the budget with no call waiting or running, the connection that
+    /// may still finish its frame: the one with the most of a frame
+    /// received (so the pool never stalls on unfinished frames alone).
+    privileged: Option<u64>,
+    /// When idle connections were last looked for.
+    swept: Instant,
     log: Box<dyn Write>,
 }
 
@@ -289,6 +406,12 @@ impl Server {
             next_job: 0,
             draining: None,
             accept_paused: None,
+            accept_warned: None,
+            accept_failures: 0,
+            jobs_bytes: 0,
+            buffered: 0,
+            privileged: None,
+            swept: Instant::now(),
             log,
         };
         for index in 1..=server.cfg.workers {
@@ -324,13 +447,20 @@ impl Server {
                 self.begin_drain(shutdown);
             }
             if let Some(since) = self.draining {
+                self.drop_orphaned_children();
+                if since.elapsed() > self.cfg.drain_timeout {
+                    self.abandon_calls();
+                }
                 let calls_done =
                     self.pending.is_empty() && self.workers.iter().all(|w| w.running.is_empty());
                 let answers_out = self.conns.values().all(|c| c.outbuf.is_empty());
-                if calls_done && (answers_out || since.elapsed() > SHUTDOWN_GRACE) {
+                if calls_done
+                    && (answers_out || since.elapsed() > self.cfg.drain_timeout + SHUTDOWN_GRACE)
+                {
                     break;
                 }
             }
+            (self.buffered, self.privileged) = self.total_buffered();
             let ready = self.wait(shutdown)?;
             for (source, revents) in ready {
                 match source {
@@ -349,6 +479,7 @@ impl Server {
                 }
             }
             self.check_timeouts()?;
+            self.sweep_idle();
             // Requests left unread by back-pressure may now fit.
             let ids: Vec<u64> = self.conns.keys().copied().collect();
             for id in ids {
@@ -366,6 +497,16 @@ impl Server {
         self.draining = Some(Instant::now());
         self.listener = None;
         let _ = std::fs::remove_file(&self.path);
+        // Calls whose callers left are not worth waiting for.
+        let conns = &self.conns;
+        let (keep, orphans): (VecDeque<Job>, VecDeque<Job>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|j| conns.contains_key(&j.conn));
+        self.pending = keep;
+        for job in orphans {
+            self.retire(job.cost);
+        }
+        self.drop_orphaned_children();
         let in_flight =
             self.pending.len() + self.workers.iter().map(|w| w.running.len()).sum::<usize>();
         let sig = match shutdown.signal() {
@@ -396,7 +537,10 @@ impl Server {
         }
         for (id, c) in &self.conns {
             let mut flags = PollFlags::empty();
-            if self.draining.is_none() && c.wants_input(self.cfg.max_frame) {
+            if self.draining.is_none()
+                && c.wants_input(self.cfg.max_frame)
+                && self.read_room(*id, c) > 0
+            {
                 flags |= PollFlags::POLLIN;
             }
             if !c.outbuf.is_empty() {
@@ -431,6 +575,10 @@ impl Server {
             let left = t - now;
             until = Some(until.map_or(left, |u| u.min(left)));
         }
+        if let (Some(idle), false) = (self.cfg.idle_timeout, self.conns.is_empty()) {
+            let left = (self.swept + sweep_every(idle)).saturating_duration_since(now);
+            until = Some(until.map_or(left, |u| u.min(left)));
+        }
         if let Some(limit) = self.cfg.task_timeout {
             for w in &self.workers {
                 if !w.running.is_empty() {
@@ -459,16 +607,37 @@ impl Server {
                     if stream.set_nonblocking(true).is_err() {
                         continue;
                     }
+                    if self.conns.len() >= self.cfg.max_conns {
+                        // One small write to a fresh socket: it fits.
+                        let busy = frame::encode_frame(&ToClient::ConnectionError(format!(
+                            "server busy: {} connections open (--max-conns); try again later",
+                            self.conns.len()
+                        )));
+                        if let Ok(bytes) = busy {
+                            let _ = (&stream).write(&bytes);
+                        }
+                        continue;
+                    }
                     self.next_conn += 1;
+                    let peer = nix::sys::socket::getsockopt(
+                        &stream,
+                        nix::sys::socket::sockopt::PeerCredentials,
+                    )
+                    .map_or_else(
+                        |_| "peer unknown".to_owned(),
+                        |c| format!("pid {}, uid {}", c.pid(), c.uid()),
+                    );
                     self.conns.insert(
                         self.next_conn,
                         Conn {
                             stream,
+                            peer,
                             inbuf: InBuf::default(),
                             outbuf: OutBuf::default(),
                             in_flight: 0,
                             read_closed: false,
                             doomed: false,
+                            active: Instant::now(),
                         },
                     );
                 }
@@ -476,9 +645,25 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // EMFILE and friends: keep serving those we have, and
-                    // leave the listener alone a moment rather than spin on it.
-                    tracing::warn!("accept: {e}; pausing new connections briefly");
-                    self.accept_paused = Some(Instant::now() + ACCEPT_PAUSE);
+                    // leave the listener alone a moment rather than spin on
+                    // it; say so at most once per ACCEPT_WARN_EVERY.
+                    let now = Instant::now();
+                    self.accept_failures += 1;
+                    if self
+                        .accept_warned
+                        .map_or(true, |t| now.duration_since(t) >= ACCEPT_WARN_EVERY)
+                    {
+                        let n = self.accept_failures;
+                        let times = if n == 1 {
+                            String::new()
+                        } else {
+                            format!(" ({n} failures since the last warning)")
+                        };
+                        tracing::warn!("accept: {e}; pausing new connections briefly{times}");
+                        self.accept_warned = Some(now);
+                        self.accept_failures = 0;
+                    }
+                    self.accept_paused = Some(now + ACCEPT_PAUSE);
                     return;
                 }
             }
@@ -486,13 +671,18 @@ impl Server {
     }
 
     fn conn_readable(&mut self, id: u64) {
-        let Some(c) = self.conns.get_mut(&id) else {
+        let Some(c) = self.conns.get(&id) else {
             return;
         };
         if self.draining.is_some() || !c.wants_input(self.cfg.max_frame) {
             return;
         }
-        match c.inbuf.fill(&mut c.stream, READ_LIMIT) {
+        let room = self.read_room(id, c);
+        let before = c.inbuf.held();
+        let c = self.conns.get_mut(&id).expect("looked up above");
+        let fill = c.inbuf.fill(&mut c.stream, room);
+        self.buffered = (self.buffered + c.inbuf.held()).saturating_sub(before);
+        match fill {
             // The rest (and a frame cut by the end) is seen in take_requests.
             Ok(Fill::Eof) => c.read_closed = true,
             Ok(_) => {}
@@ -522,9 +712,13 @@ impl Server {
                 self.doom(id, &err);
                 return;
             }
+            let mut cost = 0;
             let req = match c.inbuf.next_frame(max) {
                 Ok(None) => return,
-                Ok(Some(body)) => frame::decode_body::<Request>(body),
+                Ok(Some(body)) => {
+                    cost = body.len();
+                    frame::decode_body::<Request>(body)
+                }
                 Err(e) => Err(e),
             };
             let req = match req {
@@ -543,6 +737,7 @@ impl Server {
                 registry::check(&req.function, &req.args).err()
             };
             if let Some(err) = refusal {
+                c.active = Instant::now();
                 let _ = c.outbuf.push(&ToClient::Answer(Response {
                     id: req.id,
                     result: Err(err),
@@ -550,8 +745,11 @@ impl Server {
                 continue;
             }
             c.in_flight += 1;
+            c.active = Instant::now();
             self.next_job += 1;
+            self.jobs_bytes += cost;
             self.pending.push_back(Job {
+                cost,
                 conn: id,
                 caller_id: req.id,
                 req: Request {
@@ -563,23 +761,32 @@ impl Server {
         }
     }
 
-    /// Sends a protocol error to a connection and marks it for closing.
+    /// Sends a protocol error to a connection, marks it for closing, and
+    /// logs one line naming the peer and the reason.
     fn doom(&mut self, id: u64, err: &FrameError) {
-        if let Some(c) = self.conns.get_mut(&id) {
-            let msg = match err {
-                FrameError::Malformed(_) => format!("{err} (expected a Request frame)"),
-                _ => err.to_string(),
-            };
-            let _ = c.outbuf.push(&ToClient::ConnectionError(msg));
-            c.doomed = true;
-            c.inbuf.clear();
-        }
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let msg = match err {
+            FrameError::Malformed(_) => format!("{err} (expected a Request frame)"),
+            _ => err.to_string(),
+        };
+        let line = format!(
+            "connection {id} ({}) broke the protocol: {msg}; closed",
+            c.peer
+        );
+        let _ = c.outbuf.push(&ToClient::ConnectionError(msg));
+        c.doomed = true;
+        c.inbuf.clear();
+        self.say(line);
     }
 
     /// Sends a job's result to its caller, if the caller is still there.
     fn answer(&mut self, job: Job, result: Result<crate::protocol::Value, CallError>) {
+        self.retire(job.cost);
         if let Some(c) = self.conns.get_mut(&job.conn) {
             c.in_flight = c.in_flight.saturating_sub(1);
+            c.active = Instant::now();
             let _ = c.outbuf.push(&ToClient::Answer(Response {
                 id: job.caller_id,
                 result,
@@ -590,12 +797,13 @@ impl Server {
     /// Reads what child `i` has written and passes its answers on. Returns
     /// how the read ended and, if the child broke the protocol, how.
     fn read_answers(&mut self, i: usize) -> (io::Result<Fill>, Option<String>) {
+        let max_answer = crate::protocol::max_answer(self.cfg.max_frame);
         let w = &mut self.workers[i];
         let fill = w.inbuf.fill(&mut w.stdout, READ_LIMIT);
         let mut done = Vec::new();
         let mut bad = None;
         loop {
-            match w.inbuf.next_frame(u32::MAX) {
+            match w.inbuf.next_frame(max_answer) {
                 Ok(None) => break,
                 Ok(Some(body)) => match frame::decode_body::<Response>(body) {
                     Ok(resp) if w.running.front().is_some_and(|j| j.req.id == resp.id) => {
@@ -739,13 +947,18 @@ impl Server {
         while let Some(job) = self.pending.front() {
             if !self.conns.contains_key(&job.conn) {
                 // Its caller left before it started: nobody wants the answer.
-                self.pending.pop_front();
+                let job = self.pending.pop_front().expect("front checked");
+                self.retire(job.cost);
                 continue;
             }
+            // Past the budget a child gets a call only once its pipe buffer
+            // is empty (so the pool never stalls, and holds one copy at most).
+            let over = self.buffered >= self.cfg.max_buffered;
             let Some(w) = self
                 .workers
                 .iter_mut()
                 .filter(|w| w.running.len() < PIPELINE_DEPTH && (all_slow || !slow(w)))
+                .filter(|w| !over || w.outbuf.is_empty())
                 .min_by_key(|w| w.running.len())
             else {
                 return;
@@ -765,6 +978,7 @@ impl Server {
             if w.running.is_empty() {
                 w.head_since = Instant::now();
             }
+            self.buffered += job.cost;
             w.running.push_back(job);
         }
     }
@@ -781,6 +995,163 @@ impl Server {
             let finished = c.outbuf.is_empty() && (c.doomed || (c.read_closed && c.in_flight == 0));
             !finished
         });
+    }
+
+    /// A job leaves the pool: its bytes no longer count.
+    fn retire(&mut self, cost: usize) {
+        debug_assert!(cost <= self.jobs_bytes, "job bytes miscounted");
+        self.jobs_bytes = self.jobs_bytes.saturating_sub(cost);
+    }
+
+    /// Bytes buffered in total: every connection's and child pipe's buffers
+    /// and every job waiting or running; and the connection with the most
+    /// of an unfinished frame (see `privileged`).
+    fn total_buffered(&self) -> (usize, Option<u64>) {
+        let mut conns = 0;
+        let mut most: Option<(usize, u64)> = None;
+        for (id, c) in &self.conns {
+            conns += c.inbuf.held() + c.outbuf.held();
+            if c.inbuf.missing(self.cfg.max_frame).is_some()
+                && c.wants_input(self.cfg.max_frame)
+                && !c.held_back()
+                && most.map_or(true, |(n, _)| c.inbuf.pending() > n)
+            {
+                most = Some((c.inbuf.pending(), *id));
+            }
+        }
+        let workers: usize = self
+            .workers
+            .iter()
+            .map(|w| w.inbuf.held() + w.outbuf.held())
+            .sum();
+        // Only while no call waits or runs: then nothing else would free
+        // memory, and one frame at a time gets through.
+        let privileged = most.filter(|_| self.jobs_bytes == 0).map(|(_, id)| id);
+        (conns + workers + self.jobs_bytes, privileged)
+    }
+
+    /// How many bytes may be read from connection `id` now: up to
+    /// [`READ_LIMIT`] while under `--max-buffered`; past it, the rest of its
+    /// frame for the privileged connection, and for the others what is left
+    /// of [`SMALL_CALL_ALLOWANCE`].
+    fn read_room(&self, id: u64, c: &Conn) -> usize {
+        let room = self.cfg.max_buffered.saturating_sub(self.buffered);
+        if room > 0 {
+            room.min(READ_LIMIT)
+        } else if self.privileged == Some(id) {
+            c.inbuf
+                .missing(self.cfg.max_frame)
+                .unwrap_or(0)
+                .min(READ_LIMIT)
+        } else {
+            SMALL_CALL_ALLOWANCE.saturating_sub(c.inbuf.pending())
+        }
+    }
+
+    /// Closes connections idle for `--idle-timeout`: nothing in flight,
+    /// nothing left to send, and no request completed meanwhile (a caller
+    /// dribbling a frame is as idle as a silent one).
+    fn sweep_idle(&mut self) {
+        let Some(idle) = self.cfg.idle_timeout else {
+            return;
+        };
+        let now = Instant::now();
+        if now.duration_since(self.swept) < sweep_every(idle) {
+            return;
+        }
+        self.swept = now;
+        let limit = format_duration(idle);
+        let mut closed = 0;
+        for c in self.conns.values_mut() {
+            if !c.doomed
+                && c.in_flight == 0
+                && c.outbuf.is_empty()
+                && now.duration_since(c.active) >= idle
+            {
+                let _ = c.outbuf.push(&ToClient::ConnectionError(format!(
+                    "idle timeout: no request completed for {limit}"
+                )));
+                c.doomed = true;
+                c.inbuf.clear();
+                closed += 1;
+            }
+        }
+        if closed > 0 {
+            let s = if closed == 1 { "" } else { "s" };
+            self.say(format!(
+                "closed {closed} idle connection{s} (no request for {limit})"
+            ));
+        }
+    }
+
+    /// While draining: a child none of whose calls has a caller any more is
+    /// killed at once (its calls are dropped; no replacement is started).
+    fn drop_orphaned_children(&mut self) {
+        let mut i = 0;
+        while i < self.workers.len() {
+            let w = &self.workers[i];
+            let orphaned = !w.running.is_empty()
+                && w.running.iter().all(|j| !self.conns.contains_key(&j.conn));
+            if !orphaned {
+                i += 1;
+                continue;
+            }
+            let mut w = self.workers.remove(i);
+            let _ = kill(Pid::from_raw(w.pid), Signal::SIGKILL);
+            let _ = w.process.wait();
+            let n = w.running.len();
+            for job in std::mem::take(&mut w.running) {
+                self.retire(job.cost);
+            }
+            let calls = if n == 1 { "call" } else { "calls" };
+            self.say(format!(
+                "worker {} (pid {}) killed: the callers of its {n} {calls} left",
+                w.index, w.pid
+            ));
+            if !self.pending.is_empty() {
+                // Calls with callers still wait: they need this place.
+                if let Ok(fresh) = spawn_worker(&self.cfg, w.index) {
+                    self.say(format!("worker {} started (pid {})", w.index, fresh.pid));
+                    self.workers.insert(i, fresh);
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// Past `--drain-timeout`: every call not yet finished is answered with
+    /// a "shutting down" error and the children running them are killed.
+    fn abandon_calls(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let mut abandoned = pending.len();
+        let msg = format!(
+            "the server shut down before the call finished (--drain-timeout {})",
+            format_duration(self.cfg.drain_timeout)
+        );
+        for job in pending {
+            self.answer(job, Err(CallError::new(CallErrorKind::ShuttingDown, &*msg)));
+        }
+        let mut i = 0;
+        while i < self.workers.len() {
+            if self.workers[i].running.is_empty() {
+                i += 1;
+                continue;
+            }
+            let mut w = self.workers.remove(i);
+            let _ = kill(Pid::from_raw(w.pid), Signal::SIGKILL);
+            let _ = w.process.wait();
+            for job in std::mem::take(&mut w.running) {
+                abandoned += 1;
+                self.answer(job, Err(CallError::new(CallErrorKind::ShuttingDown, &*msg)));
+            }
+        }
+        if abandoned > 0 {
+            let calls = if abandoned == 1 { "call" } else { "calls" };
+            self.say(format!(
+                "drain timeout ({}): {abandoned} {calls} abandoned",
+                format_duration(self.cfg.drain_timeout)
+            ));
+        }
     }
 
     /// Closes every child's stdin (they exit at the end of their input) and
@@ -821,6 +1192,11 @@ impl Drop for Server {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// How often idle connections are looked for: a few times per timeout.
+fn sweep_every(idle: Duration) -> Duration {
+    (idle / 4).max(Duration::from_millis(10))
 }
 
 /// Starts the child for slot `index`: the child command with its stdin and

@@ -13,7 +13,17 @@ use std::io::{self, Read, Write};
 use serde::Serialize;
 use syncomm_common::frame::{self, FrameError, HEADER_LEN};
 
+/// A buffer emptied with more room than this gives it back, so a connection
+/// that once sent (or was sent) a large frame does not keep its memory.
+pub const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// Bytes read per `read(2)`.
+const CHUNK: usize = 64 * 1024;
+
 /// Bytes read from a descriptor, not yet taken as frames.
+///
+/// Memory follows what arrived: bytes are read into a stack chunk and
+/// appended, so no room is committed for bytes a frame header only promises.
 #[derive(Debug, Default)]
 pub struct InBuf {
     buf: Vec<u8>,
@@ -32,44 +42,72 @@ pub enum Fill {
 }
 
 impl InBuf {
-    /// Reads what `r` (non-blocking) has, up to about `limit` bytes.
+    /// Reads what `r` (non-blocking) has, at most `limit` bytes (0: none,
+    /// and [`Fill::Limit`] is returned).
     pub fn fill<R: Read>(&mut self, r: &mut R, limit: usize) -> io::Result<Fill> {
-        if self.start > 0 && self.start * 2 >= self.buf.len() {
+        self.compact();
+        let mut chunk = [0u8; CHUNK];
+        let mut got = 0;
+        loop {
+            let want = CHUNK.min(limit - got);
+            if want == 0 {
+                return Ok(Fill::Limit);
+            }
+            match r.read(&mut chunk[..want]) {
+                Ok(0) => return Ok(Fill::Eof),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    got += n;
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(Fill::Drained),
+                    io::ErrorKind::Interrupted => {}
+                    _ => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Drops the bytes already taken as frames (when they are at least half
+    /// the buffer), and gives back a large allocation once all is taken.
+    fn compact(&mut self) {
+        if self.start == self.buf.len() {
+            self.start = 0;
+            if self.buf.capacity() > KEEP_CAPACITY {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
+        } else if self.start > 0 && self.start * 2 >= self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        let mut got = 0;
-        loop {
-            let len = self.buf.len();
-            self.buf.resize(len + 64 * 1024, 0);
-            let res = r.read(&mut self.buf[len..]);
-            match res {
-                Ok(0) => {
-                    self.buf.truncate(len);
-                    return Ok(Fill::Eof);
-                }
-                Ok(n) => {
-                    self.buf.truncate(len + n);
-                    got += n;
-                    if got >= limit {
-                        return Ok(Fill::Limit);
-                    }
-                }
-                Err(e) => {
-                    self.buf.truncate(len);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => return Ok(Fill::Drained),
-                        io::ErrorKind::Interrupted => {}
-                        _ => return Err(e),
-                    }
-                }
-            }
+    }
+
+    /// Bytes this buffer holds: what was read and not yet given back
+    /// (room allocated beyond it is never written, so it costs no memory).
+    pub fn held(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Bytes still to come of a frame whose header (within `max`) is in
+    /// and whose body is not complete; `None` otherwise.
+    pub fn missing(&self, max: u32) -> Option<usize> {
+        let avail = &self.buf[self.start..];
+        if avail.len() < HEADER_LEN {
+            return None;
         }
+        let len = u32::from_le_bytes(avail[..HEADER_LEN].try_into().expect("4 bytes"));
+        let end = HEADER_LEN + len as usize;
+        (len <= max && avail.len() < end).then(|| end - avail.len())
     }
 
     /// The next whole frame's body, if it has fully arrived. A length over
     /// `max` is refused as soon as the 4-byte header is in.
     pub fn next_frame(&mut self, max: u32) -> Result<Option<&[u8]>, FrameError> {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.compact();
+        }
         let avail = &self.buf[self.start..];
         if avail.len() < HEADER_LEN {
             return Ok(None);
@@ -118,9 +156,9 @@ impl InBuf {
         }
     }
 
-    /// Forgets everything buffered.
+    /// Forgets everything buffered, and gives its memory back.
     pub fn clear(&mut self) {
-        self.buf.clear();
+        self.buf = Vec::new();
         self.start = 0;
     }
 }
@@ -136,6 +174,11 @@ impl OutBuf {
     /// Appends `msg` as one frame.
     pub fn push<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<(), FrameError> {
         frame::encode_frame_into(msg, &mut self.buf)
+    }
+
+    /// Bytes this buffer holds (written ones not yet dropped included).
+    pub fn held(&self) -> usize {
+        self.buf.len()
     }
 
     /// Bytes not yet written.
@@ -160,8 +203,12 @@ impl OutBuf {
             }
         }
         if self.is_empty() {
-            self.buf.clear();
             self.start = 0;
+            if self.buf.capacity() > KEEP_CAPACITY {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
         } else if self.start * 2 >= self.buf.len() {
             // Never empty (a busy caller): drop the written half, or the
             // buffer would grow for as long as the connection lives.
@@ -191,6 +238,28 @@ mod tests {
         }
         assert_eq!(got, ["hello", "world"]);
         assert_eq!(inbuf.pending(), 0);
+    }
+
+    /// A read limit is exact, and a buffer emptied of a large frame gives
+    /// its memory back.
+    #[test]
+    fn limit_is_exact_and_memory_is_given_back() {
+        let big = vec![7u8; 300_000];
+        let mut wire = Vec::new();
+        frame::encode_frame_into(&big, &mut wire).unwrap();
+        let mut inbuf = InBuf::default();
+        let mut r = &wire[..];
+        assert_eq!(inbuf.fill(&mut r, 1000).unwrap(), Fill::Limit);
+        assert_eq!(inbuf.pending(), 1000);
+        assert_eq!(inbuf.missing(u32::MAX), Some(wire.len() - 1000));
+        assert_eq!(inbuf.missing(1000), None);
+        assert_eq!(inbuf.fill(&mut r, 0).unwrap(), Fill::Limit);
+        assert_eq!(inbuf.fill(&mut r, usize::MAX).unwrap(), Fill::Eof);
+        let body = inbuf.next_frame(u32::MAX).unwrap().unwrap().to_vec();
+        assert_eq!(frame::decode_body::<Vec<u8>>(&body).unwrap(), big);
+        assert!(inbuf.held() > KEEP_CAPACITY);
+        assert!(inbuf.next_frame(u32::MAX).unwrap().is_none());
+        assert_eq!((inbuf.held(), inbuf.buf.capacity()), (0, 0));
     }
 
     #[test]

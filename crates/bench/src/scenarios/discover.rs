@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
+use crate::trials::Paired;
 use crate::{stats, Ctx, Figure, Floor};
 
 /// Members in the group, as in the seed's measurement.
@@ -16,7 +17,7 @@ const MEMBERS: usize = 16;
 
 /// Starts every command at once, then waits until each has printed its first
 /// line and until all have exited: both wall times, in ms, from the first start.
-fn start_all(cmds: Vec<Command>) -> anyhow::Result<(f64, f64)> {
+pub(crate) fn start_all(cmds: Vec<Command>) -> anyhow::Result<(f64, f64)> {
     let start = Instant::now();
     let mut children = Vec::with_capacity(cmds.len());
     for mut c in cmds {
@@ -47,7 +48,7 @@ fn start_all(cmds: Vec<Command>) -> anyhow::Result<(f64, f64)> {
     Ok((printed, exited))
 }
 
-fn members(ctx: &Ctx, round: usize, m: usize) -> Vec<Command> {
+pub(crate) fn members(ctx: &Ctx, round: usize, m: usize) -> Vec<Command> {
     let name = format!("bench-{}-{round}", std::process::id());
     (0..m)
         .map(|i| {
@@ -72,7 +73,7 @@ fn echoes(n: usize) -> Vec<Command> {
 
 /// Measures the discover scenario's figures.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
-    let rounds = ctx.iters(15, 3);
+    let rounds = ctx.iters(15, 3).max(ctx.trials());
     let mut found = Vec::new();
     let mut exited = Vec::new();
     let mut floor_found = Vec::new();
@@ -92,9 +93,17 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         floor_alone.push(start_all(echoes(1))?.1);
         alone.push(start_all(members(ctx, rounds + round, 1))?.1);
     }
-    let fig = |what: &str, samples: &mut Vec<f64>, floor: &mut Vec<f64>, floor_name: &str, key| {
+    let trials = ctx.trials();
+    let fig = |id: &'static str,
+               what: &str,
+               samples: &mut Vec<f64>,
+               floor: &mut Vec<f64>,
+               floor_name: &str,
+               key| {
+        let paired = Paired::from_chunks(floor, samples, trials);
         let (median, p99) = stats::summarize(samples);
-        Figure {
+        let mut f = Figure {
+            id,
             scenario: "discover",
             what: what.to_owned(),
             unit: crate::Unit::Millis,
@@ -103,13 +112,19 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
             floor: Some(Floor {
                 name: floor_name.to_owned(),
                 median: stats::median(floor),
+                hops: Some("processes started at once, each prints a line, all reaped".into()),
+                ..Default::default()
             }),
             python_key: key,
             target: None,
-        }
+            ..Default::default()
+        };
+        paired.apply(&mut f);
+        f
     };
     Ok(vec![
         fig(
+            "discover.meet",
             "16 members: all started → all have found all (printed)",
             &mut found,
             &mut floor_found,
@@ -117,6 +132,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
             Some("discover_meet_ms"),
         ),
         fig(
+            "discover.exit",
             "16 members: all started → all exited",
             &mut exited,
             &mut floor_exited,
@@ -124,6 +140,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
             None,
         ),
         fig(
+            "discover.alone",
             "1 member alone (--members 1): started → exited",
             &mut alone,
             &mut floor_alone,

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::stats::summarize;
+use crate::trials::Paired;
 use crate::{Ctx, Figure, Floor, Target, Unit};
 
 /// How long one run of `cmd` takes, in milliseconds; checks its exit code.
@@ -67,9 +68,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
             ours.push(wall_ms(guard(&["10", "true"]), 0)?);
         }
     }
-    let (median, p99) = summarize(&mut ours);
-    let (floor_median, _) = summarize(&mut floor);
+    let paired = Paired::from_chunks(&floor, &ours, ctx.trials());
+    let (_, p99) = summarize(&mut ours.clone());
+    let median = paired.subject.median();
+    let floor_median = paired.floor.median();
     figures.push(Figure {
+        id: "guard.overhead",
         scenario: "guard",
         what: "overhead: wall time of `guard 10 true`".into(),
         unit: Unit::Millis,
@@ -77,14 +81,22 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         p99: Some(p99),
         floor: Some(Floor {
             name: "timeout 10 true".into(),
+            hops: Some("fork + exec timeout → fork + exec true → wait".into()),
             median: floor_median,
+            ..Default::default()
         }),
         python_key: Some("guard_overhead_ms"),
         target: Some(Target {
             text: "≤ 1.3 × timeout(1)".into(),
             met: median <= 1.3 * floor_median,
         }),
+        ..Default::default()
     });
+    let f = figures.last_mut().expect("pushed");
+    paired.apply(f);
+    // The target is a ratio: judge it on the per-pair ratio.
+    let r = f.pair_ratio.unwrap_or(f64::INFINITY);
+    f.target = Some(Target::new("≤ 1.3 × timeout(1)", r <= 1.3));
 
     // Precision: a command that overruns a 50 ms deadline.
     let deadline = Duration::from_millis(50);
@@ -96,9 +108,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         ours.push(late(wall_ms(guard(&[&d, "sleep", "10"]), 124)?));
         floor.push(late(wall_ms(timeout(&[&d, "sleep", "10"]), 124)?));
     }
-    let (median, p99) = summarize(&mut ours);
-    let (floor_median, _) = summarize(&mut floor);
+    let paired = Paired::from_chunks(&floor, &ours, ctx.trials());
+    let (_, p99) = summarize(&mut ours.clone());
+    let median = paired.subject.median();
+    let floor_median = paired.floor.median();
     figures.push(Figure {
+        id: "guard.precision",
         scenario: "guard",
         what: "kill precision: deadline to command reaped and guard exited".into(),
         unit: Unit::Millis,
@@ -106,13 +121,17 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         p99: Some(p99),
         floor: Some(Floor {
             name: "timeout 0.05 sleep 10".into(),
+            hops: Some("timeout's timer → SIGTERM → sleep reaped".into()),
             median: floor_median,
+            ..Default::default()
         }),
         python_key: None,
         target: Some(Target {
             text: "≤ 10 ms after the deadline (median)".into(),
             met: median <= 10.0,
         }),
+        ..Default::default()
     });
+    paired.apply(figures.last_mut().expect("pushed"));
     Ok(figures)
 }

@@ -1,33 +1,39 @@
-//! Benchmarks of the ping scenario, each beside a raw-socket floor measured
-//! in the same run:
+//! Benchmarks of the ping scenario, each in trials alternating with a
+//! raw-socket floor:
 //!
 //! | figure | ours | floor |
 //! |---|---|---|
-//! | round trip, TCP | `ping-server` (release), one connection, one ping at a time | a blocking echo thread on a plain TCP socket |
-//! | round trip, local | the same over its local socket | a blocking echo thread on a plain Unix socket |
-//! | flood, 32 clients | `ping-client --flood --clients 32` against `ping-server` | the same client against a minimal thread-per-connection server |
-//! | flood --reconnect | `ping-client --flood --reconnect --clients 8` | the same client against a minimal accept-answer-close loop |
+//! | round trip, TCP (`ping.rtt_tcp`) | `ping-server` (release), one connection, one ping at a time | a 1-byte TCP echo by a peer process ([`FloorKind::Tcp`]) |
+//! | round trip, local (`ping.rtt_local`) | the same over its local socket | a 1-byte Unix-socket echo by a peer process ([`FloorKind::Unix`]) |
+//! | flood, 32 clients (`ping.flood`) | `ping-client --flood --clients 32` against `ping-server` | the same client against a minimal thread-per-connection server |
+//! | flood --reconnect (`ping.reconnect`) | `ping-client --flood --reconnect --clients 8` | the same client against a minimal accept-answer-close loop |
+//!
+//! The floors' servers are threads of this process pinned to the other
+//! side's CPUs; the flood client runs on the measuring side.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use syncomm_ping::client::{ping_once, Stream};
 
-use crate::{stats, Ctx, Figure, Floor, Target, Unit};
+use crate::floor::{self, FloorKind, PeerSpec};
+use crate::{trials, Ctx, Figure, Target, Unit};
 
 /// A `ping-server` child, stopped with SIGTERM when dropped.
-struct ServerProc {
+pub(crate) struct ServerProc {
     child: Child,
-    port: u16,
+    /// Its TCP port on 127.0.0.1.
+    pub(crate) port: u16,
     name: String,
 }
 
 impl ServerProc {
-    fn start(ctx: &Ctx) -> anyhow::Result<ServerProc> {
+    /// Starts `ping-server` on the other side's CPUs.
+    pub(crate) fn start(ctx: &Ctx) -> anyhow::Result<ServerProc> {
         let name = format!("bench-{}", std::process::id());
         let mut child = ctx
             .cmd("ping-server")
@@ -77,31 +83,6 @@ fn rtt_block(s: &mut Stream, n: usize, want: &[u8], out: &mut Vec<f64>) -> anyho
     Ok(())
 }
 
-/// `n` round trips on each of `ours` and `floor`, taken in alternating
-/// blocks so that a change in machine load weighs on both alike.
-fn rtt_pair(mut ours: Stream, mut floor: Stream, n: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let mut scratch = Vec::new();
-    rtt_block(&mut ours, n / 10, b"pong\n", &mut scratch)?; // warm-up
-    rtt_block(&mut floor, n / 10, b"ping\n", &mut scratch)?;
-    let block = 200.min(n);
-    while a.len() < n {
-        rtt_block(&mut ours, block, b"pong\n", &mut a)?;
-        rtt_block(&mut floor, block, b"ping\n", &mut b)?;
-    }
-    Ok((a, b))
-}
-
-/// Serves one connection: echo back whatever arrives (the floor's server).
-fn echo<S: Read + Write>(mut s: S) {
-    let mut b = [0u8; 4096];
-    while let Ok(n) = s.read(&mut b) {
-        if n == 0 || s.write_all(&b[..n]).is_err() {
-            return;
-        }
-    }
-}
-
 /// Answers every `\n` with `pong\n`: a minimal blocking ping server per connection.
 fn pong_conn(mut s: TcpStream) {
     let _ = s.set_nodelay(true);
@@ -118,160 +99,131 @@ fn pong_conn(mut s: TcpStream) {
 }
 
 /// `ping-client --flood ARGS --json` against `addr`: requests/s.
-fn flood(ctx: &Ctx, addr: &str, args: &[&str], secs: &str) -> anyhow::Result<f64> {
+pub(crate) fn flood(ctx: &Ctx, addr: &str, args: &[&str], secs: &str) -> anyhow::Result<f64> {
+    flood_json(ctx, addr, args, secs)?["requests_per_s"]
+        .as_f64()
+        .context("no requests_per_s in the flood report")
+}
+
+/// `ping-client --flood ARGS --json` against `addr`, on the measuring side: its report.
+pub(crate) fn flood_json(
+    ctx: &Ctx,
+    addr: &str,
+    args: &[&str],
+    secs: &str,
+) -> anyhow::Result<serde_json::Value> {
     let out = ctx
-        .cmd("ping-client")
+        .main_cmd("ping-client")
         .args(["--tcp", addr, "--flood", "--duration", secs, "--json"])
         .args(args)
         .stderr(Stdio::inherit())
         .output()
         .context("running ping-client --flood")?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("reading ping-client --json")?;
-    v["requests_per_s"]
-        .as_f64()
-        .context("no requests_per_s in the flood report")
-}
-
-fn rtt_figure(
-    what: &str,
-    ours: &mut [f64],
-    floor: &mut [f64],
-    floor_name: &str,
-    key: Option<&'static str>,
-) -> Figure {
-    let (median, p99) = stats::summarize(ours);
-    let floor_median = stats::median(floor);
-    Figure {
-        scenario: "ping",
-        what: what.into(),
-        unit: Unit::Micros,
-        median,
-        p99: Some(p99),
-        floor: Some(Floor {
-            name: floor_name.into(),
-            median: floor_median,
-        }),
-        python_key: key,
-        target: Some(Target {
-            text: "≤ 1.5 × floor".into(),
-            met: median <= 1.5 * floor_median,
-        }),
-    }
-}
-
-fn rate_figure(
-    what: &str,
-    ours: &mut [f64],
-    floor: &mut [f64],
-    floor_name: &str,
-    key: Option<&'static str>,
-    min: f64,
-    text: &str,
-) -> Figure {
-    let median = stats::median(ours);
-    Figure {
-        scenario: "ping",
-        what: what.into(),
-        unit: Unit::PerSec,
-        median,
-        p99: None,
-        floor: Some(Floor {
-            name: floor_name.into(),
-            median: stats::median(floor),
-        }),
-        python_key: key,
-        target: Some(Target {
-            text: text.into(),
-            met: median >= min,
-        }),
-    }
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "reading ping-client --json ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// Measures the ping scenario's figures.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
-    let n = ctx.iters(20_000, 2_000);
-    let runs = ctx.iters(3, 1);
-    let secs = if ctx.quick { "0.7s" } else { "2s" };
+    let n = ctx.iters(5_000, 1_000);
+    let secs = if ctx.quick { "0.5s" } else { "1.5s" };
     let server = ServerProc::start(ctx)?;
     let addr = format!("127.0.0.1:{}", server.port);
+    let peer = PeerSpec::of(ctx);
     let mut figures = Vec::new();
 
-    // One ping at a time over TCP, beside a raw TCP echo.
-    let raw = TcpListener::bind("127.0.0.1:0")?;
-    let raw_addr = raw.local_addr()?;
-    std::thread::spawn(move || {
-        for s in raw.incoming().flatten() {
-            let _ = s.set_nodelay(true);
-            std::thread::spawn(move || echo(s));
-        }
-    });
-    let connect_tcp = |a: &str| -> anyhow::Result<Stream> {
-        let s = TcpStream::connect(a)?;
-        s.set_nodelay(true)?;
-        Ok(Stream::Tcp(s))
-    };
-    let (mut ours, mut floor) =
-        rtt_pair(connect_tcp(&addr)?, connect_tcp(&raw_addr.to_string())?, n)?;
-    figures.push(rtt_figure(
-        "round trip, one ping at a time, TCP",
-        &mut ours,
-        &mut floor,
-        "blocking TCP echo round trip",
-        Some("ping_rtt_us"),
+    // One ping at a time over TCP, beside a raw TCP echo process.
+    let s = TcpStream::connect(&addr)?;
+    s.set_nodelay(true)?;
+    let mut ours = Stream::Tcp(s);
+    let mut scratch = Vec::new();
+    rtt_block(&mut ours, n / 10, b"pong\n", &mut scratch)?;
+    let paired = trials::interleave(
+        ctx.trials(),
+        |_| floor::measure(FloorKind::Tcp, &peer, n / 10, n),
+        |_| {
+            let mut v = Vec::with_capacity(n);
+            rtt_block(&mut ours, n, b"pong\n", &mut v)?;
+            Ok(v)
+        },
+    )?;
+    figures.push(rtt_target(
+        paired
+            .figure(
+                "ping",
+                "round trip, one ping at a time, TCP",
+                Unit::Micros,
+                FloorKind::Tcp.name(),
+                FloorKind::Tcp.hops(),
+            )
+            .with_id("ping.rtt_tcp")
+            .with_python("ping_rtt_us"),
     ));
 
-    // The same over the local socket, beside a raw Unix-socket echo.
-    let dir = tempfile::tempdir()?;
-    let raw_path = dir.path().join("echo.sock");
-    let raw = UnixListener::bind(&raw_path)?;
-    std::thread::spawn(move || {
-        for s in raw.incoming().flatten() {
-            std::thread::spawn(move || echo(s));
-        }
-    });
+    // The same over the local socket, beside a raw Unix-socket echo process.
     let sock = ctx.work_dir.join(format!("ping.{}.sock", server.name));
-    let (mut ours, mut floor) = rtt_pair(
-        Stream::Local(UnixStream::connect(&sock)?),
-        Stream::Local(UnixStream::connect(&raw_path)?),
-        n,
+    let mut ours = Stream::Local(UnixStream::connect(&sock)?);
+    rtt_block(&mut ours, n / 10, b"pong\n", &mut scratch)?;
+    let paired = trials::interleave(
+        ctx.trials(),
+        |_| floor::measure(FloorKind::Unix, &peer, n / 10, n),
+        |_| {
+            let mut v = Vec::with_capacity(n);
+            rtt_block(&mut ours, n, b"pong\n", &mut v)?;
+            Ok(v)
+        },
     )?;
-    figures.push(rtt_figure(
-        "round trip, one ping at a time, local socket",
-        &mut ours,
-        &mut floor,
-        "blocking Unix-socket echo round trip",
-        None,
+    figures.push(rtt_target(
+        paired
+            .figure(
+                "ping",
+                "round trip, one ping at a time, local socket",
+                Unit::Micros,
+                FloorKind::Unix.name(),
+                FloorKind::Unix.hops(),
+            )
+            .with_id("ping.rtt_local"),
     ));
 
     // Flood: 32 connections, beside the same client against a minimal
-    // thread-per-connection server.
+    // thread-per-connection server (threads on the other side's CPUs).
     let raw = TcpListener::bind("127.0.0.1:0")?;
     let raw_addr = raw.local_addr()?.to_string();
+    let c = ctx.clone();
     std::thread::spawn(move || {
+        c.pin_peer_thread();
         for s in raw.incoming().flatten() {
             std::thread::spawn(move || pong_conn(s));
         }
     });
-    let (mut ours, mut floor) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        floor.push(flood(ctx, &raw_addr, &["--clients", "32"], secs)?);
-        ours.push(flood(ctx, &addr, &["--clients", "32"], secs)?);
-    }
-    figures.push(rate_figure(
-        "flood, 32 connections",
-        &mut ours,
-        &mut floor,
-        "same client, thread-per-connection raw server",
-        None,
-        100_000.0,
-        "≥ 100 K/s",
-    ));
+    let paired = trials::interleave(
+        ctx.trials(),
+        |_| Ok(vec![flood(ctx, &raw_addr, &["--clients", "32"], secs)?]),
+        |_| Ok(vec![flood(ctx, &addr, &["--clients", "32"], secs)?]),
+    )?;
+    let mut f = paired
+        .figure(
+            "ping",
+            "flood, 32 connections",
+            Unit::PerSec,
+            "same client, thread-per-connection raw server",
+            "32 client connections →TCP→ 1 server process, a thread each",
+        )
+        .with_id("ping.flood");
+    f.target = Some(Target::new("≥ 100 K/s", f.median >= 100_000.0));
+    figures.push(f);
 
     // Flood with a new connection per ping, beside an accept-answer-close loop.
     let raw = TcpListener::bind("127.0.0.1:0")?;
     let raw_addr = raw.local_addr()?.to_string();
+    let c = ctx.clone();
     std::thread::spawn(move || {
+        c.pin_peer_thread();
         for s in raw.incoming().flatten() {
             let mut s = s;
             let mut b = [0u8; 64];
@@ -282,25 +234,30 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
             }
         }
     });
-    let (mut ours, mut floor) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        floor.push(flood(
-            ctx,
-            &raw_addr,
-            &["--clients", "8", "--reconnect"],
-            secs,
-        )?);
-        ours.push(flood(ctx, &addr, &["--clients", "8", "--reconnect"], secs)?);
-    }
-    figures.push(rate_figure(
-        "flood --reconnect, 8 clients (a connection per ping)",
-        &mut ours,
-        &mut floor,
-        "same client, raw accept/answer/close loop",
-        Some("ping_reconnect_per_s"),
-        10_000.0,
-        "≥ 10 K/s",
-    ));
+    let args = ["--clients", "8", "--reconnect"];
+    let paired = trials::interleave(
+        ctx.trials(),
+        |_| Ok(vec![flood(ctx, &raw_addr, &args, secs)?]),
+        |_| Ok(vec![flood(ctx, &addr, &args, secs)?]),
+    )?;
+    let mut f = paired
+        .figure(
+            "ping",
+            "flood --reconnect, 8 clients (a connection per ping)",
+            Unit::PerSec,
+            "same client, raw accept/answer/close loop",
+            "8 clients, a TCP connection per ping →TCP→ 1 server thread",
+        )
+        .with_id("ping.reconnect")
+        .with_python("ping_reconnect_per_s");
+    f.target = Some(Target::new("≥ 10 K/s", f.median >= 10_000.0));
+    figures.push(f);
     drop(server);
     Ok(figures)
+}
+
+fn rtt_target(mut f: Figure) -> Figure {
+    let r = f.pair_ratio.unwrap_or(f64::INFINITY);
+    f.target = Some(Target::new("≤ 1.1 × floor", r <= 1.1));
+    f
 }

@@ -6,6 +6,7 @@
 //! - Bytes per second through `filter pass pass pass`, beside the same
 //!   `cat | cat | cat`, measured in the same run and interleaved with it.
 //!
+//! Each run of the three commands is one trial (5, or 3 with `--quick`).
 //! Input is `1..=N` one per line in a file (N = 10 M, 1 M with `--quick`),
 //! read from the page cache; output goes to `/dev/null`. Each sample is the
 //! wall time of the whole command, process start-up included.
@@ -18,12 +19,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::{stats, Ctx, Figure, Floor, Target, Unit};
+use crate::trials::Paired;
+use crate::{Ctx, Figure, Floor, Target, Unit};
 
 /// Measures the pipeline scenario's figures.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     let lines: u64 = if ctx.quick { 1_000_000 } else { 10_000_000 };
-    let samples = ctx.iters(5, 2);
+    let samples = ctx.trials();
     let input = ctx.work_dir.join("pipeline-ints.txt");
     write_input(&input, lines)?;
     let bytes = std::fs::metadata(&input)?.len() as f64;
@@ -45,32 +47,36 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     let rate =
         |times: &[f64], amount: f64| -> Vec<f64> { times.iter().map(|t| amount / t).collect() };
     let lines_f = lines as f64;
-    let arith_rate = stats::median(&mut rate(&t_arith, lines_f));
-    let cat_lines = stats::median(&mut rate(&t_cat, lines_f));
-    let pass_rate = stats::median(&mut rate(&t_pass, bytes));
-    let cat_bytes = stats::median(&mut rate(&t_cat, bytes));
+    let arith = Paired::from_runs(&rate(&t_cat, lines_f), &rate(&t_arith, lines_f));
+    let pass = Paired::from_runs(&rate(&t_cat, bytes), &rate(&t_pass, bytes));
+    let arith_rate = arith.subject.median();
+    let pass_rate = pass.subject.median();
+    let cat_bytes = pass.floor.median();
+    let cat_lines = arith.floor.median();
 
-    Ok(vec![
+    let mut figs = vec![
         Figure {
+            id: "pipeline.arith",
             scenario: "pipeline",
-            what: format!(
-                "{} M integer lines through 'add 1' 'mul 2' neg, lines/s",
-                lines / 1_000_000
-            ),
+            what: "integer lines through 'add 1' 'mul 2' neg, lines/s".into(),
             unit: Unit::PerSec,
             median: arith_rate,
             p99: None,
             floor: Some(Floor {
                 name: "cat | cat | cat, lines/s".into(),
                 median: cat_lines,
+                hops: Some("file → cat → pipe → cat → pipe → cat → /dev/null".into()),
+                ..Default::default()
             }),
             python_key: Some("pipeline_lines_per_s"),
             target: Some(Target {
                 text: "≥ 5 M lines/s".into(),
                 met: arith_rate >= 5e6,
             }),
+            ..Default::default()
         },
         Figure {
+            id: "pipeline.pass",
             scenario: "pipeline",
             what: "filter pass pass pass, bytes/s".into(),
             unit: Unit::PerSec,
@@ -79,18 +85,24 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
             floor: Some(Floor {
                 name: "cat | cat | cat, bytes/s".into(),
                 median: cat_bytes,
+                hops: Some("file → cat → pipe → cat → pipe → cat → /dev/null".into()),
+                ..Default::default()
             }),
             python_key: None,
             target: Some(Target {
                 text: "≥ 0.5 × cat | cat | cat".into(),
                 met: pass_rate >= 0.5 * cat_bytes,
             }),
+            ..Default::default()
         },
-    ])
+    ];
+    arith.apply(&mut figs[0]);
+    pass.apply(&mut figs[1]);
+    Ok(figs)
 }
 
 /// Writes `1..=n`, one per line.
-fn write_input(path: &Path, n: u64) -> anyhow::Result<()> {
+pub(crate) fn write_input(path: &Path, n: u64) -> anyhow::Result<()> {
     let mut w = BufWriter::with_capacity(1 << 20, File::create(path).context("creating input")?);
     for i in 1..=n {
         writeln!(w, "{i}")?;
@@ -100,7 +112,7 @@ fn write_input(path: &Path, n: u64) -> anyhow::Result<()> {
 }
 
 /// Seconds for `filter STAGES < input > /dev/null`.
-fn time_filter(ctx: &Ctx, input: &Path, stages: &[&str]) -> anyhow::Result<f64> {
+pub(crate) fn time_filter(ctx: &Ctx, input: &Path, stages: &[&str]) -> anyhow::Result<f64> {
     let mut cmd = ctx.cmd("filter");
     cmd.args(stages)
         .stdin(File::open(input)?)

@@ -13,23 +13,25 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context};
 
-use crate::{stats, Ctx, Figure, Floor, Target, Unit};
+use crate::{Ctx, Figure, Floor, Target, Unit};
 
 const WRITERS: u64 = 4;
 const LINES: u64 = 100_000;
 
 /// Measures the scribe scenario's figures.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
-    let rounds = ctx.iters(7, 2);
+    let rounds = ctx.trials();
     let file = ctx.work_dir.join("bench-scribe.txt");
     let (mut ours, mut floor) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        ours.push(LINES as f64 / scribes(ctx, &file)?);
         floor.push(LINES as f64 / raw_appends(&file)?);
+        ours.push(LINES as f64 / scribes(ctx, &file)?);
     }
     let _ = std::fs::remove_file(&file);
-    let median = stats::median(&mut ours);
-    Ok(vec![Figure {
+    let paired = crate::trials::Paired::from_runs(&floor, &ours);
+    let median = paired.subject.median();
+    let mut f = Figure {
+        id: "scribe.append",
         scenario: "shared-file",
         what: format!("{WRITERS} scribes appending {LINES} lines under flock (no --fsync)"),
         unit: Unit::PerSec,
@@ -37,14 +39,18 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         p99: None,
         floor: Some(Floor {
             name: format!("{WRITERS} processes, raw O_APPEND write(2) per line, no lock"),
-            median: stats::median(&mut floor),
+            hops: Some(format!("{WRITERS} processes → one O_APPEND file")),
+            ..Default::default()
         }),
         python_key: Some("scribe_lines_per_s"),
         target: Some(Target {
             text: "≥ 300 K lines/s".into(),
             met: median >= 300_000.0,
         }),
-    }])
+        ..Default::default()
+    };
+    paired.apply(&mut f);
+    Ok(vec![f])
 }
 
 /// Runs 4 scribes at once on a fresh file; returns the wall time in seconds.

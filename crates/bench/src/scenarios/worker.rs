@@ -1,21 +1,25 @@
-//! Benchmarks of the worker scenario.
+//! Benchmarks of the worker scenario, each in trials alternating with a
+//! floor that has the same hops:
 //!
-//! - **call round trip**: one `add` at a time through `worker serve` (caller →
-//!   local socket → server → pipe → child and back), beside its floor: one raw
-//!   local-socket round trip (an echo thread) plus one raw pipe round trip
-//!   (through `cat`), measured here in the same run.
-//! - **pipelined calls/s**: 4 callers × 16 calls in flight (64 in all) of
-//!   `add`, beside the same traffic echoed raw over 4 local sockets.
+//! - **call round trip** (`worker.call`): one `add` at a time through
+//!   `worker serve` (caller → local socket → server → pipe → child and back).
+//!   Floor: a relay process doing only that forwarding — caller → Unix socket
+//!   → relay → pipe → echo child → pipe → relay → socket → caller — with a
+//!   24-byte message, about the size of an `add` frame ([`floor::FloorKind::Relay`]).
+//! - **pipelined calls/s** (`worker.pipelined`): 4 callers × 16 calls in
+//!   flight (64 in all) of `add`. Floor: the same window of 24-byte messages
+//!   through one relay process and an echo child per caller.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use syncomm_worker::{Client, Value};
 
-use crate::{stats, Ctx, Figure, Floor, Target, Unit};
+use crate::floor::{self, FloorKind, PeerSpec, Relay};
+use crate::{trials, Ctx, Figure, Target, Unit};
 
 const CLIENTS: usize = 4;
 const WINDOW: usize = 16;
@@ -24,20 +28,66 @@ const MSG: usize = 24;
 
 /// Measures the worker scenario's figures.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
-    let rtt_iters = ctx.iters(20_000, 2_000);
-    let pipelined_calls = ctx.iters(400_000, 40_000);
-
-    let sock_rtt = socket_round_trips(rtt_iters)?;
-    let pipe_rtt = pipe_round_trips(rtt_iters)?;
-    let floor_us = stats::median(&mut sock_rtt.clone()) + stats::median(&mut pipe_rtt.clone());
+    let rtt_iters = ctx.iters(4_000, 600);
+    let pipelined_calls = ctx.iters(100_000, 16_000);
+    let peer = PeerSpec::of(ctx);
 
     let pool = PoolProc::start(ctx, 2)?;
     let mut client = pool.client()?;
     for i in 0..200 {
         client.call("add", &[Value::Int(i), Value::Int(1)])?.ok();
     }
-    let mut samples = Vec::with_capacity(rtt_iters);
-    for i in 0..rtt_iters as i64 {
+    let paired = trials::interleave(
+        ctx.trials(),
+        |_| floor::measure(FloorKind::Relay, &peer, rtt_iters / 10, rtt_iters),
+        |_| calls(&mut client, rtt_iters),
+    )?;
+    let mut call = paired
+        .figure(
+            "worker",
+            "call round trip (add, one at a time)",
+            Unit::Micros,
+            FloorKind::Relay.name(),
+            FloorKind::Relay.hops(),
+        )
+        .with_id("worker.call")
+        .with_python("worker_call_us");
+    let r = call.pair_ratio.unwrap_or(f64::INFINITY);
+    call.target = Some(Target::new("≤ 1.3 × floor", r <= 1.3));
+
+    let paired = trials::interleave(
+        ctx.trials(),
+        |_| Ok(vec![relay_pipelined_rate(&peer, CLIENTS, pipelined_calls)?]),
+        |_| {
+            Ok(vec![pipelined_rate(
+                &pool,
+                CLIENTS,
+                WINDOW,
+                pipelined_calls,
+            )?])
+        },
+    )?;
+    let mut pipelined = paired
+        .figure(
+            "worker",
+            format!(
+                "pipelined add calls/s ({} in flight from {CLIENTS} clients, 2 workers)",
+                CLIENTS * WINDOW
+            ),
+            Unit::PerSec,
+            format!("same window through a relay, {CLIENTS} callers"),
+            format!("{CLIENTS} callers →socket→ relay →pipe→ echo child per caller, and back"),
+        )
+        .with_id("worker.pipelined")
+        .with_python("worker_calls_per_s");
+    pipelined.target = Some(Target::new("≥ 300 k/s", pipelined.median >= 300_000.0));
+    Ok(vec![call, pipelined])
+}
+
+/// `n` add calls one at a time: µs each.
+fn calls(client: &mut Client, n: usize) -> anyhow::Result<Vec<f64>> {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n as i64 {
         let t = Instant::now();
         let r = client.call("add", &[Value::Int(i), Value::Int(1)])?;
         samples.push(t.elapsed().as_secs_f64() * 1e6);
@@ -45,63 +95,21 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
             bail!("add {i} 1 answered {r:?}");
         }
     }
-    let (median, p99) = stats::summarize(&mut samples);
-    let call = Figure {
-        scenario: "worker",
-        what: "call round trip (add, one at a time)".into(),
-        unit: Unit::Micros,
-        median,
-        p99: Some(p99),
-        floor: Some(Floor {
-            name: "raw local-socket + pipe round trip".into(),
-            median: floor_us,
-        }),
-        python_key: Some("worker_call_us"),
-        target: Some(Target {
-            text: "≤ 60 µs".into(),
-            met: median <= 60.0,
-        }),
-    };
-
-    let runs = if ctx.quick { 1 } else { 3 };
-    let mut rates = Vec::new();
-    let mut raw_rates = Vec::new();
-    for _ in 0..runs {
-        rates.push(pipelined_rate(&pool, pipelined_calls)?);
-        raw_rates.push(raw_pipelined_rate(pipelined_calls)?);
-    }
-    let rate = stats::median(&mut rates);
-    let pipelined = Figure {
-        scenario: "worker",
-        what: format!(
-            "pipelined add calls/s ({} in flight from {CLIENTS} clients)",
-            CLIENTS * WINDOW
-        ),
-        unit: Unit::PerSec,
-        median: rate,
-        p99: None,
-        floor: Some(Floor {
-            name: format!("raw echo over {CLIENTS} local sockets, same window"),
-            median: stats::median(&mut raw_rates),
-        }),
-        python_key: Some("worker_calls_per_s"),
-        target: Some(Target {
-            text: "≥ 100 K/s".into(),
-            met: rate >= 100_000.0,
-        }),
-    };
-    Ok(vec![call, pipelined])
+    Ok(samples)
 }
 
 /// A `worker serve` started for the benchmark, stopped on drop.
-struct PoolProc {
+pub(crate) struct PoolProc {
     child: std::process::Child,
     path: std::path::PathBuf,
 }
 
 impl PoolProc {
-    fn start(ctx: &Ctx, workers: usize) -> anyhow::Result<PoolProc> {
-        let name = format!("bench-{}", std::process::id());
+    /// Starts `worker serve --workers N` on the other side's CPUs.
+    pub(crate) fn start(ctx: &Ctx, workers: usize) -> anyhow::Result<PoolProc> {
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("bench-{}-{seq}", std::process::id());
         let mut child = ctx
             .cmd("worker")
             .args(["serve", "--name", &name, "--workers", &workers.to_string()])
@@ -131,7 +139,8 @@ impl PoolProc {
         })
     }
 
-    fn client(&self) -> anyhow::Result<Client> {
+    /// A new connection.
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
         Ok(Client::connect_path(&self.path)?)
     }
 }
@@ -154,20 +163,25 @@ impl Drop for PoolProc {
     }
 }
 
-/// `total` add calls from CLIENTS callers, WINDOW in flight each: calls/s.
-fn pipelined_rate(pool: &PoolProc, total: usize) -> anyhow::Result<f64> {
-    let per = total / CLIENTS;
-    let mut clients = (0..CLIENTS)
+/// `total` add calls from `clients` callers, `window` in flight each: calls/s.
+pub(crate) fn pipelined_rate(
+    pool: &PoolProc,
+    clients: usize,
+    window: usize,
+    total: usize,
+) -> anyhow::Result<f64> {
+    let per = total / clients;
+    let mut conns = (0..clients)
         .map(|_| pool.client())
         .collect::<anyhow::Result<Vec<_>>>()?;
     let start = Instant::now();
-    let handles: Vec<_> = clients
+    let handles: Vec<_> = conns
         .drain(..)
         .map(|mut c| {
             std::thread::spawn(move || -> anyhow::Result<()> {
                 let (mut sent, mut got) = (0usize, 0usize);
                 while got < per {
-                    while sent < per && c.in_flight() < WINDOW {
+                    while sent < per && c.in_flight() < window {
                         c.send("add", &[Value::Int(sent as i64), Value::Int(1)])?;
                         sent += 1;
                     }
@@ -185,21 +199,21 @@ fn pipelined_rate(pool: &PoolProc, total: usize) -> anyhow::Result<f64> {
         h.join()
             .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
     }
-    Ok((per * CLIENTS) as f64 / start.elapsed().as_secs_f64())
+    Ok((per * clients) as f64 / start.elapsed().as_secs_f64())
 }
 
-/// The raw floor for the pipelined figure: the same number of MSG-byte
-/// messages, same window, echoed by a thread over CLIENTS socket pairs.
-fn raw_pipelined_rate(total: usize) -> anyhow::Result<f64> {
-    let per = total / CLIENTS;
-    let mut pairs = Vec::new();
-    for _ in 0..CLIENTS {
-        let (a, b) = UnixStream::pair()?;
-        std::thread::spawn(move || echo(b));
-        pairs.push(a);
-    }
+/// The floor of the pipelined figure: the same number of MSG-byte messages,
+/// same window, through a relay process with an echo child per caller.
+fn relay_pipelined_rate(peer: &PeerSpec, clients: usize, total: usize) -> anyhow::Result<f64> {
+    let relay = Relay::start(peer, clients)?;
+    let per = total / clients;
+    let conns: Vec<UnixStream> = relay
+        .conns
+        .iter()
+        .map(UnixStream::try_clone)
+        .collect::<std::io::Result<_>>()?;
     let start = Instant::now();
-    let handles: Vec<_> = pairs
+    let handles: Vec<_> = conns
         .into_iter()
         .map(|mut s| {
             std::thread::spawn(move || -> std::io::Result<()> {
@@ -227,59 +241,9 @@ fn raw_pipelined_rate(total: usize) -> anyhow::Result<f64> {
         .collect();
     for h in handles {
         h.join()
-            .map_err(|_| anyhow::anyhow!("raw client panicked"))??;
+            .map_err(|_| anyhow::anyhow!("relay caller panicked"))??;
     }
-    Ok((per * CLIENTS) as f64 / start.elapsed().as_secs_f64())
-}
-
-fn echo(mut s: UnixStream) {
-    let mut buf = vec![0u8; 64 * 1024];
-    while let Ok(n) = s.read(&mut buf) {
-        if n == 0 || s.write_all(&buf[..n]).is_err() {
-            return;
-        }
-    }
-}
-
-/// One MSG-byte message to an echo thread and back over a local socket, µs each.
-fn socket_round_trips(iters: usize) -> anyhow::Result<Vec<f64>> {
-    let (mut a, b) = UnixStream::pair()?;
-    std::thread::spawn(move || echo(b));
-    let msg = [1u8; MSG];
-    let mut back = [0u8; MSG];
-    let mut samples = Vec::with_capacity(iters);
-    for i in 0..iters + 100 {
-        let t = Instant::now();
-        a.write_all(&msg)?;
-        a.read_exact(&mut back)?;
-        if i >= 100 {
-            samples.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-    }
-    Ok(samples)
-}
-
-/// One MSG-byte message through `cat` (its stdin pipe, its stdout pipe), µs each.
-fn pipe_round_trips(iters: usize) -> anyhow::Result<Vec<f64>> {
-    let mut cat = Command::new("cat")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting cat")?;
-    let mut input = cat.stdin.take().expect("piped");
-    let mut output = cat.stdout.take().expect("piped");
-    let msg = [2u8; MSG];
-    let mut back = [0u8; MSG];
-    let mut samples = Vec::with_capacity(iters);
-    for i in 0..iters + 100 {
-        let t = Instant::now();
-        input.write_all(&msg)?;
-        output.read_exact(&mut back)?;
-        if i >= 100 {
-            samples.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-    }
-    drop(input);
-    let _ = cat.wait();
-    Ok(samples)
+    let rate = (per * clients) as f64 / start.elapsed().as_secs_f64();
+    drop(relay);
+    Ok(rate)
 }
