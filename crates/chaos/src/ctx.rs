@@ -116,10 +116,15 @@ impl Ctx {
         seconds: u64,
         stop: Arc<AtomicBool>,
     ) -> io::Result<Ctx> {
-        let tmp = |what: &str| {
-            tempfile::Builder::new()
+        // Private (0700) whatever the umask: the programs refuse a runtime
+        // directory open to others.
+        let tmp = |what: &str| -> io::Result<tempfile::TempDir> {
+            use std::os::unix::fs::PermissionsExt;
+            let d = tempfile::Builder::new()
                 .prefix(&format!("syncomm-chaos-{name}-{what}-"))
-                .tempdir()
+                .tempdir()?;
+            std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700))?;
+            Ok(d)
         };
         let start = Instant::now();
         Ok(Ctx {
@@ -215,6 +220,9 @@ impl Ctx {
 
     /// Counts one injected fault.
     pub fn fault(&mut self, kind: Fault) {
+        if std::env::var_os("SYNCOMM_CHAOS_DEBUG").is_some() {
+            eprintln!("{} t={:.2}s fault {}", self.name, self.t(), kind.key());
+        }
         *self.tally.faults.entry(kind).or_default() += 1;
     }
 
@@ -235,6 +243,9 @@ impl Ctx {
     /// Records a broken promise.
     pub fn violation(&mut self, what: String) {
         let line = format!("t={:.1}s: {what}", self.t());
+        if std::env::var_os("SYNCOMM_CHAOS_DEBUG").is_some() {
+            eprintln!("{} t={:.2}s VIOLATION {what}", self.name, self.t());
+        }
         if self.tally.violations.len() < 200 {
             self.tally.violations.push(line);
         }
