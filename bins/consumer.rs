@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use syncomm_board::consumer::{consume, ConsumerOptions, Outcome};
+use syncomm_cli::output::print_json;
+use syncomm_cli::Fail;
 use syncomm_common::duration::format_duration;
-use syncomm_common::output::print_json;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_common::{parse_duration, Name};
 
 #[derive(Parser)]
 #[command(
@@ -35,7 +36,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("consumer", || {
+    syncomm_cli::run("consumer", || {
         let a = Args::parse();
         let name = Name::new(&a.name).map_err(|e| Fail::usage(e.to_string()))?;
         let shutdown = syncomm_common::shutdown::Shutdown::install()?;

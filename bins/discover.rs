@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use syncomm_cli::Fail;
 use syncomm_common::shutdown::Shutdown;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_common::{parse_duration, Name};
 use syncomm_discover::{MemberId, Options};
 
 const EXAMPLE: &str = "\
@@ -72,7 +73,7 @@ struct FoundJson<'a> {
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("discover", || {
+    syncomm_cli::run("discover", || {
         let args = Args::parse();
         let name = Name::new(&args.name).map_err(|e| Fail::usage(e.to_string()))?;
         if args.list {
@@ -103,7 +104,7 @@ fn main() -> ExitCode {
                 id: found.id.as_str(),
                 found: group,
             };
-            syncomm_common::output::write_json_line(&mut out, &v)?;
+            syncomm_cli::output::write_json_line(&mut out, &v)?;
         } else {
             let group: Vec<&str> = found.group.iter().map(|i| i.as_str()).collect();
             writeln!(out, "{} found: [{}]", found.id, group.join(", "))?;
@@ -118,7 +119,7 @@ fn list(name: &Name, json: bool) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
     if json {
         for m in &listing.live {
-            syncomm_common::output::write_json_line(&mut out, m)?;
+            syncomm_cli::output::write_json_line(&mut out, m)?;
         }
         return Ok(0);
     }

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use syncomm_cli::Fail;
 use syncomm_common::duration::format_duration;
 use syncomm_common::shutdown::Shutdown;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_common::{parse_duration, Name};
 use syncomm_gate::{Acquire, Gate, GateError, Status, MAX_SLOTS};
 
 const EXAMPLE: &str = "\
@@ -74,7 +75,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("gate", || {
+    syncomm_cli::run("gate", || {
         let args = Args::parse();
         if args.status {
             status(&args)
@@ -90,7 +91,7 @@ fn status(args: &Args) -> anyhow::Result<u8> {
     let gate = Gate::open(&args.name)?.ok_or_else(|| not_there(&args.name))?;
     let st = gate.status()?;
     if args.json {
-        syncomm_common::output::print_json(&st)?;
+        syncomm_cli::output::print_json(&st)?;
     } else {
         print_status(&st)?;
     }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use syncomm_board::monitor::{monitor, stop, MonitorEnd, MonitorOptions, Report};
-use syncomm_common::output::print_json;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_cli::output::print_json;
+use syncomm_cli::Fail;
+use syncomm_common::{parse_duration, Name};
 
 #[derive(Parser)]
 #[command(
@@ -63,7 +64,7 @@ fn human(r: &Report) -> String {
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("monitor", || {
+    syncomm_cli::run("monitor", || {
         let a = Args::parse();
         let name = Name::new(&a.name).map_err(|e| Fail::usage(e.to_string()))?;
         if a.stop {

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use syncomm_cli::Fail;
 use syncomm_common::logsink::{json_note, text_note, LogSink, DEFAULT_FLUSH_LIMIT};
 use syncomm_common::shutdown::Shutdown;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_common::{parse_duration, Name};
 use syncomm_ping::server::{Server, ServerConfig, LOG_BACKLOG};
 use syncomm_ping::{raise_nofile_limit, Endpoint, DEFAULT_TCP};
 
@@ -50,7 +51,7 @@ struct Args {
 const DEFAULT_MAX_CONNS: usize = 4096;
 
 fn main() -> ExitCode {
-    syncomm_common::run("ping-server", || {
+    syncomm_cli::run("ping-server", || {
         let args = Args::parse();
         if args.threads == Some(0) {
             return Err(Fail::usage("--threads must be at least 1").into());
@@ -151,5 +152,5 @@ fn main() -> ExitCode {
 }
 
 fn json_line(out: &mut impl Write, v: serde_json::Value) -> std::io::Result<()> {
-    syncomm_common::output::write_json_line(out, &v)
+    syncomm_cli::output::write_json_line(out, &v)
 }

@@ -7,8 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::json;
 use syncomm_board::producer::{produce, ProducerOptions, StopReason};
-use syncomm_common::output::print_json;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_cli::output::print_json;
+use syncomm_cli::Fail;
+use syncomm_common::{parse_duration, Name};
 
 #[derive(Parser)]
 #[command(
@@ -63,7 +64,7 @@ fn rate(per_s: f64) -> String {
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("producer", || {
+    syncomm_cli::run("producer", || {
         let a = Args::parse();
         let name = Name::new(&a.name).map_err(|e| Fail::usage(e.to_string()))?;
         let opts = ProducerOptions {

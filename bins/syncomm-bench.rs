@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Parser;
 use syncomm_benchsuite::cpu::CpuConfig;
 use syncomm_benchsuite::{baseline, curves, floor, report, suite, Ctx};
-use syncomm_common::Fail;
+use syncomm_cli::Fail;
 
 const EXAMPLE: &str = "\
 Examples:
@@ -141,7 +141,7 @@ fn find_peers(given: Option<PathBuf>, bin_dir: &Path) -> Result<PathBuf, String>
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("syncomm-bench", || {
+    syncomm_cli::run("syncomm-bench", || {
         let args = Args::parse();
         if let Some(kind) = args.floor_peer {
             floor::peer_main(&kind)?;

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use syncomm_cli::Fail;
 use syncomm_common::frame::DEFAULT_MAX_FRAME;
 use syncomm_common::logsink::{text_note, LogSink, DEFAULT_FLUSH_LIMIT};
 use syncomm_common::shutdown::Shutdown;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_common::{parse_duration, Name};
 use syncomm_worker::server::{parse_size, DEFAULT_MAX_CONNS};
 use syncomm_worker::{Client, Config, Server, Value};
 
@@ -108,7 +109,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("worker", || {
+    syncomm_cli::run("worker", || {
         let cli = Cli::parse();
         if cli.stdio {
             syncomm_worker::child::run_stdio(cli.child_max_frame).context("worker --stdio")?;
@@ -263,7 +264,7 @@ fn call(
                 obj["error_kind"] = format!("{:?}", e.kind).into();
             }
         }
-        syncomm_common::output::print_json(&obj)?;
+        syncomm_cli::output::print_json(&obj)?;
     }
     match outcome {
         Ok(v) => {
@@ -309,7 +310,7 @@ fn list(name: &Name, json: bool) -> anyhow::Result<u8> {
                 offered.iter().any(|l| l.starts_with(sig))
             })
             .collect();
-        syncomm_common::output::print_json(&serde_json::json!({ "functions": functions }))?;
+        syncomm_cli::output::print_json(&serde_json::json!({ "functions": functions }))?;
     } else {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
