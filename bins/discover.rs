@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use syncomm_cli::CommonArgs;
 use syncomm_cli::Fail;
+use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::{parse_duration, Name};
 use syncomm_discover::{MemberId, Options};
@@ -40,9 +42,8 @@ usage error, 128+N when stopped by signal N (the entry is removed first).";
                       discover --list [--name N] [--json]"
 )]
 struct Args {
-    /// Rendezvous name: 1 to 64 of A-Z a-z 0-9 . _ -
-    #[arg(long, default_value = "default")]
-    name: String,
+    #[command(flatten)]
+    common: CommonArgs,
 
     /// Our id in the group: 1 to 64 of A-Z a-z 0-9 . _ -
     #[arg(long = "as", value_name = "ID", required_unless_present = "list")]
@@ -59,10 +60,6 @@ struct Args {
     /// Print the live members of NAME instead of joining
     #[arg(long, conflicts_with_all = ["id", "members", "timeout"])]
     list: bool,
-
-    /// One JSON object per line instead of text
-    #[arg(long)]
-    json: bool,
 }
 
 /// `--json` output of a member: `{"id":"a","found":["a","b"]}`.
@@ -75,9 +72,9 @@ struct FoundJson<'a> {
 fn main() -> ExitCode {
     syncomm_cli::run("discover", || {
         let args = Args::parse();
-        let name = Name::new(&args.name).map_err(|e| Fail::usage(e.to_string()))?;
+        let name = args.common.name()?;
         if args.list {
-            return list(&name, args.json);
+            return list(&syncomm_cli::run_dir()?, &name, args.common.json);
         }
         let id = args.id.as_deref().unwrap_or_default();
         let id = MemberId::new(id).map_err(|e| Fail::usage(e.to_string()))?;
@@ -93,12 +90,14 @@ fn main() -> ExitCode {
             members: args.members.unwrap_or_default(),
             timeout,
         };
+        let dir = syncomm_cli::run_dir()?;
         let shutdown = Shutdown::install().context("installing signal handlers")?;
-        let found =
-            syncomm_discover::discover(&opts, &shutdown, &|notice| eprintln!("discover: {notice}"))
-                .map_err(|e| Fail::with_code(e.exit_code(), e.to_string()))?;
+        let found = syncomm_discover::discover(&dir, &opts, &shutdown, &|notice| {
+            eprintln!("discover: {notice}")
+        })
+        .map_err(|e| Fail::with_code(e.exit_code(), e.to_string()))?;
         let mut out = std::io::stdout().lock();
-        if args.json {
+        if args.common.json {
             let group: Vec<&str> = found.group.iter().map(|i| i.as_str()).collect();
             let v = FoundJson {
                 id: found.id.as_str(),
@@ -114,8 +113,8 @@ fn main() -> ExitCode {
     })
 }
 
-fn list(name: &Name, json: bool) -> anyhow::Result<u8> {
-    let listing = syncomm_discover::list(name).map_err(|e| Fail::failed(e.to_string()))?;
+fn list(dir: &RunDir, name: &Name, json: bool) -> anyhow::Result<u8> {
+    let listing = syncomm_discover::list(dir, name).map_err(|e| Fail::failed(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     if json {
         for m in &listing.live {

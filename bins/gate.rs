@@ -88,7 +88,8 @@ fn main() -> ExitCode {
 }
 
 fn status(args: &Args) -> anyhow::Result<u8> {
-    let gate = Gate::open(&args.name)?.ok_or_else(|| not_there(&args.name))?;
+    let gate =
+        Gate::open(&syncomm_cli::run_dir()?, &args.name)?.ok_or_else(|| not_there(&args.name))?;
     let st = gate.status()?;
     if args.json {
         syncomm_cli::output::print_json(&st)?;
@@ -131,7 +132,7 @@ fn not_there(name: &Name) -> anyhow::Error {
 }
 
 fn remove(args: &Args) -> anyhow::Result<u8> {
-    if Gate::remove(&args.name)? {
+    if Gate::remove(&syncomm_cli::run_dir()?, &args.name)? {
         println!("gate: removed semaphore {}", args.name);
         Ok(0)
     } else {
@@ -140,14 +141,14 @@ fn remove(args: &Args) -> anyhow::Result<u8> {
 }
 
 fn take(args: &Args) -> anyhow::Result<u8> {
+    let dir = syncomm_cli::run_dir()?;
     let shutdown = Shutdown::install().context("installing signal handlers")?;
     let (gate, got) =
-        syncomm_gate::open_and_acquire(&args.name, args.slots, args.timeout, &shutdown).map_err(
-            |e| match e {
+        syncomm_gate::open_and_acquire(&dir, &args.name, args.slots, args.timeout, &shutdown)
+            .map_err(|e| match e {
                 GateError::SlotsDiffer { .. } => anyhow::Error::new(Fail::usage(e.to_string())),
                 e => e.into(),
-            },
-        )?;
+            })?;
     let slot = match got {
         Acquire::Slot(slot) => slot,
         Acquire::TimedOut => {

@@ -7,8 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 use syncomm_board::monitor::{monitor, stop, MonitorEnd, MonitorOptions, Report};
 use syncomm_cli::output::print_json;
+use syncomm_cli::CommonArgs;
 use syncomm_cli::Fail;
-use syncomm_common::{parse_duration, Name};
+use syncomm_common::parse_duration;
 
 #[derive(Parser)]
 #[command(
@@ -19,9 +20,8 @@ use syncomm_common::{parse_duration, Name};
 Exits 0 when the producer clears `active`, 1 if it dies without doing so."
 )]
 struct Args {
-    /// Rendezvous name of the board.
-    #[arg(long, default_value = "default")]
-    name: String,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Time between snapshots.
     #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
     interval: Duration,
@@ -34,9 +34,6 @@ struct Args {
     /// Give up after DUR.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     timeout: Option<Duration>,
-    /// One JSON object per snapshot, one per line.
-    #[arg(long)]
-    json: bool,
 }
 
 fn human(r: &Report) -> String {
@@ -66,9 +63,10 @@ fn human(r: &Report) -> String {
 fn main() -> ExitCode {
     syncomm_cli::run("monitor", || {
         let a = Args::parse();
-        let name = Name::new(&a.name).map_err(|e| Fail::usage(e.to_string()))?;
+        let name = a.common.name()?;
+        let dir = syncomm_cli::run_dir()?;
         if a.stop {
-            let pid = stop(&name)?;
+            let pid = stop(&dir, &name)?;
             writeln!(
                 std::io::stdout().lock(),
                 "cleared active on board {:?} (producer pid {pid})",
@@ -78,12 +76,13 @@ fn main() -> ExitCode {
         }
         let shutdown = syncomm_common::shutdown::Shutdown::install()?;
         let opts = MonitorOptions {
+            dir,
             name,
             interval: a.interval,
             once: a.once,
             timeout: a.timeout,
         };
-        let json = a.json;
+        let json = a.common.json;
         let end = monitor(
             &opts,
             &shutdown,

@@ -84,7 +84,7 @@ fn main() -> ExitCode {
             return Err(Fail::usage("--clients must be at least 1").into());
         }
         let endpoint = match (&args.local, &args.tcp) {
-            (Some(name), _) => Endpoint::Local(name.clone()),
+            (Some(name), _) => Endpoint::Local(syncomm_cli::run_dir()?, name.clone()),
             (None, addr) => {
                 let addr = addr.as_deref().unwrap_or(DEFAULT_TCP);
                 Endpoint::tcp(addr).map_err(|e| {

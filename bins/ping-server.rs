@@ -90,10 +90,14 @@ fn main() -> ExitCode {
             }
             Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
         }
+        let local = match &args.local {
+            Some(name) => Some((syncomm_cli::run_dir()?, name.clone())),
+            None => None,
+        };
         let shutdown = Shutdown::install().context("installing signal handlers")?;
         let server = Server::bind(ServerConfig {
             tcp,
-            local: args.local.clone(),
+            local,
             max_conns,
             idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
             json_log: args.json,

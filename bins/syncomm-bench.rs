@@ -175,8 +175,6 @@ fn main() -> ExitCode {
                 .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
                 .join("bench")
         });
-        // Modules that use the libraries directly meet nothing of the user's.
-        std::env::set_var("SYNCOMM_DIR", scratch.path());
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use syncomm_cli::Fail;
+use syncomm_cli::{CommonArgs, NameArg};
 use syncomm_common::frame::DEFAULT_MAX_FRAME;
 use syncomm_common::logsink::{text_note, LogSink, DEFAULT_FLUSH_LIMIT};
 use syncomm_common::shutdown::Shutdown;
@@ -44,9 +45,8 @@ enum Cmd {
     /// Run the pool: listen on the local socket, supervise W children.
     #[command(after_help = "Example:\n  worker serve --name calc --workers 4 --task-timeout 5s")]
     Serve {
-        /// Rendezvous name.
-        #[arg(long, default_value = "default")]
-        name: Name,
+        #[command(flatten)]
+        name: NameArg,
         /// Number of child processes (default: number of CPUs).
         #[arg(long)]
         workers: Option<usize>,
@@ -82,15 +82,11 @@ enum Cmd {
         after_help = "Example:\n  worker call fib 90\n  worker call --json upper 'hello world'"
     )]
     Call {
-        /// Rendezvous name.
-        #[arg(long, default_value = "default")]
-        name: Name,
+        #[command(flatten)]
+        common: CommonArgs,
         /// Give up when no answer comes within this long.
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
-        /// Print one JSON object instead of the bare result.
-        #[arg(long)]
-        json: bool,
         /// The function (see `worker list`).
         function: String,
         /// Its arguments; each is read as the function's parameter type.
@@ -99,12 +95,8 @@ enum Cmd {
     },
     /// List the functions the pool offers, with their signatures.
     List {
-        /// Rendezvous name.
-        #[arg(long, default_value = "default")]
-        name: Name,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        common: CommonArgs,
     },
 }
 
@@ -127,7 +119,7 @@ fn main() -> ExitCode {
                 drain_timeout,
                 child_program,
             }) => serve(Serve {
-                name,
+                name: name.name()?,
                 workers,
                 task_timeout,
                 max_frame,
@@ -138,13 +130,12 @@ fn main() -> ExitCode {
                 child_program,
             }),
             Some(Cmd::Call {
-                name,
+                common,
                 timeout,
-                json,
                 function,
                 args,
-            }) => call(&name, timeout, json, &function, &args),
-            Some(Cmd::List { name, json }) => list(&name, json),
+            }) => call(&common.name()?, timeout, common.json, &function, &args),
+            Some(Cmd::List { common }) => list(&common.name()?, common.json),
             None => {
                 Err(Fail::usage("a command is required: serve, call or list (see --help)").into())
             }
@@ -205,7 +196,9 @@ fn serve(opts: Serve) -> anyhow::Result<u8> {
         Some(p) => p,
         None => std::env::current_exe().context("finding this program to start children")?,
     };
+    let dir = syncomm_cli::run_dir().with_context(|| format!("serving {name}"))?;
     let mut cfg = Config::new(
+        dir,
         name.clone(),
         workers,
         vec![
@@ -235,7 +228,8 @@ fn serve(opts: Serve) -> anyhow::Result<u8> {
 const SERVE_LOG_BACKLOG: usize = 64 * 1024;
 
 fn connect(name: &Name, timeout: Option<Duration>) -> anyhow::Result<Client> {
-    let mut client = Client::connect(name).context("connecting")?;
+    let dir = syncomm_cli::run_dir().context("connecting")?;
+    let mut client = Client::connect(&dir, name).context("connecting")?;
     client.set_timeout(timeout)?;
     Ok(client)
 }

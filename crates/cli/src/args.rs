@@ -1,11 +1,16 @@
 //! The options the programs share, as clap `#[derive(Args)]` structs that a
 //! program's own `Parser` takes in with `#[command(flatten)]`.
 //!
+//! The runtime directory is read from the environment here, and only here
+//! ([`run_dir`]): `SYNCOMM_DIR`, else `XDG_RUNTIME_DIR/syncomm`, else
+//! `/tmp/syncomm-$UID`; the libraries are handed the resulting [`RunDir`].
+//!
 //! A name is checked after parsing (not by clap) so that a bad one is the
 //! usual one-line usage error, `PROGRAM: invalid name ...`, exit 2.
 
 use clap::Args;
 use syncomm_common::name::DEFAULT_NAME;
+use syncomm_common::rundir::{self, RunDir, RunDirError};
 use syncomm_common::Name;
 
 use crate::Fail;
@@ -41,6 +46,17 @@ impl CommonArgs {
     pub fn name(&self) -> Result<Name, Fail> {
         parse_name(&self.name)
     }
+}
+
+/// The runtime directory the environment names (`SYNCOMM_DIR`, else
+/// `XDG_RUNTIME_DIR/syncomm`, else `/tmp/syncomm-$UID`), created if missing
+/// and checked. Called once by a program, just before it first needs the
+/// directory (a program that does not need it never touches it).
+pub fn run_dir() -> Result<RunDir, RunDirError> {
+    RunDir::open(rundir::choose(
+        std::env::var_os(rundir::ENV_VAR).as_deref(),
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+    ))
 }
 
 fn parse_name(s: &str) -> Result<Name, Fail> {

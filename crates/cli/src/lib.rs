@@ -11,7 +11,9 @@
 //! - [`output`]: `--json` output, one JSON object per line.
 //! - [`log`]: the stderr log subscriber (`RUST_LOG`) the runner installs.
 //! - [`args`]: the options the programs share (`--name`, `--json`), as clap
-//!   `#[derive(Args)]` structs to `#[command(flatten)]`.
+//!   `#[derive(Args)]` structs to `#[command(flatten)]`, and [`run_dir`]:
+//!   the runtime directory named by the environment (`SYNCOMM_DIR`), the
+//!   one place it is read.
 //!
 //! ## Why these crates
 //! - `anyhow`: binaries report error chains; the runner in [`exit`] prints them.
@@ -25,5 +27,5 @@ pub mod exit;
 pub mod log;
 pub mod output;
 
-pub use args::{CommonArgs, NameArg};
+pub use args::{run_dir, CommonArgs, NameArg};
 pub use exit::{run, Fail};
