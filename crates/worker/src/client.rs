@@ -3,8 +3,9 @@
 //!
 //! ```no_run
 //! use syncomm_worker::{Client, Value};
+//! let dir = syncomm_common::rundir::RunDir::open("/tmp/syncomm-example").unwrap();
 //! let name = syncomm_common::Name::new("default").unwrap();
-//! let mut client = Client::connect(&name)?;
+//! let mut client = Client::connect(&dir, &name)?;
 //! let five = client.call("add", &[Value::Int(2), Value::Int(3)])?;
 //! assert_eq!(five, Ok(Value::Int(5)));
 //!
