@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use syncomm_board::consumer::{consume, ConsumerOptions, Outcome};
+use syncomm_cli::output::print_json;
+use syncomm_cli::CommonArgs;
+use syncomm_cli::Fail;
 use syncomm_common::duration::format_duration;
-use syncomm_common::output::print_json;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_common::parse_duration;
 
 #[derive(Parser)]
 #[command(
@@ -19,9 +21,8 @@ use syncomm_common::{parse_duration, Fail, Name};
 Started before the producer, it waits for the board to appear. Exit 0 when the\nvalue appeared; 1 when the producer ended (or died) without it, or on timeout.\n\nRuntime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else\n/tmp/syncomm-UID; programs that should meet must use the same one.\n`syncomm ls` lists what is in it, `syncomm clean` removes what is stale."
 )]
 struct Args {
-    /// Rendezvous name of the board.
-    #[arg(long, default_value = "default")]
-    name: String,
+    #[command(flatten)]
+    common: CommonArgs,
     /// The value to wait for (0..=100).
     #[arg(long, value_name = "V", default_value_t = 22,
           value_parser = clap::value_parser!(u8).range(0..=100))]
@@ -29,23 +30,21 @@ struct Args {
     /// Give up after DUR (default: wait as long as a producer runs).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     timeout: Option<Duration>,
-    /// Print the outcome as one JSON object.
-    #[arg(long)]
-    json: bool,
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("consumer", || {
+    syncomm_cli::run("consumer", || {
         let a = Args::parse();
-        let name = Name::new(&a.name).map_err(|e| Fail::usage(e.to_string()))?;
+        let name = a.common.name()?;
         let shutdown = syncomm_common::shutdown::Shutdown::install()?;
         let opts = ConsumerOptions {
+            dir: syncomm_cli::run_dir()?,
             name,
             until: a.until,
             timeout: a.timeout,
         };
         let outcome = consume(&opts, &shutdown)?;
-        if a.json {
+        if a.common.json {
             print_json(&outcome)?;
         }
         match outcome {
@@ -55,7 +54,7 @@ fn main() -> ExitCode {
                 recent,
                 ..
             } => {
-                if !a.json {
+                if !a.common.json {
                     writeln!(
                         std::io::stdout().lock(),
                         "Lucky number {value} found after {after} values: {recent:?}"
@@ -77,8 +76,8 @@ fn main() -> ExitCode {
                     Some(t) => format!("{t} values so far"),
                     None => format!(
                         "no board named {:?} appeared in {}",
-                        a.name,
-                        syncomm_common::rundir::configured_path().display()
+                        a.common.name,
+                        opts.dir.path().display()
                     ),
                 }
             ))

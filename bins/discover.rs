@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use syncomm_cli::CommonArgs;
+use syncomm_cli::Fail;
+use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_common::{parse_duration, Name};
 use syncomm_discover::{MemberId, Options};
 
 const EXAMPLE: &str = "\
@@ -43,9 +46,8 @@ Runtime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else
                       discover --list [--name N] [--json]"
 )]
 struct Args {
-    /// Rendezvous name: 1 to 64 of A-Z a-z 0-9 . _ -
-    #[arg(long, default_value = "default")]
-    name: String,
+    #[command(flatten)]
+    common: CommonArgs,
 
     /// Our id in the group: 1 to 64 of A-Z a-z 0-9 . _ -
     #[arg(long = "as", value_name = "ID", required_unless_present = "list")]
@@ -62,10 +64,6 @@ struct Args {
     /// Print the live members of NAME instead of joining
     #[arg(long, conflicts_with_all = ["id", "members", "timeout"])]
     list: bool,
-
-    /// One JSON object per line instead of text
-    #[arg(long)]
-    json: bool,
 }
 
 /// `--json` output of a member: `{"id":"a","found":["a","b"]}`.
@@ -76,11 +74,11 @@ struct FoundJson<'a> {
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("discover", || {
+    syncomm_cli::run("discover", || {
         let args = Args::parse();
-        let name = Name::new(&args.name).map_err(|e| Fail::usage(e.to_string()))?;
+        let name = args.common.name()?;
         if args.list {
-            return list(&name, args.json);
+            return list(&syncomm_cli::run_dir()?, &name, args.common.json);
         }
         let id = args.id.as_deref().unwrap_or_default();
         let id = MemberId::new(id).map_err(|e| Fail::usage(e.to_string()))?;
@@ -96,29 +94,30 @@ fn main() -> ExitCode {
             members: args.members.unwrap_or_default(),
             timeout,
         };
+        let dir = syncomm_cli::run_dir()?;
         let shutdown = Shutdown::install().context("installing signal handlers")?;
-        let dir = syncomm_common::rundir::configured_path();
         if opts.members > 1 {
             let what = format!("{} members of group {:?}", opts.members, opts.name.as_str());
-            syncomm_common::waitnote::waiting("discover", &what, &dir);
+            syncomm_common::waitnote::waiting("discover", &what, dir.path());
         }
-        let found =
-            syncomm_discover::discover(&opts, &shutdown, &|notice| eprintln!("discover: {notice}"))
-                .map_err(|e| {
-                    let mut msg = e.to_string();
-                    if matches!(e, syncomm_discover::Error::Timeout { .. }) {
-                        msg = format!("{msg} (runtime directory {})", dir.display());
-                    }
-                    Fail::with_code(e.exit_code(), msg)
-                })?;
+        let found = syncomm_discover::discover(&dir, &opts, &shutdown, &|notice| {
+            eprintln!("discover: {notice}")
+        })
+        .map_err(|e| {
+            let mut msg = e.to_string();
+            if matches!(e, syncomm_discover::Error::Timeout { .. }) {
+                msg = format!("{msg} (runtime directory {})", dir.path().display());
+            }
+            Fail::with_code(e.exit_code(), msg)
+        })?;
         let mut out = std::io::stdout().lock();
-        if args.json {
+        if args.common.json {
             let group: Vec<&str> = found.group.iter().map(|i| i.as_str()).collect();
             let v = FoundJson {
                 id: found.id.as_str(),
                 found: group,
             };
-            syncomm_common::output::write_json_line(&mut out, &v)?;
+            syncomm_cli::output::write_json_line(&mut out, &v)?;
         } else {
             let group: Vec<&str> = found.group.iter().map(|i| i.as_str()).collect();
             writeln!(out, "{} found: [{}]", found.id, group.join(", "))?;
@@ -128,12 +127,12 @@ fn main() -> ExitCode {
     })
 }
 
-fn list(name: &Name, json: bool) -> anyhow::Result<u8> {
-    let listing = syncomm_discover::list(name).map_err(|e| Fail::failed(e.to_string()))?;
+fn list(dir: &RunDir, name: &Name, json: bool) -> anyhow::Result<u8> {
+    let listing = syncomm_discover::list(dir, name).map_err(|e| Fail::failed(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     if json {
         for m in &listing.live {
-            syncomm_common::output::write_json_line(&mut out, m)?;
+            syncomm_cli::output::write_json_line(&mut out, m)?;
         }
         return Ok(0);
     }

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use syncomm_cli::{output, Fail};
 use syncomm_common::shutdown::Shutdown;
-use syncomm_common::{output, Fail};
 use syncomm_pipeline::{chain, Report, StageSpec, LIST};
 
 const PROGRAM: &str = "filter";
@@ -36,7 +36,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run(PROGRAM, || {
+    syncomm_cli::run(PROGRAM, || {
         let args = Args::parse();
         if args.list {
             for (spec, help) in LIST {

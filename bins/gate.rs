@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use syncomm_cli::Fail;
 use syncomm_common::duration::format_duration;
+use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_common::{parse_duration, Name};
 use syncomm_gate::{Acquire, Gate, GateError, Status, MAX_SLOTS};
 
 const EXAMPLE: &str = "\
@@ -78,7 +80,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("gate", || {
+    syncomm_cli::run("gate", || {
         let args = Args::parse();
         if args.status {
             status(&args)
@@ -91,10 +93,11 @@ fn main() -> ExitCode {
 }
 
 fn status(args: &Args) -> anyhow::Result<u8> {
-    let gate = Gate::open(&args.name)?.ok_or_else(|| not_there(&args.name))?;
+    let dir = syncomm_cli::run_dir()?;
+    let gate = Gate::open(&dir, &args.name)?.ok_or_else(|| not_there(&dir, &args.name))?;
     let st = gate.status()?;
     if args.json {
-        syncomm_common::output::print_json(&st)?;
+        syncomm_cli::output::print_json(&st)?;
     } else {
         print_status(&st)?;
     }
@@ -126,42 +129,42 @@ fn print_status(st: &Status) -> std::io::Result<()> {
     out.flush()
 }
 
-fn not_there(name: &Name) -> anyhow::Error {
+fn not_there(dir: &RunDir, name: &Name) -> anyhow::Error {
     Fail::failed(format!(
         "semaphore {name} does not exist in {} (the first gate that uses it creates it)",
-        syncomm_common::rundir::configured_path().display()
+        dir.path().display()
     ))
     .into()
 }
 
 fn remove(args: &Args) -> anyhow::Result<u8> {
-    if Gate::remove(&args.name)? {
+    let dir = syncomm_cli::run_dir()?;
+    if Gate::remove(&dir, &args.name)? {
         println!("gate: removed semaphore {}", args.name);
         Ok(0)
     } else {
-        Err(not_there(&args.name))
+        Err(not_there(&dir, &args.name))
     }
 }
 
 fn take(args: &Args) -> anyhow::Result<u8> {
+    let dir = syncomm_cli::run_dir()?;
     let shutdown = Shutdown::install().context("installing signal handlers")?;
-    let dir = syncomm_common::rundir::configured_path();
     if std::io::stderr().is_terminal() {
         // Say where we wait if every slot is taken now (a hint: it may change).
-        if let Ok(Some(g)) = Gate::open(&args.name) {
+        if let Ok(Some(g)) = Gate::open(&dir, &args.name) {
             if g.status().is_ok_and(|st| st.free == 0) {
                 let what = format!("a slot of gate {:?}", args.name.as_str());
-                syncomm_common::waitnote::waiting("gate", &what, &dir);
+                syncomm_common::waitnote::waiting("gate", &what, dir.path());
             }
         }
     }
     let (gate, got) =
-        syncomm_gate::open_and_acquire(&args.name, args.slots, args.timeout, &shutdown).map_err(
-            |e| match e {
+        syncomm_gate::open_and_acquire(&dir, &args.name, args.slots, args.timeout, &shutdown)
+            .map_err(|e| match e {
                 GateError::SlotsDiffer { .. } => anyhow::Error::new(Fail::usage(e.to_string())),
                 e => e.into(),
-            },
-        )?;
+            })?;
     let slot = match got {
         Acquire::Slot(slot) => slot,
         Acquire::TimedOut => {
@@ -170,7 +173,7 @@ fn take(args: &Args) -> anyhow::Result<u8> {
                 "timed out after {waited} waiting for a slot of {} ({}, all held; runtime directory {})",
                 args.name,
                 plural(gate.slots(), "slot"),
-                dir.display()
+                dir.path().display()
             ))
             .into());
         }

@@ -113,7 +113,7 @@ fn main() -> ExitCode {
         verbose: cli.verbose,
         tree: !cli.no_tree,
     };
-    // Not syncomm_common::run: guard logs nothing, and setting up the log
+    // Not syncomm_cli::run: guard logs nothing, and setting up the log
     // subscriber would be a measurable part of guard's own overhead (every
     // `guard 10 true` pays it). Errors are printed the same way.
     let outcome = match cli.pid {

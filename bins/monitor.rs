@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use syncomm_board::monitor::{monitor, stop, MonitorEnd, MonitorOptions, Report};
-use syncomm_common::output::print_json;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_cli::output::print_json;
+use syncomm_cli::CommonArgs;
+use syncomm_cli::Fail;
+use syncomm_common::parse_duration;
 
 #[derive(Parser)]
 #[command(
@@ -18,9 +20,8 @@ use syncomm_common::{parse_duration, Fail, Name};
 Exits 0 when the producer clears `active`, 1 if it dies without doing so.\n\nRuntime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else\n/tmp/syncomm-UID; programs that should meet must use the same one.\n`syncomm ls` lists what is in it, `syncomm clean` removes what is stale."
 )]
 struct Args {
-    /// Rendezvous name of the board.
-    #[arg(long, default_value = "default")]
-    name: String,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Time between snapshots.
     #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
     interval: Duration,
@@ -33,9 +34,6 @@ struct Args {
     /// Give up after DUR.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     timeout: Option<Duration>,
-    /// One JSON object per snapshot, one per line.
-    #[arg(long)]
-    json: bool,
 }
 
 fn human(r: &Report) -> String {
@@ -63,11 +61,12 @@ fn human(r: &Report) -> String {
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("monitor", || {
+    syncomm_cli::run("monitor", || {
         let a = Args::parse();
-        let name = Name::new(&a.name).map_err(|e| Fail::usage(e.to_string()))?;
+        let name = a.common.name()?;
+        let dir = syncomm_cli::run_dir()?;
         if a.stop {
-            let pid = stop(&name)?;
+            let pid = stop(&dir, &name)?;
             writeln!(
                 std::io::stdout().lock(),
                 "cleared active on board {:?} (producer pid {pid})",
@@ -77,12 +76,13 @@ fn main() -> ExitCode {
         }
         let shutdown = syncomm_common::shutdown::Shutdown::install()?;
         let opts = MonitorOptions {
+            dir: dir.clone(),
             name,
             interval: a.interval,
             once: a.once,
             timeout: a.timeout,
         };
-        let json = a.json;
+        let json = a.common.json;
         let end = monitor(
             &opts,
             &shutdown,
@@ -103,8 +103,8 @@ fn main() -> ExitCode {
             .into()),
             MonitorEnd::TimedOut => Err(Fail::failed(format!(
                 "timed out (board {:?}, runtime directory {})",
-                a.name,
-                syncomm_common::rundir::configured_path().display()
+                a.common.name,
+                dir.path().display()
             ))
             .into()),
             MonitorEnd::Interrupted => Ok(shutdown.exit_code()),

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use syncomm_cli::Fail;
 use syncomm_common::shutdown::Shutdown;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_common::{parse_duration, Name};
 use syncomm_ping::client::{ping, PingConfig};
 use syncomm_ping::flood::{flood, FloodConfig, Limit};
 use syncomm_ping::protocol::MAX_PAYLOAD;
@@ -61,7 +62,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("ping-client", || {
+    syncomm_cli::run("ping-client", || {
         let args = Args::parse();
         if args.count == Some(0) {
             return Err(Fail::usage("-c COUNT must be at least 1").into());
@@ -83,7 +84,7 @@ fn main() -> ExitCode {
             return Err(Fail::usage("--clients must be at least 1").into());
         }
         let endpoint = match (&args.local, &args.tcp) {
-            (Some(name), _) => Endpoint::Local(name.clone()),
+            (Some(name), _) => Endpoint::Local(syncomm_cli::run_dir()?, name.clone()),
             (None, addr) => {
                 let addr = addr.as_deref().unwrap_or(DEFAULT_TCP);
                 Endpoint::tcp(addr).map_err(|e| {
@@ -127,7 +128,7 @@ fn main() -> ExitCode {
             }
             let report = flood(&cfg, &shutdown);
             if args.json {
-                syncomm_common::output::write_json_line(&mut out, &report.json())?;
+                syncomm_cli::output::write_json_line(&mut out, &report.json())?;
             } else {
                 for line in report.lines() {
                     writeln!(out, "{line}")?;

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use syncomm_cli::Fail;
 use syncomm_common::logsink::{json_note, text_note, LogSink, DEFAULT_FLUSH_LIMIT};
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::status;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_common::{parse_duration, Name};
 use syncomm_ping::server::{Server, ServerConfig, LOG_BACKLOG};
 use syncomm_ping::{raise_nofile_limit, Endpoint, DEFAULT_TCP};
 
@@ -52,7 +53,7 @@ struct Args {
 const DEFAULT_MAX_CONNS: usize = 4096;
 
 fn main() -> ExitCode {
-    syncomm_common::run("ping-server", || {
+    syncomm_cli::run("ping-server", || {
         let args = Args::parse();
         if args.threads == Some(0) {
             return Err(Fail::usage("--threads must be at least 1").into());
@@ -91,10 +92,14 @@ fn main() -> ExitCode {
             }
             Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
         }
+        let local = match &args.local {
+            Some(name) => Some((syncomm_cli::run_dir()?, name.clone())),
+            None => None,
+        };
         let shutdown = Shutdown::install().context("installing signal handlers")?;
         let server = Server::bind(ServerConfig {
             tcp,
-            local: args.local.clone(),
+            local,
             max_conns,
             idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
             json_log: args.json,
@@ -155,7 +160,7 @@ fn main() -> ExitCode {
 }
 
 fn json_line(out: &mut impl Write, v: serde_json::Value) -> std::io::Result<()> {
-    syncomm_common::output::write_json_line(out, &v)
+    syncomm_cli::output::write_json_line(out, &v)
 }
 
 /// Starts the status record `ping.NAME.status` (NAME: the local socket's
@@ -174,7 +179,9 @@ fn status_record(server: &Server) -> Option<status::Publisher> {
         (None, None) => return None,
     };
     let name = Name::new(&name).ok()?;
-    let path = status::path("ping", &name).ok()?;
+    // A TCP-only server needs no runtime directory to serve; its record is
+    // published there only if the directory is usable.
+    let path = status::path(&syncomm_cli::run_dir().ok()?, "ping", &name);
     let transport = match (tcp.is_some(), local.is_some()) {
         (true, true) => "tcp+local",
         (true, false) => "tcp",

@@ -7,8 +7,10 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::json;
 use syncomm_board::producer::{produce, ProducerOptions, StopReason};
-use syncomm_common::output::print_json;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_cli::output::print_json;
+use syncomm_cli::CommonArgs;
+use syncomm_cli::Fail;
+use syncomm_common::parse_duration;
 
 #[derive(Parser)]
 #[command(
@@ -19,9 +21,8 @@ use syncomm_common::{parse_duration, Fail, Name};
 On exit (count reached, SIGINT/SIGTERM, or `monitor --stop`) the producer clears\n`active`, wakes every waiter and removes the board's name unless --keep.\nA board left by a crashed producer is repaired and continued by the next one.\n\nRuntime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else\n/tmp/syncomm-UID; programs that should meet must use the same one.\n`syncomm ls` lists what is in it, `syncomm clean` removes what is stale."
 )]
 struct Args {
-    /// Rendezvous name of the board.
-    #[arg(long, default_value = "default")]
-    name: String,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Stop after K values (default: until stopped).
     #[arg(long, value_name = "K")]
     count: Option<u64>,
@@ -40,9 +41,6 @@ struct Args {
     /// Leave the board in place at exit (for later consumers and monitors).
     #[arg(long)]
     keep: bool,
-    /// One JSON object per line instead of text.
-    #[arg(long)]
-    json: bool,
     /// TESTING KNOB: stall DUR in the middle of an append, holding the lock,
     /// so a test can kill -9 the producer at the worst moment.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, hide = true)]
@@ -63,10 +61,11 @@ fn rate(per_s: f64) -> String {
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("producer", || {
+    syncomm_cli::run("producer", || {
         let a = Args::parse();
-        let name = Name::new(&a.name).map_err(|e| Fail::usage(e.to_string()))?;
+        let name = a.common.name()?;
         let opts = ProducerOptions {
+            dir: syncomm_cli::run_dir()?,
             name,
             count: a.count,
             interval: a.interval,
@@ -77,7 +76,7 @@ fn main() -> ExitCode {
             hold_lock: a.hold_lock.map(|d| (a.hold_after, d)),
         };
         let shutdown = syncomm_common::shutdown::Shutdown::install()?;
-        let json = a.json;
+        let json = a.common.json;
         let report = produce(
             &opts,
             &shutdown,

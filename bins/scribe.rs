@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use syncomm_cli::Fail;
+use syncomm_common::parse_duration;
 use syncomm_common::shutdown::Shutdown;
-use syncomm_common::{parse_duration, Fail};
 use syncomm_scribe::{Expect, VerifyError, WriteOptions, WriteOutcome};
 
 const EXAMPLE: &str = "\
@@ -73,7 +74,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("scribe", || {
+    syncomm_cli::run("scribe", || {
         let args = Args::parse();
         match (&args.verify, &args.file) {
             (Some(path), _) => verify(path, &args),
@@ -124,7 +125,7 @@ fn verify(path: &Path, args: &Args) -> anyhow::Result<u8> {
     match syncomm_scribe::verify_file(path, expect) {
         Ok(s) => {
             if args.json {
-                syncomm_common::output::print_json(&serde_json::json!({
+                syncomm_cli::output::print_json(&serde_json::json!({
                     "ok": true, "lines": s.lines, "writers": s.writers,
                 }))?;
             } else {
@@ -134,7 +135,7 @@ fn verify(path: &Path, args: &Args) -> anyhow::Result<u8> {
         }
         Err(VerifyError::Bad { path, problem }) => {
             if args.json {
-                syncomm_common::output::print_json(&serde_json::json!({
+                syncomm_cli::output::print_json(&serde_json::json!({
                     "ok": false, "problem": problem.to_string(),
                 }))?;
             }

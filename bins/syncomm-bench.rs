@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Parser;
 use syncomm_benchsuite::cpu::CpuConfig;
 use syncomm_benchsuite::{baseline, curves, floor, report, suite, Ctx};
-use syncomm_common::Fail;
+use syncomm_cli::Fail;
 
 const EXAMPLE: &str = "\
 Examples:
@@ -141,7 +141,7 @@ fn find_peers(given: Option<PathBuf>, bin_dir: &Path) -> Result<PathBuf, String>
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("syncomm-bench", || {
+    syncomm_cli::run("syncomm-bench", || {
         let args = Args::parse();
         if let Some(kind) = args.floor_peer {
             floor::peer_main(&kind)?;
@@ -175,8 +175,6 @@ fn main() -> ExitCode {
                 .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
                 .join("bench")
         });
-        // Modules that use the libraries directly meet nothing of the user's.
-        std::env::set_var("SYNCOMM_DIR", scratch.path());
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use syncomm_admin::top::{self, TopOptions};
 use syncomm_admin::{scan, Scope, State};
-use syncomm_common::output::print_json;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_cli::output::print_json;
+use syncomm_cli::Fail;
+use syncomm_common::{parse_duration, Name};
 
 const ABOUT: &str = "\
 See every object the syncomm programs made, clean up stale ones, watch them live.
@@ -67,13 +68,16 @@ enum Cmd {
 }
 
 fn scope(name: Option<Name>) -> Scope {
-    let mut s = Scope::from_env();
+    let mut s = Scope::new(
+        std::env::var_os(syncomm_common::rundir::ENV_VAR).as_deref(),
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+    );
     s.name = name.map(|n| n.to_string());
     s
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("syncomm", || {
+    syncomm_cli::run("syncomm", || {
         let args = Args::parse();
         match args.cmd {
             Cmd::Ls { name, json } => {

@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use syncomm_cli::Fail;
+use syncomm_cli::{CommonArgs, NameArg};
 use syncomm_common::frame::DEFAULT_MAX_FRAME;
 use syncomm_common::logsink::{text_note, LogSink, DEFAULT_FLUSH_LIMIT};
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::status;
-use syncomm_common::{parse_duration, Fail, Name};
+use syncomm_common::{parse_duration, Name};
 use syncomm_worker::server::{parse_size, DEFAULT_MAX_CONNS};
 use syncomm_worker::{Client, Config, Server, Value};
 
@@ -49,9 +51,8 @@ enum Cmd {
     /// Run the pool: listen on the local socket, supervise W children.
     #[command(after_help = "Example:\n  worker serve --name calc --workers 4 --task-timeout 5s")]
     Serve {
-        /// Rendezvous name.
-        #[arg(long, default_value = "default")]
-        name: Name,
+        #[command(flatten)]
+        name: NameArg,
         /// Number of child processes (default: number of CPUs).
         #[arg(long)]
         workers: Option<usize>,
@@ -87,15 +88,11 @@ enum Cmd {
         after_help = "Example:\n  worker call fib 90\n  worker call --json upper 'hello world'"
     )]
     Call {
-        /// Rendezvous name.
-        #[arg(long, default_value = "default")]
-        name: Name,
+        #[command(flatten)]
+        common: CommonArgs,
         /// Give up when no answer comes within this long.
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
-        /// Print one JSON object instead of the bare result.
-        #[arg(long)]
-        json: bool,
         /// The function (see `worker list`).
         function: String,
         /// Its arguments; each is read as the function's parameter type.
@@ -104,17 +101,13 @@ enum Cmd {
     },
     /// List the functions the pool offers, with their signatures.
     List {
-        /// Rendezvous name.
-        #[arg(long, default_value = "default")]
-        name: Name,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        common: CommonArgs,
     },
 }
 
 fn main() -> ExitCode {
-    syncomm_common::run("worker", || {
+    syncomm_cli::run("worker", || {
         let cli = Cli::parse();
         if cli.stdio {
             syncomm_worker::child::run_stdio(cli.child_max_frame).context("worker --stdio")?;
@@ -132,7 +125,7 @@ fn main() -> ExitCode {
                 drain_timeout,
                 child_program,
             }) => serve(Serve {
-                name,
+                name: name.name()?,
                 workers,
                 task_timeout,
                 max_frame,
@@ -143,13 +136,12 @@ fn main() -> ExitCode {
                 child_program,
             }),
             Some(Cmd::Call {
-                name,
+                common,
                 timeout,
-                json,
                 function,
                 args,
-            }) => call(&name, timeout, json, &function, &args),
-            Some(Cmd::List { name, json }) => list(&name, json),
+            }) => call(&common.name()?, timeout, common.json, &function, &args),
+            Some(Cmd::List { common }) => list(&common.name()?, common.json),
             None => {
                 Err(Fail::usage("a command is required: serve, call or list (see --help)").into())
             }
@@ -210,7 +202,9 @@ fn serve(opts: Serve) -> anyhow::Result<u8> {
         Some(p) => p,
         None => std::env::current_exe().context("finding this program to start children")?,
     };
+    let dir = syncomm_cli::run_dir().with_context(|| format!("serving {name}"))?;
     let mut cfg = Config::new(
+        dir,
         name.clone(),
         workers,
         vec![
@@ -229,18 +223,17 @@ fn serve(opts: Serve) -> anyhow::Result<u8> {
     // The log goes through a sink that never blocks: a stalled or closed
     // stdout costs log lines (dropped and counted), never service or shutdown.
     let sink = LogSink::start(std::io::stdout(), SERVE_LOG_BACKLOG, text_note);
+    let status_path = status::path(&cfg.dir, "worker", name);
     let result = Server::start(cfg, Box::new(sink.handle().writer())).and_then(|server| {
         // The status record `syncomm ls` and `syncomm top` read; removed on exit.
         let live = server.live();
-        let _status = status::path("worker", name).ok().map(|path| {
-            status::Publisher::start("worker", name, path, move |m| {
-                let r = Ordering::Relaxed;
-                m.insert("workers".into(), live.workers.load(r).into());
-                m.insert("calls".into(), live.calls.load(r).into());
-                m.insert("queue".into(), live.queue.load(r).into());
-                m.insert("running".into(), live.running.load(r).into());
-                m.insert("connections".into(), live.connections.load(r).into());
-            })
+        let _status = status::Publisher::start("worker", name, status_path, move |m| {
+            let r = Ordering::Relaxed;
+            m.insert("workers".into(), live.workers.load(r).into());
+            m.insert("calls".into(), live.calls.load(r).into());
+            m.insert("queue".into(), live.queue.load(r).into());
+            m.insert("running".into(), live.running.load(r).into());
+            m.insert("connections".into(), live.connections.load(r).into());
         });
         server.run(&shutdown)
     });
@@ -253,7 +246,8 @@ fn serve(opts: Serve) -> anyhow::Result<u8> {
 const SERVE_LOG_BACKLOG: usize = 64 * 1024;
 
 fn connect(name: &Name, timeout: Option<Duration>) -> anyhow::Result<Client> {
-    let mut client = Client::connect(name).context("connecting")?;
+    let dir = syncomm_cli::run_dir().context("connecting")?;
+    let mut client = Client::connect(&dir, name).context("connecting")?;
     client.set_timeout(timeout)?;
     Ok(client)
 }
@@ -282,7 +276,7 @@ fn call(
                 obj["error_kind"] = format!("{:?}", e.kind).into();
             }
         }
-        syncomm_common::output::print_json(&obj)?;
+        syncomm_cli::output::print_json(&obj)?;
     }
     match outcome {
         Ok(v) => {
@@ -328,7 +322,7 @@ fn list(name: &Name, json: bool) -> anyhow::Result<u8> {
                 offered.iter().any(|l| l.starts_with(sig))
             })
             .collect();
-        syncomm_common::output::print_json(&serde_json::json!({ "functions": functions }))?;
+        syncomm_cli::output::print_json(&serde_json::json!({ "functions": functions }))?;
     } else {
         use std::io::Write;
         let mut out = std::io::stdout().lock();

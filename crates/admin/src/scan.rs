@@ -1,6 +1,7 @@
 //! Finding every object and telling its state.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -29,17 +30,18 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// The runtime directory the programs would use, from the environment.
-    pub fn from_env() -> Scope {
-        let source = if std::env::var_os(rundir::ENV_VAR).is_some_and(|v| !v.is_empty()) {
+    /// The runtime directory the programs would use, given the values of
+    /// `SYNCOMM_DIR` and `XDG_RUNTIME_DIR` (the binary reads them).
+    pub fn new(syncomm_dir: Option<&OsStr>, xdg_runtime_dir: Option<&OsStr>) -> Scope {
+        let source = if syncomm_dir.is_some_and(|v| !v.is_empty()) {
             "SYNCOMM_DIR"
-        } else if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|v| !v.is_empty()) {
+        } else if xdg_runtime_dir.is_some_and(|v| !v.is_empty()) {
             "XDG_RUNTIME_DIR"
         } else {
             "fallback"
         };
         Scope {
-            dir: rundir::configured_path(),
+            dir: rundir::normalize(&rundir::choose(syncomm_dir, xdg_runtime_dir)),
             dir_source: source,
             name: None,
             system: true,

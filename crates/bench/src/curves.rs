@@ -89,8 +89,6 @@ fn trials(ctx: &Ctx) -> usize {
 
 /// Runs every curve (or those named in `only`), telling `progress`.
 pub fn run(ctx: &Ctx, only: &[String], progress: &mut dyn FnMut(&str)) -> Vec<Curve> {
-    // The board library finds boards in the runtime directory.
-    std::env::set_var(syncomm_common::rundir::ENV_VAR, &ctx.work_dir);
     type CurveFn = fn(&Ctx) -> Vec<Curve>;
     let all: [(&str, CurveFn); 5] = [
         ("worker", worker_curve),

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use cpu::{CpuConfig, Cpus};
+use syncomm_common::rundir::{RunDir, RunDirError};
 
 pub mod baseline;
 pub mod cpu;
@@ -81,6 +82,12 @@ impl Ctx {
     pub fn with_config(mut self, config: CpuConfig) -> Ctx {
         self.config = config;
         self
+    }
+
+    /// The scratch directory as the runtime directory the libraries are
+    /// given (the programs started with [`Ctx::cmd`] get it as `SYNCOMM_DIR`).
+    pub fn run_dir(&self) -> Result<RunDir, RunDirError> {
+        RunDir::open(&self.work_dir)
     }
 
     /// A command for one of syncomm's binaries, with `SYNCOMM_DIR` set to the

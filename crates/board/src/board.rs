@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use syncomm_common::openfile::{self, Access, OpenError};
-use syncomm_common::{rundir, Name};
+use syncomm_common::rundir::RunDir;
+use syncomm_common::Name;
 
 use crate::error::BoardError;
 use syncomm_common::attribution::Origin as Attribution;
@@ -24,8 +25,8 @@ pub const OS_ID_PREFIX: &str = "/syncomm.board.";
 
 /// The link file in the runtime directory that names a board's segment:
 /// `{rundir}/board.NAME.shm`, holding the segment's os id.
-pub fn link_path(name: &Name) -> Result<PathBuf, BoardError> {
-    Ok(rundir::file_path("board", name, "shm")?)
+pub fn link_path(dir: &RunDir, name: &Name) -> PathBuf {
+    dir.file("board", name, "shm")
 }
 
 /// A mapped board.
@@ -94,8 +95,8 @@ impl Board {
     /// Opens the board called `name`. A missing link, or a link whose segment
     /// is gone (left by a crash), is [`BoardError::NotFound`]; a segment that
     /// is not a board is [`BoardError::Foreign`].
-    pub fn open(name: &Name) -> Result<Board, BoardError> {
-        let link = link_path(name)?;
+    pub fn open(dir: &RunDir, name: &Name) -> Result<Board, BoardError> {
+        let link = link_path(dir, name);
         let os_id = read_link(&link, name)?;
         Board::open_os_id(name, link, &os_id)
     }
@@ -129,8 +130,8 @@ impl Board {
 
     /// Creates a new board segment and publishes its link. Fails with
     /// `AlreadyExists` (as [`BoardError::Os`]) if a link appeared meanwhile.
-    fn create(name: &Name, capacity: u32) -> Result<Board, BoardError> {
-        let link = link_path(name)?;
+    fn create(dir: &RunDir, name: &Name, capacity: u32) -> Result<Board, BoardError> {
+        let link = link_path(dir, name);
         let os_id = format!(
             "{OS_ID_PREFIX}{name}.{}.{:x}",
             std::process::id(),
@@ -172,6 +173,7 @@ impl Board {
     /// a new one, unless a live producer still runs it. `capacity` is the ring
     /// size for a new board; for an existing one it must match if given.
     pub fn open_or_create(
+        dir: &RunDir,
         name: &Name,
         capacity: Option<u32>,
         fresh: bool,
@@ -182,7 +184,7 @@ impl Board {
                 "capacity {want} out of range 1..={MAX_CAPACITY}"
             )));
         }
-        let link = link_path(name)?;
+        let link = link_path(dir, name);
         sweep_orphans(name, &link);
         for _ in 0..8 {
             let opened = match read_link(&link, name)
@@ -221,7 +223,7 @@ impl Board {
                         tracing::warn!("removing stale board link {}", link.display());
                         let _ = std::fs::remove_file(&link);
                     }
-                    match Board::create(name, want) {
+                    match Board::create(dir, name, want) {
                         Ok(b) => return Ok((b, Origin::Created)),
                         Err(BoardError::Os { source, .. })
                             if source.kind() == io::ErrorKind::AlreadyExists =>
@@ -880,7 +882,7 @@ mod tests {
     use std::sync::OnceLock;
 
     /// All unit tests share one private runtime directory.
-    fn name(prefix: &str) -> Name {
+    fn dir() -> RunDir {
         static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
         let dir = DIR.get_or_init(|| {
             tempfile::Builder::new()
@@ -888,7 +890,10 @@ mod tests {
                 .tempdir()
                 .unwrap()
         });
-        std::env::set_var(rundir::ENV_VAR, dir.path());
+        RunDir::open(dir.path()).unwrap()
+    }
+
+    fn name(prefix: &str) -> Name {
         static N: AtomicU32 = AtomicU32::new(0);
         Name::new(&format!(
             "{prefix}-{}-{}",
@@ -916,7 +921,7 @@ mod tests {
     #[test]
     fn append_then_snapshot_is_consistent() {
         let n = name("snap");
-        let (b, origin) = Board::open_or_create(&n, Some(8), false).unwrap();
+        let (b, origin) = Board::open_or_create(&dir(), &n, Some(8), false).unwrap();
         assert_eq!(origin, Origin::Created);
         {
             let mut g = b.lock().unwrap();
@@ -931,20 +936,23 @@ mod tests {
         assert_eq!(s.counts.iter().sum::<u64>(), 20);
         assert_eq!(s.recent, (12..20).collect::<Vec<u8>>());
         // A second opener sees the same board; a capacity mismatch is refused.
-        let b2 = Board::open(&n).unwrap();
+        let b2 = Board::open(&dir(), &n).unwrap();
         assert_eq!(b2.capacity(), 8);
         assert!(matches!(
-            Board::open_or_create(&n, Some(16), false),
+            Board::open_or_create(&dir(), &n, Some(16), false),
             Err(BoardError::Usage(_))
         ));
         b.remove();
-        assert!(matches!(Board::open(&n), Err(BoardError::NotFound { .. })));
+        assert!(matches!(
+            Board::open(&dir(), &n),
+            Err(BoardError::NotFound { .. })
+        ));
     }
 
     #[test]
     fn holder_dying_mid_append_is_repaired_by_next_locker() {
         let n = name("dead");
-        let (b, _) = Board::open_or_create(&n, None, false).unwrap();
+        let (b, _) = Board::open_or_create(&dir(), &n, None, false).unwrap();
         b.lock().unwrap().append(5);
         std::thread::scope(|sc| {
             sc.spawn(|| {
@@ -970,7 +978,7 @@ mod tests {
     #[test]
     fn repair_never_redoes_a_completed_append() {
         let n = name("done");
-        let (b, _) = Board::open_or_create(&n, None, false).unwrap();
+        let (b, _) = Board::open_or_create(&dir(), &n, None, false).unwrap();
         b.lock().unwrap().append(5);
         std::thread::scope(|sc| {
             sc.spawn(|| {

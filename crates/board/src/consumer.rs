@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::Name;
 
@@ -17,6 +18,8 @@ use crate::wait::{self, Ended};
 pub struct ConsumerOptions {
     /// The board's name.
     pub name: Name,
+    /// The runtime directory where the board's link file lives.
+    pub dir: RunDir,
     /// The value awaited (0..=100).
     pub until: u8,
     /// Give up after this long (`None`: wait as long as the producer runs).
@@ -76,7 +79,7 @@ pub enum Outcome {
 pub fn consume(opts: &ConsumerOptions, shutdown: &Shutdown) -> Result<Outcome, BoardError> {
     let deadline = opts.timeout.and_then(wait::after);
     let v = opts.until;
-    let board = match wait::wait_for_board(&opts.name, deadline, shutdown)? {
+    let board = match wait::wait_for_board(&opts.dir, &opts.name, deadline, shutdown)? {
         Ok(b) => Arc::new(b),
         Err(Ended::TimedOut) => {
             return Ok(Outcome::TimedOut {

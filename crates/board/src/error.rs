@@ -3,8 +3,6 @@
 use std::io;
 use std::path::PathBuf;
 
-use syncomm_common::rundir::RunDirError;
-
 /// What can go wrong with a board.
 #[derive(Debug, thiserror::Error)]
 pub enum BoardError {
@@ -42,9 +40,6 @@ pub enum BoardError {
         "the board's lock is not recoverable (error {0}); recreate it with `producer --fresh`"
     )]
     Unrecoverable(i32),
-    /// The runtime directory is unusable.
-    #[error(transparent)]
-    RunDir(#[from] RunDirError),
     /// A system call failed.
     #[error("{what}: {source}")]
     Os {

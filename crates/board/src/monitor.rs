@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::Name;
 
@@ -17,6 +18,8 @@ use crate::wait::{self, Ended};
 pub struct MonitorOptions {
     /// The board's name.
     pub name: Name,
+    /// The runtime directory where the board's link file lives.
+    pub dir: RunDir,
     /// Time between snapshots.
     pub interval: Duration,
     /// Print one snapshot and exit (a missing board is an error).
@@ -76,9 +79,9 @@ pub fn monitor(
 ) -> Result<MonitorEnd, MonitorError> {
     let deadline = opts.timeout.and_then(wait::after);
     let board = if opts.once {
-        Board::open(&opts.name)?
+        Board::open(&opts.dir, &opts.name)?
     } else {
-        match wait::wait_for_board(&opts.name, deadline, shutdown)? {
+        match wait::wait_for_board(&opts.dir, &opts.name, deadline, shutdown)? {
             Ok(b) => b,
             Err(Ended::TimedOut) => return Ok(MonitorEnd::TimedOut),
             Err(Ended::Interrupted) => return Ok(MonitorEnd::Interrupted),
@@ -165,8 +168,8 @@ pub fn monitor(
 /// write) and wakes everyone; the producer sees it and stops. Returns the
 /// producer's pid (0: none). Waits for the lock at most [`STOP_LOCK_WAIT`]:
 /// a holder that is alive but stalled gets a clear error, not a hang.
-pub fn stop(name: &Name) -> Result<i32, BoardError> {
-    let board = Board::open(name)?;
+pub fn stop(dir: &RunDir, name: &Name) -> Result<i32, BoardError> {
+    let board = Board::open(dir, name)?;
     let deadline = Instant::now() + STOP_LOCK_WAIT;
     let Some(mut g) = board.lock_until(Some(deadline), &|| false)? else {
         return Err(BoardError::LockHeld {

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::Name;
 
@@ -13,10 +14,12 @@ use crate::values::Values;
 use crate::wait;
 
 /// What the producer is asked to do.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ProducerOptions {
     /// The board's name.
     pub name: Name,
+    /// The runtime directory where the board's link file lives.
+    pub dir: RunDir,
     /// Stop after this many values (`None`: until stopped).
     pub count: Option<u64>,
     /// Pause between values (zero: flat out).
@@ -74,7 +77,7 @@ pub fn produce(
     ready: impl FnOnce(&Board, Origin, u64),
     holding: impl FnOnce(),
 ) -> Result<ProducerReport, BoardError> {
-    let (board, origin) = Board::open_or_create(&opts.name, opts.capacity, opts.fresh)?;
+    let (board, origin) = Board::open_or_create(&opts.dir, &opts.name, opts.capacity, opts.fresh)?;
     let me = std::process::id() as i32;
     let start_total = {
         let mut g = board.lock()?;

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::time::TimeSpec;
+use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
-use syncomm_common::{rundir, Name};
+use syncomm_common::Name;
 
 use crate::board::Board;
 use crate::error::BoardError;
@@ -33,15 +34,18 @@ pub const FALLBACK_RECHECK: Duration = Duration::from_millis(50);
 /// `max_user_watches`, about 128 waiters by default, or out of
 /// descriptors), it looks again every [`FALLBACK_RECHECK`] instead.
 pub fn wait_for_board(
+    dir: &RunDir,
     name: &Name,
     deadline: Option<Instant>,
     shutdown: &Shutdown,
 ) -> Result<Result<Board, Ended>, BoardError> {
-    let dir = rundir::runtime_dir()?;
     // Watch first, then look: a link published in between is not missed.
     let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).and_then(|ino| {
-        ino.add_watch(&dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
-            .map(|_| ino)
+        ino.add_watch(
+            dir.path(),
+            AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
+        )
+        .map(|_| ino)
     });
     let ino = match ino {
         Ok(ino) => Some(ino),
@@ -67,7 +71,7 @@ pub fn wait_for_board(
     };
     let mut said = false;
     loop {
-        match Board::open(name) {
+        match Board::open(dir, name) {
             Ok(b) => return Ok(Ok(b)),
             Err(BoardError::NotFound { .. }) if !said => {
                 tracing::info!("waiting for board {name} to appear");
@@ -78,7 +82,7 @@ pub fn wait_for_board(
                 syncomm_common::waitnote::waiting(
                     &program,
                     &format!("board {:?}", name.as_str()),
-                    &dir,
+                    dir.path(),
                 );
                 said = true;
             }

@@ -15,14 +15,11 @@
 //! - [`rundir`]: the runtime directory where sockets, registries and link
 //!   files live (0700, never a symlink, never another user's).
 //! - [`duration`]: durations written `250ms`, `1.5s`, `2m` (a bare number is seconds).
-//! - [`exit`]: the exit-code scheme and the `main` runner every binary uses:
-//!   one-line errors `PROGRAM: what failed: why`, a broken pipe is a quiet success.
 //! - [`shutdown`]: clean shutdown on SIGINT/SIGTERM, as a flag and as a file
 //!   descriptor that `poll(2)` can wait on.
 //! - [`unixsock`]: bind a server's Unix socket, taking over a stale one
 //!   (probe, remove, bind under a lock file: one winner among servers
 //!   started at once; never another user's file).
-//! - [`output`]: `--json` output, one JSON object per line.
 //! - [`logsink`]: a server's log output that never blocks it: a bounded
 //!   backlog written by a helper thread, lines dropped and counted when the
 //!   reader stalls or goes away.
@@ -32,18 +29,19 @@
 //! ## Why these crates
 //! - `signal-hook`: async-signal-safe handlers written once, well kept.
 //! - `bincode` 2 + `serde`: the frame body format fixed in docs/DESIGN.md.
-//! - `serde_json`: `--json` output that scripts can parse.
-//! - `anyhow`: binaries report error chains; the runner in [`exit`] prints them.
+//!
+//! The command line (the `main` runner, `--json` output, logging set-up,
+//! the options every program shares) is in `syncomm-cli`, which only the
+//! binaries use: this crate and the libraries built on it compile no
+//! `anyhow`, `clap` or `tracing-subscriber`.
 #![deny(missing_docs)]
 
 pub mod attribution;
 pub mod duration;
-pub mod exit;
 pub mod frame;
 pub mod logsink;
 pub mod name;
 pub mod openfile;
-pub mod output;
 pub mod rundir;
 pub mod shutdown;
 pub mod status;
@@ -51,5 +49,4 @@ pub mod unixsock;
 pub mod waitnote;
 
 pub use duration::parse_duration;
-pub use exit::{run, Fail};
 pub use name::Name;

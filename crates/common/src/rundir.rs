@@ -1,7 +1,8 @@
 //! The runtime directory: where sockets, registries and link files live.
 //!
 //! Chosen as `$SYNCOMM_DIR`, else `$XDG_RUNTIME_DIR/syncomm`, else
-//! `/tmp/syncomm-$UID`. A missing directory is created with mode 0700 (its
+//! `/tmp/syncomm-$UID` ([`choose`]; the binaries read the environment, once)
+//! and handed to the libraries as a checked [`RunDir`]. A missing directory is created with mode 0700 (its
 //! missing parents 0755). The directory must be private to us, and it is
 //! checked, never repaired: a directory we did not create is never changed.
 //! It is refused (one line saying why and what to do) when
@@ -16,6 +17,7 @@
 //!   directory, ...): fix it with `chmod 700 DIR` if it is yours alone, or
 //!   point `SYNCOMM_DIR` at a private directory.
 
+use std::ffi::OsStr;
 use std::fs::{DirBuilder, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -66,24 +68,54 @@ pub enum RunDirError {
     },
 }
 
-/// The runtime directory path as configured by the environment (not created).
-pub fn configured_path() -> PathBuf {
-    if let Some(dir) = std::env::var_os(ENV_VAR).filter(|v| !v.is_empty()) {
+/// The runtime directory a program uses, given the values of `SYNCOMM_DIR`
+/// and `XDG_RUNTIME_DIR` (an empty value counts as unset): `$SYNCOMM_DIR`,
+/// else `$XDG_RUNTIME_DIR/syncomm`, else `/tmp/syncomm-$UID`. Reading the
+/// environment is the binaries' business (`syncomm-cli`); libraries are
+/// given a [`RunDir`].
+pub fn choose(syncomm_dir: Option<&OsStr>, xdg_runtime_dir: Option<&OsStr>) -> PathBuf {
+    if let Some(dir) = syncomm_dir.filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
-    if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+    if let Some(xdg) = xdg_runtime_dir.filter(|v| !v.is_empty()) {
         return PathBuf::from(xdg).join("syncomm");
     }
     PathBuf::from(format!("/tmp/syncomm-{}", nix::unistd::geteuid().as_raw()))
 }
 
-/// Returns the runtime directory, creating it (0700) if needed and checking
-/// it (see the module documentation). The path returned is the configured
-/// one without trailing slashes or `.` components.
-pub fn runtime_dir() -> Result<PathBuf, RunDirError> {
-    let path = normalize(&configured_path());
-    ensure(&path)?;
-    Ok(path)
+/// A runtime directory that has been created if missing and checked (see
+/// the module documentation): the value every library entry point that
+/// names a runtime file is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `path` (0700) if needed and checks it with [`ensure`]. The
+    /// path kept is `path` without trailing slashes or `.` components.
+    pub fn open(path: impl AsRef<Path>) -> Result<RunDir, RunDirError> {
+        let path = normalize(path.as_ref());
+        ensure(&path)?;
+        Ok(RunDir { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path of a runtime file for `kind` and `name`, such as
+    /// `worker.default.sock`: `{rundir}/{kind}.{name}.{ext}`.
+    pub fn file(&self, kind: &str, name: &Name, ext: &str) -> PathBuf {
+        self.path.join(format!("{kind}.{name}.{ext}"))
+    }
+}
+
+impl AsRef<Path> for RunDir {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// `path` without trailing slashes and `.` components (`a/./b/.` is
@@ -168,12 +200,6 @@ pub fn ensure(path: &Path) -> Result<(), RunDirError> {
     Ok(())
 }
 
-/// The path of a runtime file for `kind` and `name`, such as
-/// `worker.default.sock`: `{rundir}/{kind}.{name}.{ext}`.
-pub fn file_path(kind: &str, name: &Name, ext: &str) -> Result<PathBuf, RunDirError> {
-    Ok(runtime_dir()?.join(format!("{kind}.{name}.{ext}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +254,34 @@ mod tests {
             ensure(&file.join(".")),
             Err(RunDirError::NotDirectory(_))
         ));
+    }
+
+    #[test]
+    fn run_dir_value_is_checked_and_normalized() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::open(tmp.path().join("run/.")).unwrap();
+        assert_eq!(dir.path(), tmp.path().join("run"));
+        let name = Name::new("n").unwrap();
+        assert_eq!(
+            dir.file("worker", &name, "sock"),
+            tmp.path().join("run/worker.n.sock")
+        );
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(matches!(
+            RunDir::open(dir.path()),
+            Err(RunDirError::Loose { .. })
+        ));
+    }
+
+    #[test]
+    fn choice_of_directory() {
+        let os = |s| Some(OsStr::new(s));
+        assert_eq!(choose(os("/a"), os("/x")), PathBuf::from("/a"));
+        assert_eq!(choose(os(""), os("/x")), PathBuf::from("/x/syncomm"));
+        assert_eq!(
+            choose(None, os("")),
+            PathBuf::from(format!("/tmp/syncomm-{}", nix::unistd::geteuid().as_raw()))
+        );
     }
 
     #[test]

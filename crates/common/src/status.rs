@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::name::Name;
-use crate::rundir;
+use crate::rundir::RunDir;
 
 /// The format tag of a status record.
 pub const FORMAT: &str = "syncomm-status 1";
@@ -42,8 +42,8 @@ pub struct Status {
 }
 
 /// The path of the status record of `kind` `name`: `{rundir}/KIND.NAME.status`.
-pub fn path(kind: &str, name: &Name) -> Result<PathBuf, rundir::RunDirError> {
-    rundir::file_path(kind, name, "status")
+pub fn path(dir: &RunDir, kind: &str, name: &Name) -> PathBuf {
+    dir.file(kind, name, "status")
 }
 
 /// The start time of process `pid` from `/proc/PID/stat` (field 22).

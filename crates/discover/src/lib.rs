@@ -59,6 +59,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::Signal;
 use syncomm_common::duration::format_duration;
+use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::Name;
 
@@ -174,9 +175,6 @@ pub enum Error {
         /// What we were waiting for.
         waiting: String,
     },
-    /// The runtime directory is unusable.
-    #[error(transparent)]
-    RunDir(#[from] syncomm_common::rundir::RunDirError),
     /// A registry or lock file problem.
     #[error("registry: {0}")]
     File(#[from] FileError),
@@ -752,10 +750,11 @@ enum WaitEnd {
     Signal,
 }
 
-/// Joins the group `opts.name`, waits until M live members are present and
-/// all have seen each other, and returns the group. `report` receives
-/// notices worth showing the user (a repaired registry).
+/// Joins the group `opts.name` (its registry in `dir`), waits until M live
+/// members are present and all have seen each other, and returns the group.
+/// `report` receives notices worth showing the user (a repaired registry).
 pub fn discover(
+    dir: &RunDir,
     opts: &Options,
     shutdown: &Shutdown,
     report: &dyn Fn(&str),
@@ -763,13 +762,13 @@ pub fn discover(
     if !(1..=MAX_MEMBERS).contains(&opts.members) {
         return Err(Error::BadMembers(opts.members));
     }
-    let dir = syncomm_common::rundir::runtime_dir()?;
-    let paths = Paths::in_dir(&dir, &opts.name);
+    let dir = dir.path();
+    let paths = Paths::in_dir(dir, &opts.name);
     let deadline = opts.timeout.map(|t| Instant::now() + t);
     // Watch before the first read, so no change after that read goes unseen.
     let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).and_then(|ino| {
         ino.add_watch(
-            &dir,
+            dir,
             AddWatchFlags::IN_MOVED_TO
                 | AddWatchFlags::IN_CLOSE_WRITE
                 | AddWatchFlags::IN_DELETE
@@ -831,9 +830,8 @@ pub fn discover(
 }
 
 /// The live members registered under `name` (read-only: nothing is pruned).
-pub fn list(name: &Name) -> Result<Listing, Error> {
-    let dir = syncomm_common::rundir::runtime_dir()?;
-    let paths = Paths::in_dir(&dir, name);
+pub fn list(dir: &RunDir, name: &Name) -> Result<Listing, Error> {
+    let paths = Paths::in_dir(dir.path(), name);
     let reg = match registry::read(&paths)? {
         Loaded::Missing => Registry::new(0),
         Loaded::Found(reg) => reg,

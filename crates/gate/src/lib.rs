@@ -72,7 +72,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use syncomm_common::attribution::Origin;
-use syncomm_common::rundir;
+use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::Name;
 
@@ -104,9 +104,6 @@ const MAGIC: &str = "syncomm-gate 1";
 /// What went wrong with a gate.
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
-    /// The runtime directory cannot be used.
-    #[error(transparent)]
-    RunDir(#[from] rundir::RunDirError),
     /// The runtime file is a symlink.
     #[error("runtime file {0} is a symlink; refusing it (remove it)")]
     Symlink(PathBuf),
@@ -232,8 +229,8 @@ pub struct Status {
 }
 
 /// The runtime file of semaphore `name`: `{rundir}/gate.NAME.sem`.
-pub fn runtime_file(name: &Name) -> Result<PathBuf, GateError> {
-    Ok(rundir::file_path("gate", name, "sem")?)
+pub fn runtime_file(dir: &RunDir, name: &Name) -> PathBuf {
+    dir.file("gate", name, "sem")
 }
 
 // ---------------------------------------------------------------------------
@@ -483,8 +480,12 @@ impl Gate {
     /// Opens semaphore `name`, creating it with `slots` (default
     /// [`DEFAULT_SLOTS`]) if it does not exist. A different `slots` than the
     /// existing count is [`GateError::SlotsDiffer`].
-    pub fn open_or_create(name: &Name, slots: Option<u16>) -> Result<Gate, GateError> {
-        Gate::open_or_create_at(&runtime_file(name)?, name, slots)
+    pub fn open_or_create(
+        dir: &RunDir,
+        name: &Name,
+        slots: Option<u16>,
+    ) -> Result<Gate, GateError> {
+        Gate::open_or_create_at(&runtime_file(dir, name), name, slots)
     }
 
     /// [`Gate::open_or_create`] with the runtime file at `path` instead of
@@ -520,8 +521,8 @@ impl Gate {
     }
 
     /// Opens an existing semaphore; `Ok(None)` if there is none.
-    pub fn open(name: &Name) -> Result<Option<Gate>, GateError> {
-        let path = runtime_file(name)?;
+    pub fn open(dir: &RunDir, name: &Name) -> Result<Option<Gate>, GateError> {
+        let path = runtime_file(dir, name);
         let Some(mut kf) = KeyFile::lock(&path, false, false)? else {
             return Ok(None);
         };
@@ -712,8 +713,8 @@ impl Gate {
     }
 
     /// Removes the set and its runtime file, only if no slot is held.
-    pub fn remove(name: &Name) -> Result<bool, GateError> {
-        Gate::remove_at(&runtime_file(name)?, name)
+    pub fn remove(dir: &RunDir, name: &Name) -> Result<bool, GateError> {
+        Gate::remove_at(&runtime_file(dir, name), name)
     }
 
     /// [`Gate::remove`] with the runtime file at `path`.
@@ -1008,6 +1009,7 @@ pub fn parse_cmdline(raw: &[u8]) -> Option<String> {
 /// Opens or creates `name` and waits for a slot, re-opening if the set is
 /// removed while waiting (by `gate --remove`, or `ipcrm`).
 pub fn open_and_acquire(
+    dir: &RunDir,
     name: &Name,
     slots: Option<u16>,
     timeout: Option<Duration>,
@@ -1016,7 +1018,7 @@ pub fn open_and_acquire(
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut attempts = 0;
     loop {
-        let gate = Gate::open_or_create(name, slots)?;
+        let gate = Gate::open_or_create(dir, name, slots)?;
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         match gate.acquire(left, shutdown) {
             Err(e) if e.is_removed() && attempts < 100 => attempts += 1,

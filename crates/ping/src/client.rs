@@ -41,8 +41,8 @@ impl Stream {
                 s.set_nodelay(true)?;
                 Ok(Stream::Tcp(s))
             }
-            Endpoint::Local(name) => {
-                let path = Endpoint::local_path(name).map_err(io::Error::other)?;
+            Endpoint::Local(dir, name) => {
+                let path = Endpoint::local_path(dir, name);
                 Ok(Stream::Local(UnixStream::connect(path)?))
             }
         }

@@ -52,6 +52,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
+use syncomm_common::rundir::RunDir;
 use syncomm_common::Name;
 
 pub mod client;
@@ -68,7 +69,7 @@ pub enum Endpoint {
     /// A TCP address, `HOST:PORT`.
     Tcp(SocketAddr),
     /// A local socket `ping.NAME.sock` in the runtime directory.
-    Local(Name),
+    Local(RunDir, Name),
 }
 
 impl Endpoint {
@@ -80,9 +81,9 @@ impl Endpoint {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address found"))
     }
 
-    /// The path of the local socket for `name`.
-    pub fn local_path(name: &Name) -> Result<PathBuf, syncomm_common::rundir::RunDirError> {
-        syncomm_common::rundir::file_path("ping", name, "sock")
+    /// The path of the local socket for `name` in `dir`.
+    pub fn local_path(dir: &RunDir, name: &Name) -> PathBuf {
+        dir.file("ping", name, "sock")
     }
 }
 
@@ -90,7 +91,7 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Tcp(a) => write!(f, "{a}"),
-            Endpoint::Local(n) => write!(f, "local:{n}"),
+            Endpoint::Local(_, n) => write!(f, "local:{n}"),
         }
     }
 }

@@ -58,6 +58,7 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{getsockopt, shutdown, sockopt, Shutdown as How};
 use syncomm_common::logsink::LogHandle;
+use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::unixsock::{self, BindError, FileId};
 use syncomm_common::Name;
@@ -88,8 +89,8 @@ pub const MAX_LINGERING: usize = 256;
 pub struct ServerConfig {
     /// The TCP address to serve, if any.
     pub tcp: Option<SocketAddr>,
-    /// The local socket name to serve, if any.
-    pub local: Option<Name>,
+    /// The local socket to serve, if any: its runtime directory and name.
+    pub local: Option<(RunDir, Name)>,
     /// The most connections served at once; more are told `error: server busy`.
     pub max_conns: usize,
     /// Drop a connection that completes no request for this long (`None`: never).
@@ -119,9 +120,6 @@ pub enum ServerError {
         /// The reason, already worded.
         why: String,
     },
-    /// The runtime directory is unusable.
-    #[error(transparent)]
-    RunDir(#[from] syncomm_common::rundir::RunDirError),
     /// A system call of the event loop failed.
     #[error("{what}: {source}")]
     Sys {
@@ -252,7 +250,7 @@ impl Server {
             None => None,
         };
         let local = match &config.local {
-            Some(name) => Some(bind_local(&Endpoint::local_path(name)?)?),
+            Some((dir, name)) => Some(bind_local(&Endpoint::local_path(dir, name))?),
             None => None,
         };
         Ok(Server {

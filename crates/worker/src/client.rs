@@ -3,8 +3,9 @@
 //!
 //! ```no_run
 //! use syncomm_worker::{Client, Value};
+//! let dir = syncomm_common::rundir::RunDir::open("/tmp/syncomm-example").unwrap();
 //! let name = syncomm_common::Name::new("default").unwrap();
-//! let mut client = Client::connect(&name)?;
+//! let mut client = Client::connect(&dir, &name)?;
 //! let five = client.call("add", &[Value::Int(2), Value::Int(3)])?;
 //! assert_eq!(five, Ok(Value::Int(5)));
 //!
@@ -29,6 +30,7 @@ use interprocess::local_socket::traits::Stream as _;
 use interprocess::local_socket::{GenericFilePath, Stream, ToFsName};
 use serde::Serialize;
 use syncomm_common::frame::{self, FrameError};
+use syncomm_common::rundir::RunDir;
 use syncomm_common::Name;
 
 use crate::protocol::{CallError, ToClient, Value};
@@ -47,9 +49,6 @@ pub enum ClientError {
         /// The socket path tried.
         path: PathBuf,
     },
-    /// The runtime directory is unusable.
-    #[error(transparent)]
-    RunDir(#[from] syncomm_common::rundir::RunDirError),
     /// The server refused what we sent and closed the connection.
     #[error("the server closed the connection: {0}")]
     Refused(String),
@@ -97,8 +96,8 @@ pub struct Client {
 
 impl Client {
     /// Connects to the pool serving `name`.
-    pub fn connect(name: &Name) -> Result<Client, ClientError> {
-        let path = crate::server::socket_path(name)?;
+    pub fn connect(dir: &RunDir, name: &Name) -> Result<Client, ClientError> {
+        let path = crate::server::socket_path(dir, name);
         Client::connect_path(&path).map_err(|e| match e {
             ClientError::Io(io)
                 if matches!(

@@ -65,6 +65,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use syncomm_common::duration::format_duration;
 use syncomm_common::frame::{self, FrameError};
+use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::Name;
 
@@ -120,6 +121,8 @@ pub const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 /// How to run a pool.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The runtime directory where the socket is bound.
+    pub dir: RunDir,
     /// The rendezvous name.
     pub name: Name,
     /// Number of child processes.
@@ -144,10 +147,11 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration with the defaults for everything but the name, the
-    /// number of children and the child command.
-    pub fn new(name: Name, workers: usize, child_command: Vec<String>) -> Config {
+    /// A configuration with the defaults for everything but the runtime
+    /// directory, the name, the number of children and the child command.
+    pub fn new(dir: RunDir, name: Name, workers: usize, child_command: Vec<String>) -> Config {
         Config {
+            dir,
             name,
             workers,
             task_timeout: None,
@@ -214,9 +218,6 @@ pub enum ServeError {
     /// Something is at the socket path that is not a socket.
     #[error("{0} exists and is not a socket; remove it or pick another --name")]
     NotASocket(PathBuf),
-    /// The runtime directory is unusable.
-    #[error(transparent)]
-    RunDir(#[from] syncomm_common::rundir::RunDirError),
     /// A child could not be started.
     #[error("starting worker {index}: {source}")]
     Spawn {
@@ -241,8 +242,8 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ServeError {
 }
 
 /// The socket path for `name`: `{rundir}/worker.NAME.sock`.
-pub fn socket_path(name: &Name) -> Result<PathBuf, syncomm_common::rundir::RunDirError> {
-    syncomm_common::rundir::file_path("worker", name, "sock")
+pub fn socket_path(dir: &RunDir, name: &Name) -> PathBuf {
+    dir.file("worker", name, "sock")
 }
 
 /// Binds the listening socket (mode 0600) at `path`, taking over a stale
@@ -406,7 +407,7 @@ impl Server {
     /// Binds the socket and starts the children. `log` receives one line per
     /// event (children started and replaced, shutdown).
     pub fn start(cfg: Config, mut log: Box<dyn Write>) -> Result<Server, ServeError> {
-        let path = socket_path(&cfg.name)?;
+        let path = socket_path(&cfg.dir, &cfg.name);
         let (listener, took_over) = bind(&cfg.name, &path)?;
         if took_over {
             let _ = writeln!(

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use syncomm_board::Board;
+use syncomm_common::rundir::RunDir;
 use syncomm_common::Name;
 
 use crate::floor::{self, sleeping, FloorKind, PeerSpec};
@@ -37,9 +38,6 @@ use crate::{trials, Ctx, Figure, Target, Unit};
 
 /// Measures the notify scenario's figures.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
-    // The board library finds boards in the runtime directory, as the
-    // programs started with `ctx.cmd` do.
-    std::env::set_var(syncomm_common::rundir::ENV_VAR, &ctx.work_dir);
     Ok(vec![
         wakeup_warm(ctx)?,
         wakeup(ctx)?,
@@ -59,7 +57,9 @@ const WAITER_BOARD: &str = "SYNCOMM_BENCH_BOARD";
 pub fn peer_board_waiter() -> anyhow::Result<()> {
     use std::io::Write;
     let name = std::env::var(WAITER_BOARD).context("no board name")?;
-    let board = Board::open(&Name::new(&name)?)?;
+    // The parent sets the runtime directory on our command (`Waiter::start`).
+    let dir = std::env::var_os(syncomm_common::rundir::ENV_VAR).context("no runtime directory")?;
+    let board = Board::open(&RunDir::open(dir)?, &Name::new(&name)?)?;
     let mut g = board.lock()?;
     g.add_waiter(AWAITED, 1);
     let mut seen = g.count(AWAITED);
@@ -93,7 +93,7 @@ struct Waiter {
 impl Waiter {
     fn start(ctx: &Ctx) -> anyhow::Result<Waiter> {
         let name = Name::new(&format!("bench-warm-{}", std::process::id()))?;
-        let (board, _) = Board::open_or_create(&name, None, true)?;
+        let (board, _) = Board::open_or_create(&ctx.run_dir()?, &name, None, true)?;
         board.lock()?.start_producing(std::process::id() as i32);
         let mut child = floor::peer_cmd(&PeerSpec::of(ctx), floor::BOARD_WAITER)
             .env(WAITER_BOARD, name.as_str())
@@ -232,7 +232,7 @@ impl Drop for Consumers {
 pub(crate) fn wakeup_once(ctx: &Ctx, i: usize, consumers: usize) -> anyhow::Result<Vec<f64>> {
     const V: u8 = AWAITED;
     let name = Name::new(&format!("bench-wake-{}-{i}", std::process::id()))?;
-    let (board, _) = Board::open_or_create(&name, None, true)?;
+    let (board, _) = Board::open_or_create(&ctx.run_dir()?, &name, None, true)?;
     board.lock()?.start_producing(std::process::id() as i32);
     let result = (|| {
         let mut kids = Consumers(Vec::with_capacity(consumers));
@@ -315,7 +315,7 @@ fn append_rate(ctx: &Ctx) -> anyhow::Result<Figure> {
 /// One append and one snapshot of a board, in this process: µs per pair.
 fn append_snapshot(ctx: &Ctx) -> anyhow::Result<Figure> {
     let name = Name::new(&format!("bench-snap-{}", std::process::id()))?;
-    let (board, _) = Board::open_or_create(&name, None, true)?;
+    let (board, _) = Board::open_or_create(&ctx.run_dir()?, &name, None, true)?;
     board.lock()?.start_producing(std::process::id() as i32);
     let blocks = ctx.iters(100, 20);
     let result = trials::alone(ctx.trials(), |_| {
@@ -369,7 +369,7 @@ fn append_once(ctx: &Ctx, i: usize, count: u64) -> anyhow::Result<f64> {
     if !ready.contains("\"ready\"") {
         bail!("producer: {ready}");
     }
-    let board = Board::open(&Name::new(&name)?).ok();
+    let board = Board::open(&ctx.run_dir()?, &Name::new(&name)?).ok();
     let mut monitor = ctx
         .cmd("monitor")
         .args(["--name", &name, "--interval", "10ms", "--json"])

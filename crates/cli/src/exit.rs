@@ -91,27 +91,13 @@ pub fn describe(err: &anyhow::Error) -> (u8, String) {
     (code, message.replace('\n', " "))
 }
 
-/// Installs the stderr log subscriber (`RUST_LOG`, default `warn`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_target(false)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        // A closed stderr must never turn a log line into a panic.
-        .log_internal_errors(false)
-        .try_init();
-}
-
 /// Runs a binary's body and turns its outcome into an exit code.
 ///
 /// `body` returns the exit code on success (usually 0). On error the chain is
 /// printed as `program: a: b: c` and the process exits with the code of the
 /// first [`Fail`] in the chain, else 1. A broken pipe exits 0 silently.
 pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<u8>) -> ExitCode {
-    init_logging();
+    crate::log::init_logging();
     match body() {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
