@@ -864,3 +864,53 @@ fn running_out_of_descriptors_neither_spins_nor_stops_serving() {
     });
     assert!(proc.is_running());
 }
+
+/// A server that vanishes under a caller (it accepts, then resets the
+/// connection) makes `worker call` fail with one line and exit 1 — never exit
+/// 0 with no output: a broken pipe on the socket is not the quiet `| head -1`
+/// case, which is only for stdout. (Found by the chaos soak: before the fix,
+/// 21 of 30 such calls exited 0 silently.)
+#[test]
+fn a_server_that_resets_the_connection_is_an_error_not_a_quiet_success() {
+    use std::os::unix::net::UnixListener;
+    let env = Env::new();
+    let sock = env.dir().join("worker.reset.sock");
+    let listener = UnixListener::bind(&sock).expect("bind the fake server");
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let rounds = 30;
+    let server = std::thread::spawn(move || {
+        for _ in 0..rounds {
+            let Ok((conn, _)) = listener.accept() else {
+                return;
+            };
+            // SO_LINGER 0: close sends a reset, as a killed server's kernel does.
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            nix::sys::socket::setsockopt(&conn, nix::sys::socket::sockopt::Linger, &linger)
+                .expect("SO_LINGER");
+            drop(conn);
+        }
+    });
+    for round in 0..rounds {
+        let mut cmd = env.cmd("worker");
+        cmd.args(["call", "--name", "reset", "add", "1", "2"]);
+        let out = run(cmd);
+        let err = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "round {round}: stdout {:?}, stderr {err:?}",
+            text(&out.stdout)
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "round {round}: {:?}",
+            text(&out.stdout)
+        );
+        assert_eq!(err.lines().count(), 1, "round {round}: {err}");
+        assert!(err.starts_with("worker: "), "round {round}: {err}");
+    }
+    server.join().expect("fake server");
+}

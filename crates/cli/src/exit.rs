@@ -8,8 +8,10 @@
 //!
 //! `guard` follows `timeout(1)` instead (124..=127, 128+N) and returns its
 //! codes itself. Errors are printed as one line, `PROGRAM: what failed: why`.
-//! A broken pipe on stdout anywhere in the error chain is a quiet success, so
-//! `program | head -1` never complains.
+//! A broken pipe is a quiet success when it is stdout that broke, so
+//! `program | head -1` never complains; a broken pipe on anything else (a
+//! socket to a server that went away, a pipe to a child) is an error like
+//! any other.
 
 use std::fmt;
 use std::io;
@@ -70,6 +72,23 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// Whether stdout's reader has gone: `poll(2)` reports `POLLERR` on a pipe
+/// whose read end is closed, and `POLLHUP` on a socket whose peer shut down.
+/// A broken pipe elsewhere (a socket to a server that died) must not pass
+/// for the quiet `| head -1` case.
+pub fn stdout_is_broken() -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let stdout = io::stdout();
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLOUT)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)),
+        Err(_) => false,
+    }
+}
+
 /// The exit code and one-line message for an error chain.
 pub fn describe(err: &anyhow::Error) -> (u8, String) {
     let code = err
@@ -95,12 +114,13 @@ pub fn describe(err: &anyhow::Error) -> (u8, String) {
 ///
 /// `body` returns the exit code on success (usually 0). On error the chain is
 /// printed as `program: a: b: c` and the process exits with the code of the
-/// first [`Fail`] in the chain, else 1. A broken pipe exits 0 silently.
+/// first [`Fail`] in the chain, else 1. A broken pipe exits 0 silently when
+/// stdout's reader has gone ([`stdout_is_broken`]).
 pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<u8>) -> ExitCode {
     crate::log::init_logging();
     match body() {
         Ok(code) => ExitCode::from(code),
-        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) && stdout_is_broken() => ExitCode::SUCCESS,
         Err(err) => {
             let (code, message) = describe(&err);
             eprintln!("{program}: {message}");
