@@ -34,7 +34,7 @@ struct Args {
 
 fn main() -> ExitCode {
     syncomm_cli::run("consumer", || {
-        let a = Args::parse();
+        let a = syncomm_cli::parse::<Args>()?;
         let name = a.common.name()?;
         let shutdown = syncomm_common::shutdown::Shutdown::install()?;
         let opts = ConsumerOptions {

@@ -75,7 +75,7 @@ struct FoundJson<'a> {
 
 fn main() -> ExitCode {
     syncomm_cli::run("discover", || {
-        let args = Args::parse();
+        let args = syncomm_cli::parse::<Args>()?;
         let name = args.common.name()?;
         if args.list {
             return list(&syncomm_cli::run_dir()?, &name, args.common.json);

@@ -37,7 +37,7 @@ struct Args {
 
 fn main() -> ExitCode {
     syncomm_cli::run(PROGRAM, || {
-        let args = Args::parse();
+        let args = syncomm_cli::parse::<Args>()?;
         if args.list {
             for (spec, help) in LIST {
                 println!("{spec:<12} {help}");

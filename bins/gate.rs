@@ -71,17 +71,16 @@ struct Args {
     json: bool,
 
     /// The command to run while holding a slot.
-    #[arg(
-        value_name = "COMMAND",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    /// (An option before COMMAND that gate does not know is a usage error, not
+    /// the command: `gate --stauts` creates nothing; put `--` before a command
+    /// that starts with `-`.)
+    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
     command: Vec<OsString>,
 }
 
 fn main() -> ExitCode {
     syncomm_cli::run("gate", || {
-        let args = Args::parse();
+        let args = syncomm_cli::parse::<Args>()?;
         if args.status {
             status(&args)
         } else if args.remove {

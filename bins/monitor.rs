@@ -62,7 +62,7 @@ fn human(r: &Report) -> String {
 
 fn main() -> ExitCode {
     syncomm_cli::run("monitor", || {
-        let a = Args::parse();
+        let a = syncomm_cli::parse::<Args>()?;
         let name = a.common.name()?;
         let dir = syncomm_cli::run_dir()?;
         if a.stop {

@@ -63,7 +63,7 @@ struct Args {
 
 fn main() -> ExitCode {
     syncomm_cli::run("ping-client", || {
-        let args = Args::parse();
+        let args = syncomm_cli::parse::<Args>()?;
         if args.count == Some(0) {
             return Err(Fail::usage("-c COUNT must be at least 1").into());
         }

@@ -54,7 +54,7 @@ const DEFAULT_MAX_CONNS: usize = 4096;
 
 fn main() -> ExitCode {
     syncomm_cli::run("ping-server", || {
-        let args = Args::parse();
+        let args = syncomm_cli::parse::<Args>()?;
         if args.threads == Some(0) {
             return Err(Fail::usage("--threads must be at least 1").into());
         }

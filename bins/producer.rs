@@ -62,7 +62,7 @@ fn rate(per_s: f64) -> String {
 
 fn main() -> ExitCode {
     syncomm_cli::run("producer", || {
-        let a = Args::parse();
+        let a = syncomm_cli::parse::<Args>()?;
         let name = a.common.name()?;
         let opts = ProducerOptions {
             dir: syncomm_cli::run_dir()?,

@@ -75,7 +75,7 @@ struct Args {
 
 fn main() -> ExitCode {
     syncomm_cli::run("scribe", || {
-        let args = Args::parse();
+        let args = syncomm_cli::parse::<Args>()?;
         match (&args.verify, &args.file) {
             (Some(path), _) => verify(path, &args),
             (None, Some(path)) => write(path, &args),

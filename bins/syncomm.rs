@@ -78,7 +78,7 @@ fn scope(name: Option<Name>) -> Scope {
 
 fn main() -> ExitCode {
     syncomm_cli::run("syncomm", || {
-        let args = Args::parse();
+        let args = syncomm_cli::parse::<Args>()?;
         match args.cmd {
             Cmd::Ls { name, json } => {
                 let listing = scan(&scope(name));

@@ -108,7 +108,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     syncomm_cli::run("worker", || {
-        let cli = Cli::parse();
+        let cli = syncomm_cli::parse::<Cli>()?;
         if cli.stdio {
             syncomm_worker::child::run_stdio(cli.child_max_frame).context("worker --stdio")?;
             return Ok(0);
@@ -140,13 +140,34 @@ fn main() -> ExitCode {
                 timeout,
                 function,
                 args,
-            }) => call(&common.name()?, timeout, common.json, &function, &args),
+            }) => {
+                refuse_late_options(&function, &args)?;
+                call(&common.name()?, timeout, common.json, &function, &args)
+            }
             Some(Cmd::List { common }) => list(&common.name()?, common.json),
             None => {
                 Err(Fail::usage("a command is required: serve, call or list (see --help)").into())
             }
         }
     })
+}
+
+/// `worker call`'s own options written after FUNCTION would be taken as its
+/// arguments (`worker call add 2 3 --name x` would call the default pool with
+/// four words): refuse them with a hint instead. Negative numbers stay
+/// arguments.
+fn refuse_late_options(function: &str, args: &[String]) -> Result<(), Fail> {
+    let late = args.iter().find(|a| {
+        let opt = a.split('=').next().unwrap_or(a);
+        matches!(opt, "--name" | "--timeout" | "--json" | "--help")
+    });
+    match late {
+        Some(opt) => Err(Fail::usage(format!(
+            "option {opt} after the function {function:?}: options go before it \
+             (worker call [--name N] [--timeout DUR] [--json] FUNCTION ARG...)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// `worker serve`'s options.

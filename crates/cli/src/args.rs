@@ -59,6 +59,31 @@ pub fn run_dir() -> Result<RunDir, RunDirError> {
     ))
 }
 
+/// Parses the command line into `T`. `--help` and `--version` print and exit
+/// 0 as usual; any other parser error is the usual one-line usage error,
+/// `PROGRAM: WHY (try --help)`, exit 2, instead of clap's multi-line block.
+pub fn parse<T: clap::Parser>() -> Result<T, Fail> {
+    T::try_parse().map_err(|e| {
+        use clap::error::ErrorKind;
+        match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            _ => Fail::usage(one_line(&e.render().to_string())),
+        }
+    })
+}
+
+/// The first line of a clap error, without its `error: ` prefix, with a hint.
+fn one_line(rendered: &str) -> String {
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("bad arguments");
+    let why = first.trim().strip_prefix("error: ").unwrap_or(first.trim());
+    format!("{why} (try --help)")
+}
+
 fn parse_name(s: &str) -> Result<Name, Fail> {
     Name::new(s).map_err(|e| Fail::usage(e.to_string()))
 }

@@ -27,5 +27,5 @@ pub mod exit;
 pub mod log;
 pub mod output;
 
-pub use args::{run_dir, CommonArgs, NameArg};
+pub use args::{parse, run_dir, CommonArgs, NameArg};
 pub use exit::{run, Fail};
