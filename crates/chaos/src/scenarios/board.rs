@@ -57,7 +57,9 @@ pub fn run(ctx: &mut Ctx) {
     let mut consumers: Vec<Consumer> = Vec::new();
     let mut monitor: Option<Proc> = None;
     let mut last_total = 0u64;
-    let mut found: Vec<u8> = Vec::new();
+    // Values consumers reported found, with when we saw them finish: checked
+    // against a snapshot taken by a monitor started after that moment.
+    let mut found: Vec<(u8, Instant)> = Vec::new();
     // After a kill mid-append: (expected total, repairs before).
     let mut expect_repair: Option<(u64, u64)> = None;
     let mut last_repairs = 0u64;
@@ -85,9 +87,11 @@ pub fn run(ctx: &mut Ctx) {
                 if let Some(e) = ready {
                     pr.start_total = e["total"].as_u64();
                     if e["origin"] == "created" {
-                        // A new board (the first, or after one was removed).
+                        // A new board (the first, or after one was removed):
+                        // what was found on the old one is not in its counts.
                         last_total = 0;
                         last_repairs = 0;
+                        found.clear();
                     }
                 }
             }
@@ -125,7 +129,7 @@ pub fn run(ctx: &mut Ctx) {
                         ctx.check(out.starts_with(&want) && out.lines().count() == 1, || {
                             format!("consumer --until {v} exited 0 printing {out:?}")
                         });
-                        found.push(*v);
+                        found.push((*v, Instant::now()));
                     } else {
                         ctx.check(!err.trim().is_empty(), || {
                             format!(
@@ -169,12 +173,14 @@ pub fn run(ctx: &mut Ctx) {
             Some(Some(_)) => {
                 let mut m = monitor.take().unwrap();
                 ctx.check_no_crash(&mut m);
+                let since = m.started;
                 if let Some(snap) = m
                     .stdout()
                     .lines()
                     .find_map(|l| serde_json::from_str::<J>(l).ok())
                 {
-                    check_snapshot(ctx, &snap, &mut last_total, &mut last_repairs, &mut found);
+                    let snap_found = take_found_before(&mut found, since);
+                    check_snapshot(ctx, &snap, &mut last_total, &mut last_repairs, snap_found);
                 }
             }
             Some(None) => {
@@ -231,7 +237,9 @@ pub fn run(ctx: &mut Ctx) {
         repair_and_check(ctx, &board, expected, repairs_before, &mut last_total);
     }
     if let Some(snap) = snapshot(ctx, &board) {
-        check_snapshot(ctx, &snap, &mut last_total, &mut last_repairs, &mut found);
+        // Taken after every consumer finished: all found values must show.
+        let all = found.drain(..).map(|(v, _)| v).collect();
+        check_snapshot(ctx, &snap, &mut last_total, &mut last_repairs, all);
     }
     let mut c = ctx.cmd("producer");
     c.args(["--name", &board, "--count", "0"]);
@@ -336,12 +344,21 @@ fn repair_and_check(
     *last_total = (*last_total).max(total);
 }
 
+/// The found values a snapshot taken by a monitor started at `since` must
+/// show: those whose consumer had finished by then (a monitor started
+/// earlier may have read the board before the value was appended).
+fn take_found_before(found: &mut Vec<(u8, Instant)>, since: Instant) -> Vec<u8> {
+    let (before, after): (Vec<_>, Vec<_>) = found.drain(..).partition(|&(_, at)| at <= since);
+    *found = after;
+    before.into_iter().map(|(v, _)| v).collect()
+}
+
 fn check_snapshot(
     ctx: &mut Ctx,
     snap: &J,
     last_total: &mut u64,
     last_repairs: &mut u64,
-    found: &mut Vec<u8>,
+    found: Vec<u8>,
 ) {
     let total = snap["total"].as_u64().unwrap_or(0);
     let counts: Vec<u64> = snap["counts"]
@@ -369,7 +386,7 @@ fn check_snapshot(
             .all(|&v| v <= 100 && counts.get(v as usize).is_some_and(|&c| c > 0)),
         || format!("a recent value has no count: recent {recent:?}"),
     );
-    for v in found.drain(..) {
+    for v in found {
         ctx.check(counts.get(v as usize).is_some_and(|&c| c > 0), || {
             format!("a consumer found {v} but its count is 0")
         });
