@@ -7,7 +7,7 @@
 //!
 //! ## The mechanism
 //! - **Segment** ([`segment`]): one `#[repr(C)]` struct, [`segment::Shared`],
-//!   then a ring of recent values. A header (magic, layout version, sizes)
+//!   then a ring of recent values. A header (magic, layout fingerprint, sizes)
 //!   is checked by every opener; the creator stores the magic last, with
 //!   release ordering, so no opener sees a half-built board. Payload types
 //!   carry the unsafe marker trait [`segment::ShmSafe`], whose contract says
@@ -69,6 +69,7 @@ pub mod producer;
 pub mod segment;
 pub mod values;
 pub mod wait;
+mod watch;
 
 pub use board::{Board, Origin, Snapshot};
 pub use error::BoardError;
