@@ -111,7 +111,8 @@ fn main() -> ExitCode {
     syncomm_common::run("worker", || {
         let cli = Cli::parse();
         if cli.stdio {
-            syncomm_worker::child::run_stdio(cli.child_max_frame).context("worker --stdio")?;
+            syncomm_worker::child::take_over_process_as_child(cli.child_max_frame)
+                .context("worker --stdio")?;
             return Ok(0);
         }
         match cli.command {

@@ -47,7 +47,13 @@ pub enum ChildError {
 /// Runs the child loop until stdin ends (the server closed it: stop).
 ///
 /// `max_frame` bounds the request bodies accepted.
-pub fn run_stdio(max_frame: u32) -> Result<(), ChildError> {
+///
+/// # Process-wide effects
+/// This takes over the whole process, as its name says: it sets SIGINT and
+/// SIGTERM to be ignored and replaces the panic hook, for every thread, and
+/// owns stdin and stdout. Call it only from the `worker --stdio` child's
+/// `main`, never from a process that has other work.
+pub fn take_over_process_as_child(max_frame: u32) -> Result<(), ChildError> {
     // Ctrl-C in a terminal signals the whole foreground process group, and
     // a service manager may SIGTERM the whole group: the server decides when
     // its children stop (it closes their stdin after the calls in flight),
