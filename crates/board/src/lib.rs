@@ -20,7 +20,9 @@
 //! - **Notification**: a condition variable made of the robust mutex and a
 //!   futex word in the segment (a wake-up sequence number): a waiter reads it
 //!   under the mutex, unlocks and sleeps in `FUTEX_WAIT` while it is
-//!   unchanged; a notifier bumps it and `FUTEX_WAKE`s. Consumers register in
+//!   unchanged; a notifier bumps it under the mutex and `FUTEX_WAKE`s right
+//!   after unlocking (so the woken do not block again on the mutex; a locker
+//!   that repairs after a holder's death wakes everyone). Consumers register in
 //!   `waiting[value]`; the producer notifies only when someone waits for the
 //!   value it just appended, so appending stays cheap. Waits re-check their
 //!   predicate in a loop. Why not glibc's process-shared `pthread_cond_t`: it
