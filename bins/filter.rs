@@ -56,7 +56,7 @@ fn main() -> ExitCode {
             let [spec] = specs.as_slice() else {
                 return Err(Fail::usage("--report-fd takes exactly one stage").into());
             };
-            return Ok(chain::run_child(spec, fd));
+            return Ok(chain::run_child_owning_fd(spec, fd));
         }
 
         let report = if let [spec] = specs.as_slice() {

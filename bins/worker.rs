@@ -110,7 +110,8 @@ fn main() -> ExitCode {
     syncomm_cli::run("worker", || {
         let cli = syncomm_cli::parse::<Cli>()?;
         if cli.stdio {
-            syncomm_worker::child::run_stdio(cli.child_max_frame).context("worker --stdio")?;
+            syncomm_worker::child::take_over_process_as_child(cli.child_max_frame)
+                .context("worker --stdio")?;
             return Ok(0);
         }
         match cli.command {

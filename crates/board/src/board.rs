@@ -2,9 +2,10 @@
 //! ways to touch it: append (producer), wait (consumer), snapshot (monitor).
 
 use std::io::{self, Write};
+use std::marker::PhantomData;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -38,6 +39,9 @@ pub struct Board {
     capacity: u32,
     /// When this process last looked for dead waiters (CLOCK_MONOTONIC ns).
     reaped_at: AtomicU64,
+    /// A wake-up this process issued for an awaited value found nobody
+    /// asleep: the next append looks for dead waiters (under the lock).
+    idle_wake: AtomicBool,
 }
 
 // SAFETY: the mapping is shared memory that every process touches only
@@ -125,6 +129,7 @@ impl Board {
             name: name.clone(),
             link,
             reaped_at: AtomicU64::new(0),
+            idle_wake: AtomicBool::new(false),
         })
     }
 
@@ -150,6 +155,7 @@ impl Board {
             link,
             capacity,
             reaped_at: AtomicU64::new(0),
+            idle_wake: AtomicBool::new(false),
         };
         let unlink_on_err = |e: BoardError| {
             let _ = nix::sys::mman::shm_unlink(os_id.as_str());
@@ -285,12 +291,7 @@ impl Board {
         // SAFETY: the mutex was initialised process-shared by the creator
         // before the magic that `open` checked was published.
         let rc = unsafe { libc::pthread_mutex_lock(self.shared().mutex.get()) };
-        let mut guard = Guard {
-            board: self,
-            held: false, // set by after_lock
-        };
-        guard.after_lock(rc)?;
-        Ok(guard)
+        Guard::acquired(self, rc)
     }
 
     /// Takes the board's lock like [`Board::lock`], but gives up one
@@ -303,11 +304,25 @@ impl Board {
         deadline: Option<Instant>,
         stop: &dyn Fn() -> bool,
     ) -> Result<Option<Guard<'_>>, BoardError> {
-        let mut guard = Guard {
-            board: self,
-            held: false,
-        };
-        Ok(guard.relock_until(deadline, stop)?.then_some(guard))
+        // A lock that is merely busy (a flat-out producer) is had within a
+        // slice: give up only one slice past the deadline.
+        let deadline = deadline.and_then(|d| d.checked_add(LOCK_SLICE));
+        loop {
+            let mut slice = LOCK_SLICE;
+            if let Some(d) = deadline {
+                slice = slice.min(d.saturating_duration_since(Instant::now()));
+            }
+            let abs = realtime_after(slice);
+            // SAFETY: the mutex was initialised process-shared and robust;
+            // `abs` is a valid absolute CLOCK_REALTIME time.
+            let rc = unsafe { libc::pthread_mutex_timedlock(self.shared().mutex.get(), &abs) };
+            if rc != libc::ETIMEDOUT {
+                return Guard::acquired(self, rc).map(Some);
+            }
+            if stop() || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+        }
     }
 
     /// Reads a consistent snapshot without taking the lock (see
@@ -343,48 +358,94 @@ impl Board {
         self.shared().notify_ns.load(Acquire)
     }
 
-    /// Wakes every waiter: bumps the wake sequence, then `FUTEX_WAKE`s all
-    /// sleepers on it (in every process: a shared, not private, futex).
-    /// Returns how many sleepers were woken.
-    fn broadcast(&self) -> i64 {
-        let word = &self.shared().wake;
-        word.fetch_add(1, Release);
-        futex(word, libc::FUTEX_WAKE, i32::MAX as u32, None)
+    /// `FUTEX_WAKE`s every sleeper on the wake sequence (in every process:
+    /// a shared, not private, futex). Returns how many were woken. The
+    /// sequence must have been bumped first ([`Guard::notify`]).
+    fn wake_sleepers(&self) -> i64 {
+        futex(&self.shared().wake, libc::FUTEX_WAKE, i32::MAX as u32, None)
     }
 }
 
-/// The board's lock, held. Dropping it unlocks.
+/// The board's lock, held: a `Guard` exists only while this thread holds
+/// the mutex (a wait or a timed lock that gives up consumes it), and
+/// dropping it unlocks.
+///
+/// A guard cannot leave its thread: a robust mutex is owned by a thread, and
+/// an unlock from another one fails (`EPERM`), leaving the board locked.
+/// So `Guard` is `!Send` (like `std::sync::MutexGuard`):
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// fn leak(g: syncomm_board::board::Guard<'static>) {
+///     send(g); // error: `*const ()` cannot be sent between threads safely
+/// }
+/// ```
 pub struct Guard<'a> {
     board: &'a Board,
-    /// Whether this thread holds the mutex (false only after a failed
-    /// re-lock in [`Guard::wait`] or a failed [`Board::lock`]).
-    held: bool,
+    /// The wake sequence was bumped under the lock: `FUTEX_WAKE` once the
+    /// mutex is released, so the woken do not block again on it.
+    wake: bool,
+    /// `!Send` and `!Sync`: the mutex belongs to this thread.
+    _thread: PhantomData<*const ()>,
 }
 
-impl Guard<'_> {
+impl<'a> Guard<'a> {
     fn s(&self) -> &Shared {
         self.board.shared()
     }
 
-    fn after_lock(&mut self, rc: libc::c_int) -> Result<(), BoardError> {
-        // EOWNERDEAD also hands us the mutex; any other error does not.
-        self.held = rc == 0 || rc == libc::EOWNERDEAD;
-        match rc {
-            0 => Ok(()),
-            libc::EOWNERDEAD => {
-                self.repair();
-                // SAFETY: we hold the mutex (EOWNERDEAD means we acquired it).
-                let rc = unsafe { libc::pthread_mutex_consistent(self.s().mutex.get()) };
-                if rc != 0 {
-                    return Err(BoardError::Unrecoverable(rc));
-                }
-                Ok(())
+    /// The guard for a lock call that returned `rc`: `EOWNERDEAD` also hands
+    /// us the mutex (then the board is repaired first); any other error
+    /// does not, and no guard is made.
+    fn acquired(board: &'a Board, rc: libc::c_int) -> Result<Guard<'a>, BoardError> {
+        let mut guard = match rc {
+            0 | libc::EOWNERDEAD => Guard {
+                board,
+                wake: false,
+                _thread: PhantomData,
+            },
+            libc::ENOTRECOVERABLE => return Err(BoardError::Unrecoverable(rc)),
+            rc => {
+                return Err(BoardError::Os {
+                    what: "locking the board".into(),
+                    source: io::Error::from_raw_os_error(rc),
+                })
             }
-            libc::ENOTRECOVERABLE => Err(BoardError::Unrecoverable(rc)),
-            rc => Err(BoardError::Os {
-                what: "locking the board".into(),
-                source: io::Error::from_raw_os_error(rc),
-            }),
+        };
+        if rc == libc::EOWNERDEAD {
+            guard.repair();
+            // The dead holder may have bumped the wake sequence without
+            // waking anyone (it dies before its unlock): wake everyone.
+            guard.wake = true;
+            // SAFETY: we hold the mutex (EOWNERDEAD means we acquired it).
+            let rc = unsafe { libc::pthread_mutex_consistent(guard.s().mutex.get()) };
+            if rc != 0 {
+                // Dropping the guard unlocks without marking it consistent:
+                // the lock becomes unrecoverable for everyone, as it must.
+                return Err(BoardError::Unrecoverable(rc));
+            }
+        }
+        Ok(guard)
+    }
+
+    /// Bumps the wake sequence (under the lock, so a waiter that read it
+    /// under the lock cannot miss it) and records that the sleepers are to
+    /// be woken once the lock is released.
+    fn notify(&mut self) {
+        self.s().wake.fetch_add(1, Release);
+        self.wake = true;
+    }
+
+    /// Releases the mutex, then wakes the sleepers if a notification is
+    /// pending. Used by `Drop` and by [`Guard::wait`].
+    fn release(&mut self) {
+        let s = self.board.shared();
+        // SAFETY: a Guard exists only while this thread holds the mutex
+        // (it is !Send, and every path that loses the lock consumes it).
+        let rc = unsafe { libc::pthread_mutex_unlock(s.mutex.get()) };
+        debug_assert_eq!(rc, 0, "unlocking the board");
+        if std::mem::take(&mut self.wake) && self.board.wake_sleepers() == 0 {
+            self.board.idle_wake.store(true, Relaxed);
         }
     }
 
@@ -468,7 +529,9 @@ impl Guard<'_> {
         (self.begin(), total)
     }
 
-    /// Appends `v` (0..=100) and wakes the consumers waiting for it.
+    /// Appends `v` (0..=100) and, if consumers wait for it, notifies them:
+    /// the wake sequence is bumped now and the sleepers are woken when the
+    /// guard releases the lock (so they do not wake only to block on it).
     #[inline]
     pub fn append(&mut self, v: u8) {
         let s = self.s();
@@ -476,16 +539,20 @@ impl Guard<'_> {
         self.write_value(total, v);
         self.end(odd);
         if s.waiting[v as usize].load(Relaxed) != 0 {
-            s.notify_ns.store(liveness::monotonic_ns(), Release);
-            if self.board.broadcast() == 0 {
-                // Nobody was asleep: maybe the waiters for `v` are dead (or
-                // just awake). Look at most every 100 ms: it reads /proc.
+            if self.board.idle_wake.swap(false, Relaxed) {
+                // An earlier wake-up found nobody asleep: maybe the waiters
+                // are dead (or just awake). Look at most every 100 ms: it
+                // reads /proc.
                 let now = liveness::monotonic_ns();
                 let last = self.board.reaped_at.load(Relaxed);
                 if now.saturating_sub(last) > 100_000_000 {
                     self.board.reaped_at.store(now, Relaxed);
                     self.reap_dead_waiters();
                 }
+            }
+            if s.waiting[v as usize].load(Relaxed) != 0 {
+                s.notify_ns.store(liveness::monotonic_ns(), Release);
+                self.notify();
             }
         }
     }
@@ -508,7 +575,7 @@ impl Guard<'_> {
         s.total.store(total + 1, Relaxed);
         self.end(odd);
         if s.waiting[v as usize].load(Relaxed) != 0 {
-            self.board.broadcast();
+            self.notify();
         }
     }
 
@@ -522,7 +589,7 @@ impl Guard<'_> {
         s.producer_start.store(start, Relaxed);
         s.active.store(1, Relaxed);
         self.end(odd);
-        self.board.broadcast();
+        self.notify();
     }
 
     /// Clears `active` and wakes every waiter.
@@ -531,7 +598,7 @@ impl Guard<'_> {
         let odd = self.begin();
         s.active.store(0, Relaxed);
         self.end(odd);
-        self.board.broadcast();
+        self.notify();
     }
 
     /// Values appended so far.
@@ -625,68 +692,32 @@ impl Guard<'_> {
     }
 
     /// Waits on the board's condition until woken or `deadline`: reads the
-    /// wake sequence under the lock, unlocks, sleeps in `FUTEX_WAIT` while the
-    /// sequence is unchanged (a notification between the unlock and the
-    /// sleep makes it return at once: no lost wake-up), and locks again
-    /// (repairing if a holder died meanwhile). The caller re-checks its
-    /// predicate: wake-ups may be spurious.
+    /// wake sequence under the lock, unlocks (waking the sleepers first if
+    /// this guard notified), sleeps in `FUTEX_WAIT` while the sequence is
+    /// unchanged (a notification between the unlock and the sleep makes it
+    /// return at once: no lost wake-up), and locks again (repairing if a
+    /// holder died meanwhile). The caller re-checks its predicate: wake-ups
+    /// may be spurious.
     ///
     /// The re-lock gives up at `deadline` or when `stop()` says so (see
-    /// [`Board::lock_until`]): then it returns `Ok(false)` and the guard no
-    /// longer holds the lock, so the caller must only leave.
+    /// [`Board::lock_until`]): then it returns `Ok(None)`, and the guard,
+    /// which no longer holds the lock, is gone with it.
     pub fn wait(
-        &mut self,
+        mut self,
         deadline: Option<Instant>,
         stop: &dyn Fn() -> bool,
-    ) -> Result<bool, BoardError> {
-        let s = self.board.shared();
+    ) -> Result<Option<Guard<'a>>, BoardError> {
+        let board = self.board;
+        let s = board.shared();
         let seen = s.wake.load(Acquire);
-        // SAFETY: we hold the mutex (a Guard with `held` exists; `lock`
-        // never returns one without it); we take it again below, and
-        // `after_lock` records whether that worked for the Guard's Drop.
-        unsafe { libc::pthread_mutex_unlock(s.mutex.get()) };
-        self.held = false;
+        self.release();
+        // Released above: the guard must not unlock a second time.
+        std::mem::forget(self);
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if left != Some(Duration::ZERO) {
             futex(&s.wake, libc::FUTEX_WAIT, seen, left);
         }
-        self.relock_until(deadline, stop)
-    }
-
-    /// Whether this guard holds the lock (false after a lock wait gave up).
-    pub fn held(&self) -> bool {
-        self.held
-    }
-
-    /// Takes the mutex in slices of [`LOCK_SLICE`] with
-    /// `pthread_mutex_timedlock`, until it is ours (`Ok(true)`), or the
-    /// deadline (plus one slice) passes or `stop()` holds (`Ok(false)`).
-    fn relock_until(
-        &mut self,
-        deadline: Option<Instant>,
-        stop: &dyn Fn() -> bool,
-    ) -> Result<bool, BoardError> {
-        // A lock that is merely busy (a flat-out producer) is had within a
-        // slice: give up only one slice past the deadline.
-        let deadline = deadline.and_then(|d| d.checked_add(LOCK_SLICE));
-        loop {
-            let mut slice = LOCK_SLICE;
-            if let Some(d) = deadline {
-                slice = slice.min(d.saturating_duration_since(Instant::now()));
-            }
-            let abs = realtime_after(slice);
-            // SAFETY: the mutex was initialised process-shared and robust;
-            // `abs` is a valid absolute CLOCK_REALTIME time.
-            let rc = unsafe { libc::pthread_mutex_timedlock(self.s().mutex.get(), &abs) };
-            if rc != libc::ETIMEDOUT {
-                self.after_lock(rc)?;
-                return Ok(true);
-            }
-            self.held = false;
-            if stop() || deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
-            }
-        }
+        board.lock_until(deadline, stop)
     }
 }
 
@@ -725,22 +756,19 @@ fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<Duration>)
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        if self.held {
-            // SAFETY: `held`: this thread holds the mutex.
-            unsafe { libc::pthread_mutex_unlock(self.s().mutex.get()) };
-        }
+        self.release();
     }
 }
 
 /// Wakes every waiter of `board` safely from another thread: takes the lock
-/// (repairing if needed), broadcasts, unlocks. The caller has already set the
-/// state the waiters will re-check.
+/// (repairing if needed), bumps the wake sequence, unlocks and wakes. The
+/// caller has already set the state the waiters will re-check.
 pub fn wake_all(board: &Board) {
-    if let Ok(g) = board.lock() {
-        board.broadcast();
-        drop(g);
+    if let Ok(mut g) = board.lock() {
+        g.notify();
     } else {
-        board.broadcast();
+        board.shared().wake.fetch_add(1, Release);
+        board.wake_sleepers();
     }
 }
 
@@ -1009,6 +1037,69 @@ mod tests {
         b.remove();
     }
 
+    /// Whether thread `tid` of this process sleeps in the kernel.
+    fn sleeping(tid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+            .ok()
+            .and_then(|l| {
+                l.rsplit(')')
+                    .next()
+                    .map(|r| r.trim_start().starts_with('S'))
+            })
+            .unwrap_or(false)
+    }
+
+    /// A waiter asleep on the board is woken by an append for its value
+    /// (the wake is issued after the unlock), and by the next locker when
+    /// a holder bumped the wake sequence and died before its unlock, so
+    /// before its `FUTEX_WAKE`.
+    #[test]
+    fn sleepers_are_woken_after_the_unlock_even_if_the_notifier_died() {
+        let n = name("wake");
+        let (b, _) = Board::open_or_create(&n, None, false).unwrap();
+        b.lock().unwrap().start_producing(std::process::id() as i32);
+        let hang = Duration::from_secs(20);
+        for notifier_dies in [false, true] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::scope(|sc| {
+                let waiter = sc.spawn(|| {
+                    let tx = tx;
+                    let mut g = b.lock().unwrap();
+                    g.add_waiter(9, 1);
+                    tx.send(nix::unistd::gettid().as_raw()).unwrap();
+                    // One wait: returns once woken, or at the deadline
+                    // (which only stops a hang).
+                    let deadline = Instant::now() + hang;
+                    let mut g = g.wait(Some(deadline), &|| false).unwrap().unwrap();
+                    g.add_waiter(9, -1);
+                    Instant::now() < deadline
+                });
+                let tid = rx.recv().unwrap();
+                let t = Instant::now();
+                while !sleeping(tid) && t.elapsed() < hang {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if notifier_dies {
+                    sc.spawn(|| {
+                        let mut g = b.lock().unwrap();
+                        g.append(9);
+                        std::mem::forget(g); // dies holding the lock, wake pending
+                    })
+                    .join()
+                    .unwrap();
+                    drop(b.lock().unwrap()); // EOWNERDEAD: repairs and wakes
+                } else {
+                    b.lock().unwrap().append(9);
+                }
+                assert!(
+                    waiter.join().unwrap(),
+                    "never woken (dies: {notifier_dies})"
+                );
+            });
+        }
+        b.remove();
+    }
+
     #[test]
     fn zeroed_segment_header_is_refused() {
         let layout = std::alloc::Layout::new::<Shared>();
@@ -1020,10 +1111,10 @@ mod tests {
             .unwrap_err()
             .contains("empty"));
         s.magic.store(segment::MAGIC, Relaxed);
-        s.version.store(99, Relaxed);
+        s.layout.store(99, Relaxed);
         assert!(segment::check_header(s, layout.size())
             .unwrap_err()
-            .contains("version 99"));
+            .contains("fingerprint is 0x00000063"));
         // SAFETY: allocated above with the same layout.
         unsafe { std::alloc::dealloc(p as *mut u8, layout) };
     }

@@ -166,22 +166,21 @@ pub fn consume(opts: &ConsumerOptions, shutdown: &Shutdown) -> Result<Outcome, B
                 total: Some(g.total()),
             };
         }
-        if !g.wait(deadline, &stop)? {
+        let Some(again) = g.wait(deadline, &stop)? else {
             // The lock stayed held past our bound: leave without it (our
             // waiter registration is reaped as a dead waiter's once we exit).
-            break if shutdown.requested() {
+            return Ok(if shutdown.requested() {
                 Outcome::Interrupted
             } else {
                 Outcome::LockHeld {
                     value: v,
                     producer: board.live_producer(),
                 }
-            };
-        }
+            });
+        };
+        g = again;
         woke_at = Some(liveness::monotonic_ns());
     };
-    if g.held() {
-        g.add_waiter(v, -1);
-    }
+    g.add_waiter(v, -1);
     Ok(outcome)
 }

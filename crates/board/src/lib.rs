@@ -7,7 +7,7 @@
 //!
 //! ## The mechanism
 //! - **Segment** ([`segment`]): one `#[repr(C)]` struct, [`segment::Shared`],
-//!   then a ring of recent values. A header (magic, layout version, sizes)
+//!   then a ring of recent values. A header (magic, layout fingerprint, sizes)
 //!   is checked by every opener; the creator stores the magic last, with
 //!   release ordering, so no opener sees a half-built board. Payload types
 //!   carry the unsafe marker trait [`segment::ShmSafe`], whose contract says
@@ -20,7 +20,9 @@
 //! - **Notification**: a condition variable made of the robust mutex and a
 //!   futex word in the segment (a wake-up sequence number): a waiter reads it
 //!   under the mutex, unlocks and sleeps in `FUTEX_WAIT` while it is
-//!   unchanged; a notifier bumps it and `FUTEX_WAKE`s. Consumers register in
+//!   unchanged; a notifier bumps it under the mutex and `FUTEX_WAKE`s right
+//!   after unlocking (so the woken do not block again on the mutex; a locker
+//!   that repairs after a holder's death wakes everyone). Consumers register in
 //!   `waiting[value]`; the producer notifies only when someone waits for the
 //!   value it just appended, so appending stays cheap. Waits re-check their
 //!   predicate in a loop. Why not glibc's process-shared `pthread_cond_t`: it
@@ -72,6 +74,7 @@ pub mod record;
 pub mod segment;
 pub mod values;
 pub mod wait;
+mod watch;
 
 pub use board::{Board, Origin, Snapshot};
 pub use error::BoardError;

@@ -24,6 +24,7 @@ use syncomm_common::openfile::{self, OpenError};
 
 use crate::liveness;
 use crate::segment::{self, Shared, ShmSafe, MAX_CAPACITY, MAX_VALUE, VALUES};
+use crate::watch::ProducerWatch;
 
 /// Where `shm_open` keeps the object named `os_id` (for messages and listing).
 pub fn shm_path(os_id: &str) -> PathBuf {
@@ -228,6 +229,8 @@ pub fn unlink_if_ours(os_id: &str) -> bool {
 pub struct Segment {
     map: Mapping,
     capacity: u32,
+    /// The producer's liveness, asked at every snapshot.
+    producer: ProducerWatch,
 }
 
 /// One consistent view of the board, read through the sequence counter.
@@ -280,13 +283,21 @@ impl Segment {
             return Err(format!("{} bytes, too small for a board header", map.len()));
         }
         let capacity = segment::check_header(map.view::<Shared>(0), map.len())?;
-        Ok(Segment { map, capacity })
+        Ok(Segment {
+            map,
+            capacity,
+            producer: ProducerWatch::default(),
+        })
     }
 
     /// A segment we just created, before its header is written.
     pub(crate) fn new_unchecked(map: Mapping, capacity: u32) -> Segment {
         assert!(map.len() >= segment::segment_size(capacity));
-        Segment { map, capacity }
+        Segment {
+            map,
+            capacity,
+            producer: ProducerWatch::default(),
+        }
     }
 
     /// [`Segment::new`] over a private copy of `bytes`: what the fuzz check
@@ -410,7 +421,7 @@ impl Segment {
                     }
                     check_snapshot(&snap)?;
                     snap.producer_alive =
-                        liveness::alive_as(snap.producer_pid, snap.producer_start);
+                        self.producer.alive(snap.producer_pid, snap.producer_start);
                     return Ok(snap);
                 }
             }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! +-------------------------------+  offset 0
-//! | header: magic, version, sizes |  magic is stored LAST (release) by the creator
+//! | header: magic, layout, sizes  |  magic is stored LAST (release) by the creator
 //! | pthread_mutex_t (shared,robust)|
 //! | wake: futex word (condition)  |  bumped + FUTEX_WAKE to notify waiters
 //! | lock-only state: waiting[101], |  read and written only under the mutex
@@ -20,6 +20,14 @@
 //!
 //! Every field is an atomic or a pthread object initialised with the
 //! process-shared attribute, so several processes may map it at once.
+//!
+//! The layout is checked, not trusted: compile-time assertions pin what
+//! every build must agree on (the magic and the layout fingerprint at fixed
+//! offsets, the futex word's alignment, the cache-line fields), and the
+//! header carries [`LAYOUT`], a fingerprint computed at compile time from
+//! the sizes and offsets of the shared structs. A build whose layout
+//! differs in any way computes another fingerprint, and each refuses the
+//! other's segments with one line; no version number to remember to bump.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -27,8 +35,10 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 /// The magic bytes at offset 0 of every board segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SYNCBRD\x01");
 
-/// The layout version; bump it whenever [`Shared`] changes.
-pub const VERSION: u32 = 4;
+/// The layout fingerprint stored in every segment's header: FNV-1a over
+/// the sizes, alignments and field offsets of [`Shared`] and [`WaiterSlot`]
+/// (and of the pthread mutex in them), computed at compile time.
+pub const LAYOUT: u32 = layout_fingerprint();
 
 /// Values are 0..=100, so there are 101 of them.
 pub const VALUES: usize = 101;
@@ -83,8 +93,8 @@ pub struct Shared {
     // ---- header: written once by the creator, magic last ----
     /// [`MAGIC`], stored last with release ordering.
     pub magic: AtomicU64,
-    /// [`VERSION`].
-    pub version: AtomicU32,
+    /// [`LAYOUT`], the fingerprint of the layout that wrote the segment.
+    pub layout: AtomicU32,
     /// `size_of::<Shared>()` in the creating process.
     pub header_size: AtomicU32,
     /// Size of the whole segment: header plus ring.
@@ -150,11 +160,95 @@ pub struct Shared {
 // SAFETY: `Shared` is repr(C); it holds only atomics (valid when zero) and
 // pthread objects that `init` sets up as process-shared before the magic is
 // published; it holds no pointers or descriptors; its layout is pinned by
-// `VERSION` and `header_size`.
+// the assertions below and checked by `LAYOUT` and `header_size`.
 unsafe impl ShmSafe for Shared {}
 
 // SAFETY: the ring is an array of atomics, valid when zero, no pointers.
 unsafe impl ShmSafe for AtomicU8 {}
+
+// What every build must agree on, checked at compile time.
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    // An opener reads these two before trusting anything else: they never
+    // move, whatever else changes.
+    assert!(offset_of!(Shared, magic) == 0);
+    assert!(offset_of!(Shared, layout) == 8);
+    // The futex word is an aligned u32; the mutex sits at its alignment.
+    assert!(offset_of!(Shared, wake) % 4 == 0);
+    assert!(offset_of!(Shared, mutex) % align_of::<libc::pthread_mutex_t>() == 0);
+    // The reader-request word and the sequence counter each own a cache
+    // line (a polling monitor must not slow the producer's other writes).
+    assert!(size_of::<CacheLine<AtomicU32>>() == 64);
+    assert!(offset_of!(Shared, reader_req) % 64 == 0);
+    assert!(offset_of!(Shared, seq) % 64 == 0);
+    assert!(offset_of!(Shared, seq) >= offset_of!(Shared, reader_req) + 64);
+    assert!(offset_of!(Shared, total) >= offset_of!(Shared, seq) + 64);
+    // The ring starts right after the fixed part, which holds no padding
+    // an opener could misread as a field.
+    assert!(size_of::<Shared>() % align_of::<Shared>() == 0);
+    assert!(size_of::<WaiterSlot>() == 16);
+    assert!(LAYOUT != 0);
+};
+
+/// FNV-1a (32 bits) over the layout facts of the shared structs: any change
+/// of a size, an alignment or a field offset changes it.
+const fn layout_fingerprint() -> u32 {
+    use std::mem::{align_of, offset_of, size_of};
+    let facts: [usize; 38] = [
+        size_of::<Shared>(),
+        align_of::<Shared>(),
+        offset_of!(Shared, magic),
+        offset_of!(Shared, layout),
+        offset_of!(Shared, header_size),
+        offset_of!(Shared, total_size),
+        offset_of!(Shared, capacity),
+        offset_of!(Shared, values),
+        offset_of!(Shared, mutex),
+        size_of::<libc::pthread_mutex_t>(),
+        offset_of!(Shared, wake),
+        offset_of!(Shared, waiting),
+        offset_of!(Shared, waiter_slots),
+        offset_of!(Shared, pending),
+        offset_of!(Shared, pending_n),
+        offset_of!(Shared, notify_ns),
+        offset_of!(Shared, reader_req),
+        offset_of!(Shared, seq),
+        offset_of!(Shared, total),
+        offset_of!(Shared, active),
+        offset_of!(Shared, producer_pid),
+        offset_of!(Shared, producer_start),
+        offset_of!(Shared, repairs),
+        offset_of!(Shared, counts),
+        offset_of!(Shared, first),
+        size_of::<WaiterSlot>(),
+        offset_of!(WaiterSlot, pid),
+        offset_of!(WaiterSlot, value),
+        offset_of!(WaiterSlot, start),
+        size_of::<CacheLine<AtomicU64>>(),
+        VALUES,
+        WAITER_SLOTS,
+        MAX_VALUE as usize,
+        size_of::<AtomicU8>(),
+        // The byte order and word size the numbers are read in.
+        1usize.to_le() ^ 1,
+        size_of::<usize>(),
+        (MAGIC & 0xffff_ffff) as usize,
+        (MAGIC >> 32) as usize,
+    ];
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < facts.len() {
+        let bytes = (facts[i] as u64).to_le_bytes();
+        let mut j = 0;
+        while j < bytes.len() {
+            hash ^= bytes[j] as u32;
+            hash = hash.wrapping_mul(0x0100_0193);
+            j += 1;
+        }
+        i += 1;
+    }
+    hash
+}
 
 /// The size of a segment with `capacity` ring slots.
 pub fn segment_size(capacity: u32) -> usize {
@@ -171,10 +265,10 @@ pub fn check_header(s: &Shared, map_len: usize) -> Result<u32, String> {
             format!("wrong magic {magic:#018x}")
         });
     }
-    let version = s.version.load(Ordering::Relaxed);
-    if version != VERSION {
+    let layout = s.layout.load(Ordering::Relaxed);
+    if layout != LAYOUT {
         return Err(format!(
-            "layout version {version}, this program speaks {VERSION}"
+            "its layout fingerprint is {layout:#010x}, this build's is {LAYOUT:#010x} (made by another build of syncomm)"
         ));
     }
     let header = s.header_size.load(Ordering::Relaxed) as usize;
@@ -207,38 +301,23 @@ pub fn check_header(s: &Shared, map_len: usize) -> Result<u32, String> {
 /// `s` must point into a fresh, zeroed, writable mapping of at least
 /// `segment_size(capacity)` bytes that no other process has seen yet.
 pub unsafe fn init(s: &Shared, capacity: u32) -> Result<(), std::io::Error> {
-    let check = |rc: libc::c_int, what: &str| -> Result<(), std::io::Error> {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::new(
-                std::io::Error::from_raw_os_error(rc).kind(),
-                format!("{what}: {}", std::io::Error::from_raw_os_error(rc)),
-            ))
-        }
-    };
-    // SAFETY: the attribute objects are local, initialised before use and
-    // destroyed after; the mutex and condition variable live in the mapping
-    // that the caller promises is ours alone until the magic is published.
-    unsafe {
-        let mut mattr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-        check(
-            libc::pthread_mutexattr_init(mattr.as_mut_ptr()),
-            "pthread_mutexattr_init",
-        )?;
-        check(
-            libc::pthread_mutexattr_setpshared(mattr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED),
-            "pthread_mutexattr_setpshared",
-        )?;
-        check(
-            libc::pthread_mutexattr_setrobust(mattr.as_mut_ptr(), libc::PTHREAD_MUTEX_ROBUST),
-            "pthread_mutexattr_setrobust",
-        )?;
-        let rc = libc::pthread_mutex_init(s.mutex.get(), mattr.as_ptr());
-        libc::pthread_mutexattr_destroy(mattr.as_mut_ptr());
-        check(rc, "pthread_mutex_init")?;
-    }
-    s.version.store(VERSION, Ordering::Relaxed);
+    let mut attr = MutexAttr::new()?;
+    attr.set(
+        libc::pthread_mutexattr_setpshared,
+        libc::PTHREAD_PROCESS_SHARED,
+        "pthread_mutexattr_setpshared",
+    )?;
+    attr.set(
+        libc::pthread_mutexattr_setrobust,
+        libc::PTHREAD_MUTEX_ROBUST,
+        "pthread_mutexattr_setrobust",
+    )?;
+    // SAFETY: the mutex lives in the mapping that the caller promises is
+    // ours alone until the magic is published; the attribute is initialised.
+    let rc = unsafe { libc::pthread_mutex_init(s.mutex.get(), attr.as_ptr()) };
+    check(rc, "pthread_mutex_init")?;
+    drop(attr);
+    s.layout.store(LAYOUT, Ordering::Relaxed);
     s.header_size
         .store(std::mem::size_of::<Shared>() as u32, Ordering::Relaxed);
     s.total_size
@@ -248,4 +327,50 @@ pub unsafe fn init(s: &Shared, capacity: u32) -> Result<(), std::io::Error> {
     // Published last: an opener that sees the magic sees everything above.
     s.magic.store(MAGIC, Ordering::Release);
     Ok(())
+}
+
+/// A pthread return code as an error naming the call.
+fn check(rc: libc::c_int, what: &str) -> Result<(), std::io::Error> {
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::from_raw_os_error(rc);
+    Err(std::io::Error::new(e.kind(), format!("{what}: {e}")))
+}
+
+/// A `pthread_mutexattr_t`, destroyed on every path (drop).
+struct MutexAttr(Box<std::mem::MaybeUninit<libc::pthread_mutexattr_t>>);
+
+impl MutexAttr {
+    /// `pthread_mutexattr_init`, in a place of its own that never moves.
+    fn new() -> Result<MutexAttr, std::io::Error> {
+        let mut attr = Box::new(std::mem::MaybeUninit::uninit());
+        // SAFETY: a valid place for the attribute object.
+        let rc = unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) };
+        check(rc, "pthread_mutexattr_init")?;
+        Ok(MutexAttr(attr))
+    }
+
+    /// One `pthread_mutexattr_set*` call.
+    fn set(
+        &mut self,
+        setter: unsafe extern "C" fn(*mut libc::pthread_mutexattr_t, libc::c_int) -> libc::c_int,
+        value: libc::c_int,
+        what: &str,
+    ) -> Result<(), std::io::Error> {
+        // SAFETY: the attribute object was initialised by `new`.
+        check(unsafe { setter(self.0.as_mut_ptr(), value) }, what)
+    }
+
+    fn as_ptr(&self) -> *const libc::pthread_mutexattr_t {
+        self.0.as_ptr()
+    }
+}
+
+impl Drop for MutexAttr {
+    fn drop(&mut self) {
+        // SAFETY: initialised by `new` (a failed init makes no MutexAttr),
+        // destroyed once.
+        unsafe { libc::pthread_mutexattr_destroy(self.0.as_mut_ptr()) };
+    }
 }

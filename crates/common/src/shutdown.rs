@@ -30,6 +30,12 @@ pub struct Shutdown {
 
 impl Shutdown {
     /// Installs the handlers for SIGINT, SIGTERM and SIGHUP.
+    ///
+    /// # Process-wide effects
+    /// Signal dispositions belong to the process: this replaces the
+    /// handlers of those three signals for every thread (with `SA_RESTART`),
+    /// and a second signal of them ends the process at once. Call it once,
+    /// from a program's `main`; a library never calls it.
     pub fn install() -> io::Result<Shutdown> {
         let flag = Arc::new(AtomicBool::new(false));
         let signal = Arc::new(AtomicUsize::new(0));

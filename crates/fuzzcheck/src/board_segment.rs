@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use syncomm_board::mapped::{Segment, SnapshotError};
-use syncomm_board::segment::{self, Shared, MAGIC, MAX_CAPACITY, MAX_VALUE, VALUES, VERSION};
+use syncomm_board::segment::{self, Shared, LAYOUT, MAGIC, MAX_CAPACITY, MAX_VALUE, VALUES};
 
 /// Runs the parser on `data` and asserts its invariants.
 pub fn check(data: &[u8]) {
@@ -29,10 +29,7 @@ pub fn check(data: &[u8]) {
     };
     let s = std::mem::offset_of!(Shared, magic);
     assert_eq!(word(s, 8), MAGIC);
-    assert_eq!(
-        word(std::mem::offset_of!(Shared, version), 4),
-        VERSION as u64
-    );
+    assert_eq!(word(std::mem::offset_of!(Shared, layout), 4), LAYOUT as u64);
     assert_eq!(
         word(std::mem::offset_of!(Shared, header_size), 4),
         std::mem::size_of::<Shared>() as u64

@@ -212,7 +212,13 @@ pub fn run_here(spec: &StageSpec, stage_number: usize) -> StageReport {
 
 /// The hidden child mode: runs one stage, writes its report line to
 /// `report_fd`, and returns the exit code the parent expects.
-pub fn run_child(spec: &StageSpec, report_fd: RawFd) -> u8 {
+///
+/// # Raw descriptor
+/// As its name says, this takes ownership of descriptor number `report_fd`
+/// and closes it: it must be the one the parent passed down for this child
+/// alone (`--report-fd`, see `spawn_stage`), never a descriptor something
+/// else in the process owns.
+pub fn run_child_owning_fd(spec: &StageSpec, report_fd: RawFd) -> u8 {
     // Exec'ing `/proc/self/exe` names the process "exe" in `ps` and `top`;
     // show "filter" there, as for the parent (best effort: only a label).
     let _ = nix::sys::prctl::set_name(c"filter");

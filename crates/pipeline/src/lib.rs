@@ -30,5 +30,5 @@ pub mod int;
 pub mod stage;
 pub mod stream;
 
-pub use chain::{run_chain, run_child, run_here, Report, StageReport, Status};
+pub use chain::{run_chain, run_child_owning_fd, run_here, Report, StageReport, Status};
 pub use stage::{Stage, StageSpec, LIST};

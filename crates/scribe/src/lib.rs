@@ -281,6 +281,12 @@ pub fn format_line(buf: &mut Vec<u8>, id: &str, message: &str, k: u64) {
 
 /// Appends `opts.count` lines to `path`, each under an exclusive `flock` and
 /// written with one `write(2)`. Stops between lines when `shutdown` is requested.
+///
+/// # Process-wide effects
+/// To let Ctrl-C interrupt a `flock` wait, this clears `SA_RESTART` from the
+/// SIGINT, SIGTERM and SIGHUP handlers, for the whole process and for good
+/// (see `interrupt_flock_on_shutdown_signals`): call it from the `scribe`
+/// program, not from a process whose other blocking calls rely on restarts.
 pub fn append_lines(
     path: &Path,
     opts: &WriteOptions,

@@ -2,10 +2,19 @@
 //!
 //! It reads [`Request`] frames from its stdin pipe (the in-queue), runs each
 //! through the registry, and writes one [`Response`] frame per request to its
-//! stdout pipe (the out-queue), in the order the requests came. Each response
-//! is written with one `write(2)` before the next request starts, so the
-//! server always knows exactly which request a dead child was running: the
-//! oldest one without an answer.
+//! stdout pipe (the out-queue), in the order the requests came.
+//!
+//! Answers are written in batches: while another whole request is already
+//! read (the server pipelines calls), the answer waits in a buffer, and the
+//! buffer is written with one `write(2)` once no whole request remains to
+//! run (a pipelined burst costs one write per read, not one per call).
+//! Only answers of calls that cannot block or end the process wait so
+//! ([`holds_back`]): before any other call starts, every answer is written,
+//! so the server always knows which request a dead or overdue child was
+//! running: the oldest one without an answer. (A child killed from outside
+//! in the middle of a burst of quick calls loses the answers it had not
+//! yet written; the server answers the oldest of those calls with the
+//! child's death and runs the rest again.)
 //!
 //! A panic inside a function is caught and becomes an error result; the child
 //! goes on. `abort` (or a signal from outside) ends the child for real, and
@@ -38,7 +47,13 @@ pub enum ChildError {
 /// Runs the child loop until stdin ends (the server closed it: stop).
 ///
 /// `max_frame` bounds the request bodies accepted.
-pub fn run_stdio(max_frame: u32) -> Result<(), ChildError> {
+///
+/// # Process-wide effects
+/// This takes over the whole process, as its name says: it sets SIGINT and
+/// SIGTERM to be ignored and replaces the panic hook, for every thread, and
+/// owns stdin and stdout. Call it only from the `worker --stdio` child's
+/// `main`, never from a process that has other work.
+pub fn take_over_process_as_child(max_frame: u32) -> Result<(), ChildError> {
     // Ctrl-C in a terminal signals the whole foreground process group, and
     // a service manager may SIGTERM the whole group: the server decides when
     // its children stop (it closes their stdin after the calls in flight),
@@ -58,23 +73,68 @@ pub fn run_stdio(max_frame: u32) -> Result<(), ChildError> {
     let out_fd = stdout.as_fd();
     let mut body = Vec::new();
     let mut out = Vec::with_capacity(4096);
-    loop {
-        match frame::read_frame_body(&mut input, max_frame, &mut body) {
-            Ok(true) => {}
-            Ok(false) => return Ok(()),
-            Err(e) => return Err(ChildError::Read(e)),
-        }
-        let response = match frame::decode_body::<Request>(&body) {
-            Ok(req) => Response {
-                id: req.id,
-                result: run_caught(&req),
-            },
-            Err(e) => return Err(ChildError::Read(e)),
-        };
+    let flush = |out: &mut Vec<u8>| -> Result<(), ChildError> {
+        let res = write_all(out_fd, out).map_err(ChildError::Write);
         out.clear();
+        res
+    };
+    loop {
+        // About to block for the next request: the answers so far go out.
+        if !out.is_empty() && !whole_frame(input.buffer()) {
+            flush(&mut out)?;
+        }
+        let read = frame::read_frame_body(&mut input, max_frame, &mut body);
+        let req = match read.map(|more| more.then(|| frame::decode_body::<Request>(&body))) {
+            Ok(Some(Ok(req))) => req,
+            Ok(None) => return flush(&mut out),
+            Ok(Some(Err(e))) | Err(e) => {
+                // The answers before the bad frame still count.
+                let _ = flush(&mut out);
+                return Err(ChildError::Read(e));
+            }
+        };
+        if !out.is_empty() && (!holds_back(&req.function) || out.len() >= OUT_BATCH) {
+            flush(&mut out)?;
+        }
+        let response = Response {
+            id: req.id,
+            result: run_caught(&req),
+        };
         frame::encode_frame_into(&response, &mut out).map_err(ChildError::Encode)?;
-        write_all(out_fd, &out).map_err(ChildError::Write)?;
     }
+}
+
+/// Buffered answers beyond this are written before the next call.
+const OUT_BATCH: usize = 64 * 1024;
+
+/// Whether `buf` starts with a whole frame (header and body).
+fn whole_frame(buf: &[u8]) -> bool {
+    buf.len() >= frame::HEADER_LEN && {
+        let len = u32::from_le_bytes(buf[..frame::HEADER_LEN].try_into().expect("4 bytes"));
+        buf.len() - frame::HEADER_LEN >= len as usize
+    }
+}
+
+/// Whether the answers before a call of `function` may wait in the buffer
+/// while it runs: only for functions that neither block, nor run long, nor
+/// end the process. Every other call (`sleep_ms`, `abort`, `is_prime` and
+/// `factor` of large numbers, a function added later) starts with nothing
+/// held back, so its death or its timeout is charged to it alone.
+fn holds_back(function: &str) -> bool {
+    matches!(
+        function,
+        "add"
+            | "sub"
+            | "mul"
+            | "div"
+            | "neg"
+            | "fib"
+            | "upper"
+            | "word_count"
+            | "pid"
+            | "panic"
+            | "functions"
+    )
 }
 
 /// Runs one request, turning a panic into an error result.

@@ -66,9 +66,10 @@ pub fn peer_board_waiter() -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     while g.active() {
         let deadline = Some(Instant::now() + Duration::from_secs(1));
-        if !g.wait(deadline, &|| false)? {
+        let Some(again) = g.wait(deadline, &|| false)? else {
             return Ok(());
-        }
+        };
+        g = again;
         let woke = floor::now_ns();
         let c = g.count(AWAITED);
         if c != seen {
@@ -77,9 +78,7 @@ pub fn peer_board_waiter() -> anyhow::Result<()> {
             out.flush()?;
         }
     }
-    if g.held() {
-        g.add_waiter(AWAITED, -1);
-    }
+    g.add_waiter(AWAITED, -1);
     Ok(())
 }
 
@@ -384,13 +383,12 @@ fn append_once(ctx: &Ctx, i: usize, count: u64) -> anyhow::Result<f64> {
                 g.add_waiter(22, 1);
                 while g.active() {
                     let deadline = Some(Instant::now() + Duration::from_secs(1));
-                    if !matches!(g.wait(deadline, &|| false), Ok(true)) {
-                        break;
+                    match g.wait(deadline, &|| false) {
+                        Ok(Some(again)) => g = again,
+                        _ => return,
                     }
                 }
-                if g.held() {
-                    g.add_waiter(22, -1);
-                }
+                g.add_waiter(22, -1);
             }
         })
     });
