@@ -1056,7 +1056,7 @@ mod tests {
     #[test]
     fn sleepers_are_woken_after_the_unlock_even_if_the_notifier_died() {
         let n = name("wake");
-        let (b, _) = Board::open_or_create(&n, None, false).unwrap();
+        let (b, _) = Board::open_or_create(&dir(), &n, None, false).unwrap();
         b.lock().unwrap().start_producing(std::process::id() as i32);
         let hang = Duration::from_secs(20);
         for notifier_dies in [false, true] {
