@@ -205,13 +205,7 @@ fn demo(args: &Args, gate: &Gate, slot: u16, shutdown: &Shutdown) -> anyhow::Res
     Ok(0)
 }
 
-/// An I/O error's reason without the "(os error N)" suffix.
-fn os_reason(err: &std::io::Error) -> String {
-    match err.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_owned(),
-        None => err.to_string(),
-    }
-}
+use syncomm_sys::errtext::os_reason;
 
 fn plural(n: u16, what: &str) -> String {
     if n == 1 {

@@ -4,7 +4,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::*;
@@ -62,6 +62,18 @@ fn wait_in_poll(pid: i32) {
         }
         wchan.contains("poll")
     });
+}
+
+/// Whether process `pid` has the file `path` open. While the test holds the
+/// registry lock, a member that has the lock file open is waiting for it
+/// (members wait with non-blocking attempts paced by `poll(2)`, so the
+/// kernel lists no blocked waiter in `/proc/locks`).
+fn has_open(pid: i32, path: &Path) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    dir.filter_map(Result::ok)
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == path))
 }
 
 fn registry(env: &Env, name: &str) -> PathBuf {
@@ -489,13 +501,8 @@ fn a_stuck_lock_holder_does_not_hang_members() {
     assert!(err.contains(&format!("held by pid {me}")), "{err}");
 
     let a = member(&env, &name, "a", 2, &[]);
-    let pid = a.pid().to_string();
-    wait_until("a to wait for the lock in the kernel", || {
-        let locks = std::fs::read_to_string("/proc/locks").unwrap();
-        locks
-            .lines()
-            .any(|l| l.contains("->") && l.split_whitespace().nth(5) == Some(pid.as_str()))
-    });
+    let lock = lockfile(&env, &name);
+    wait_until("a to wait for the lock", || has_open(a.pid(), &lock));
     a.signal(Signal::SIGINT);
     let out = a.finish();
     assert_eq!(out.status.code(), Some(130));
@@ -659,14 +666,9 @@ fn racing_to_clear_a_finished_group_leaves_no_lock_file() {
         b.kill9();
         let mut b = b;
         b.wait_timeout(HANG);
-        let pids = [a.pid().to_string(), c.pid().to_string()];
+        let lock = lockfile(&env, &name);
         wait_until("a and c to queue for the lock", || {
-            let locks = std::fs::read_to_string("/proc/locks").unwrap();
-            pids.iter().all(|pid| {
-                locks
-                    .lines()
-                    .any(|l| l.contains("->") && l.split_whitespace().nth(5) == Some(pid.as_str()))
-            })
+            has_open(a.pid(), &lock) && has_open(c.pid(), &lock)
         });
         drop(held);
         assert_found(&a.finish(), "a", "a, b, c");

@@ -5,18 +5,17 @@
 //!
 //! ## Contents
 //! - [`name`]: rendezvous names (`--name`), validated once.
-//! - [`openfile`]: opening a runtime file another process may have planted:
-//!   never blocking, never following a symlink, only a regular file of ours.
 //! - [`rundir`]: the runtime directory where sockets, registries and link
 //!   files live (0700, never a symlink, never another user's).
 //! - [`duration`]: durations written `250ms`, `1.5s`, `2m` (a bare number is seconds).
 //! - [`exit`]: the exit-code scheme and the `main` runner every binary uses:
 //!   one-line errors `PROGRAM: what failed: why`, a broken pipe is a quiet success.
 //! - [`shutdown`]: clean shutdown on SIGINT/SIGTERM, as a flag and as a file
-//!   descriptor that `poll(2)` can wait on.
-//! - [`unixsock`]: bind a server's Unix socket, taking over a stale one
-//!   (probe, remove, bind under a lock file: one winner among servers
-//!   started at once; never another user's file).
+//!   descriptor that `poll(2)` can wait on (and that ends a
+//!   `syncomm_sys::flock` wait).
+//!
+//! The OS wrappers (opening runtime files, binding Unix sockets, locks,
+//! `/proc`) live in `syncomm-sys`.
 //! - [`output`]: `--json` output, one JSON object per line.
 //! - [`logsink`]: a server's log output that never blocks it: a bounded
 //!   backlog written by a helper thread, lines dropped and counted when the
@@ -36,11 +35,9 @@ pub mod exit;
 pub mod frame;
 pub mod logsink;
 pub mod name;
-pub mod openfile;
 pub mod output;
 pub mod rundir;
 pub mod shutdown;
-pub mod unixsock;
 
 pub use duration::parse_duration;
 pub use exit::{run, Fail};

@@ -58,8 +58,8 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::socket::{getsockopt, shutdown, sockopt, Shutdown as How};
 use syncomm_common::logsink::LogHandle;
 use syncomm_common::shutdown::Shutdown;
-use syncomm_common::unixsock::{self, BindError, FileId};
 use syncomm_common::Name;
+use syncomm_sys::unixsock::{self, BindError, FileId};
 
 use crate::protocol::{self, Request, MAX_LINE};
 use crate::Endpoint;
@@ -1042,7 +1042,7 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 }
 
 /// Binds the local socket at `path`, replacing a stale one (one winner
-/// among servers started at once: see [`syncomm_common::unixsock`]).
+/// among servers started at once: see [`syncomm_sys::unixsock`]).
 fn bind_local(path: &std::path::Path) -> Result<(UnixListener, PathBuf, FileId), ServerError> {
     let what = path.display().to_string();
     let bound = unixsock::bind(path, 0o600).map_err(|e| match e {

@@ -43,7 +43,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{getpid, getppid, pipe2, Pid};
+use nix::unistd::{pipe2, Pid};
 use serde::Serialize;
 use syncomm_common::shutdown::Shutdown;
 
@@ -334,7 +334,6 @@ fn spawn_stage(
 ) -> io::Result<(Child, File)> {
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC)?;
     let report_fd = report_write.as_raw_fd();
-    let parent = getpid();
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("filter")
         .arg("--report-fd")
@@ -344,18 +343,14 @@ fn spawn_stage(
         .stdin(stdin.map_or_else(Stdio::inherit, Stdio::from))
         .stdout(stdout.map_or_else(Stdio::inherit, Stdio::from))
         .stderr(Stdio::inherit());
+    // Die with the parent, even if it is SIGKILLed (and never start at all
+    // if it died already).
+    syncomm_sys::spawn::kill_child_with_us(&mut cmd);
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (prctl, getppid, fcntl); it allocates
-    // nothing (raw OS errors carry no heap data) and touches no locks.
+    // one async-signal-safe system call (fcntl); it allocates nothing (raw OS
+    // errors carry no heap data) and touches no locks.
     unsafe {
         cmd.pre_exec(move || {
-            // Die with the parent, even if it is SIGKILLed...
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-            // ...and if it died before the line above, give up now.
-            if getppid() != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
             // Keep the report pipe's write end across exec (it is close-on-exec).
             fcntl(report_fd, FcntlArg::F_SETFD(FdFlag::empty()))
                 .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
