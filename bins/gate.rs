@@ -140,13 +140,17 @@ fn remove(args: &Args) -> anyhow::Result<u8> {
 
 fn take(args: &Args) -> anyhow::Result<u8> {
     let shutdown = Shutdown::install().context("installing signal handlers")?;
-    let (gate, got) =
-        syncomm_gate::open_and_acquire(&args.name, args.slots, args.timeout, &shutdown).map_err(
-            |e| match e {
-                GateError::SlotsDiffer { .. } => anyhow::Error::new(Fail::usage(e.to_string())),
-                e => e.into(),
-            },
-        )?;
+    let taken = syncomm_gate::open_and_acquire(&args.name, args.slots, args.timeout, &shutdown)
+        .map_err(|e| match e {
+            GateError::SlotsDiffer { .. } => anyhow::Error::new(Fail::usage(e.to_string())),
+            e => e.into(),
+        });
+    let (gate, got) = match taken {
+        Err(e) if matches!(e.downcast_ref(), Some(GateError::Interrupted(_))) => {
+            return Ok(shutdown.exit_code())
+        }
+        other => other?,
+    };
     let slot = match got {
         Acquire::Slot(slot) => slot,
         Acquire::TimedOut => {

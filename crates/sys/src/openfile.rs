@@ -29,6 +29,8 @@ pub enum Access {
     ReadWrite,
     /// Create it (read and write) with this mode; fails if the name exists.
     CreateNew(u32),
+    /// Read and write, creating it with this mode if it does not exist.
+    Create(u32),
 }
 
 /// Why a runtime file was not opened. Its `Display` is one line naming the
@@ -114,6 +116,7 @@ pub fn open_regular(path: &Path, access: Access) -> Result<File, OpenError> {
         Access::Read => o.read(true),
         Access::ReadWrite => o.read(true).write(true),
         Access::CreateNew(mode) => o.read(true).write(true).create_new(true).mode(mode),
+        Access::Create(mode) => o.read(true).write(true).create(true).mode(mode),
     };
     o.custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY);
     let file = o.open(path).map_err(|e| classify(path, e))?;
@@ -198,7 +201,8 @@ pub fn classify(path: &Path, e: io::Error) -> OpenError {
     }
 }
 
-fn kind_of(ft: &std::fs::FileType) -> &'static str {
+/// What a non-regular file is, in words ("FIFO", "directory", ...).
+pub fn kind_of(ft: &std::fs::FileType) -> &'static str {
     if ft.is_dir() {
         "directory"
     } else if ft.is_fifo() {
