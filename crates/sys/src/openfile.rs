@@ -10,6 +10,11 @@
 //! with a rename) that it is a regular file owned by our effective uid.
 //! [`verify`] applies the same checks to a descriptor opened another way
 //! (`shm_open`, say).
+//!
+//! [`open_no_symlinks`] is for a file the user names (scribe's shared file,
+//! which may be anyone's): no symlink in *any* component of the path
+//! (`openat2(2)` with `RESOLVE_NO_SYMLINKS`); the caller adds `O_NONBLOCK`
+//! and checks the file type.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -174,6 +179,68 @@ pub fn verify(fd: BorrowedFd<'_>, path: &Path) -> Result<FileStat, OpenError> {
     Ok(st)
 }
 
+/// Opens `path` with `flags` (`O_CLOEXEC` added; `mode` when creating)
+/// without following a symlink in any component of the path: `openat2(2)`
+/// with `RESOLVE_NO_SYMLINKS`, relative to the working directory. On a kernel
+/// without openat2 (before Linux 5.6: `ENOSYS`) it falls back to `open(2)`
+/// with `O_NOFOLLOW`, which checks the last component only. A symlink met
+/// fails with `ELOOP` either way.
+pub fn open_no_symlinks(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<File> {
+    use std::ffi::CString;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let flags = flags | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    let cpath = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_how is plain data; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.mode = if flags & libc::O_CREAT != 0 {
+        u64::from(mode)
+    } else {
+        0
+    };
+    how.resolve = libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: openat2(dirfd, path, how, size) reads the NUL-terminated path
+    // and `size` bytes of `how`, both live for the call; it returns a new
+    // descriptor or -1 with errno set.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            cpath.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: the kernel just returned this descriptor and nothing else owns it.
+        return Ok(File::from(unsafe {
+            OwnedFd::from_raw_fd(fd as libc::c_int)
+        }));
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(err);
+    }
+    open_nofollow_last(path, flags, mode)
+}
+
+/// The fallback of [`open_no_symlinks`] before Linux 5.6: `open(2)` with
+/// `O_NOFOLLOW`, which refuses a symlink as the last component only.
+fn open_nofollow_last(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<File> {
+    let flags = flags | libc::O_NOFOLLOW;
+    let acc = flags & libc::O_ACCMODE;
+    OpenOptions::new()
+        .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
+        .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
+        .append(flags & libc::O_APPEND != 0)
+        .create(flags & libc::O_CREAT != 0)
+        .mode(mode)
+        .custom_flags(flags & !(libc::O_ACCMODE | libc::O_APPEND | libc::O_CREAT))
+        .open(path)
+}
+
 /// Turns an `open(2)` error into an [`OpenError`]; errors that mean "not a
 /// regular file" (a directory opened for writing, a FIFO or socket that
 /// cannot be opened) look at the path to say what it is.
@@ -291,5 +358,38 @@ mod tests {
             matches!(e, OpenError::ForeignOwner { owner: 65534, .. }),
             "{e}"
         );
+    }
+
+    #[test]
+    fn no_symlink_anywhere_on_the_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("f"), b"").unwrap();
+        let dirlink = dir.path().join("dirlink");
+        std::os::unix::fs::symlink(&real, &dirlink).unwrap();
+        let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT;
+        match open_no_symlinks(&dirlink.join("f"), flags, 0o644) {
+            // A kernel without openat2 checks the last component only.
+            Ok(_) => assert!(std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap()
+                .starts_with(['2', '3', '4', '5'])),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ELOOP)),
+        }
+        assert!(open_no_symlinks(&real.join("f"), flags, 0o644).is_ok());
+        assert!(open_no_symlinks(&real.join("new"), flags, 0o600).is_ok());
+        assert_eq!(
+            std::fs::metadata(real.join("new"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        // The fallback: the last component only.
+        let e = open_nofollow_last(&dirlink, libc::O_RDONLY, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+        assert!(open_nofollow_last(&dirlink.join("f"), libc::O_RDONLY, 0).is_ok());
     }
 }
