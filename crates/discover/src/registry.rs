@@ -30,15 +30,16 @@
 //! end
 //! ```
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use std::time::Instant;
 
 use syncomm_common::Name;
 use syncomm_sys::flock::{self, Interrupt, Mode, Outcome};
+use syncomm_sys::openfile::{self, Access, OpenError};
 
 use crate::id::MemberId;
 use syncomm_sys::proc::Stamp;
@@ -342,45 +343,21 @@ impl Paths {
     }
 }
 
-/// Opens `path` without following a symlink and without blocking (a FIFO
-/// would otherwise block the open), then checks it is a regular file.
-fn open_regular(path: &Path, opts: &mut OpenOptions) -> Result<Option<File>, FileError> {
-    let file = match opts
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(FileError::Symlink(path.to_owned()))
+/// Opens `path` through `syncomm_sys::openfile` (no symlink followed, no
+/// blocking on a FIFO, only a regular file of ours); `Ok(None)` when there
+/// is nothing at the path.
+fn open_regular(path: &Path, access: Access) -> Result<Option<File>, FileError> {
+    match openfile::open_regular(path, access) {
+        Ok(f) => Ok(Some(f)),
+        Err(OpenError::NotFound(_)) => Ok(None),
+        Err(OpenError::Symlink(p)) => Err(FileError::Symlink(p)),
+        Err(OpenError::NotRegular { path, kind }) => Err(FileError::NotRegular { path, kind }),
+        Err(OpenError::ForeignOwner { path, owner, me }) => {
+            Err(FileError::Foreign { path, owner, me })
         }
-        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
-            return Err(FileError::NotRegular {
-                path: path.to_owned(),
-                kind: "directory",
-            })
-        }
-        Err(e) => return Err(io_err("open", path)(e)),
-    };
-    let meta = file.metadata().map_err(io_err("inspect", path))?;
-    let ft = meta.file_type();
-    if !ft.is_file() {
-        let kind = if ft.is_dir() {
-            "directory"
-        } else if ft.is_fifo() {
-            "FIFO"
-        } else if ft.is_socket() {
-            "socket"
-        } else {
-            "device"
-        };
-        return Err(FileError::NotRegular {
-            path: path.to_owned(),
-            kind,
-        });
+        Err(OpenError::Io { path, source }) => Err(io_err("open", &path)(source)),
+        Err(e) => Err(io_err("open", path)(io::Error::other(e.reason()))),
     }
-    check_owner(path, &meta)?;
-    Ok(Some(file))
 }
 
 /// Refuses a file that another user owns (whatever our privileges).
@@ -420,7 +397,7 @@ pub enum Loaded {
 /// Reads the registry. Safe without the lock: the file is only ever replaced whole.
 pub fn read(paths: &Paths) -> Result<Loaded, FileError> {
     let path = &paths.registry;
-    let Some(file) = open_regular(path, OpenOptions::new().read(true))? else {
+    let Some(file) = open_regular(path, Access::Read)? else {
         return Ok(Loaded::Missing);
     };
     let mut bytes = Vec::new();
@@ -443,13 +420,8 @@ pub fn write(paths: &Paths, reg: &Registry) -> Result<(), FileError> {
     }
     // A writer killed between create and rename left this behind; it is ours to replace.
     remove_ours(&paths.temp)?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&paths.temp)
-        .map_err(io_err("create", &paths.temp))?;
+    let mut file = open_regular(&paths.temp, Access::CreateNew(0o600))?
+        .ok_or_else(|| io_err("create", &paths.temp)(io::ErrorKind::NotFound.into()))?;
     file.write_all(reg.render().as_bytes())
         .map_err(io_err("write", &paths.temp))?;
     drop(file);
@@ -518,9 +490,7 @@ impl Locked {
     ) -> Result<Option<Locked>, FileError> {
         let path = &paths.lock;
         loop {
-            let mut opts = OpenOptions::new();
-            opts.read(true).write(true).create(true).mode(0o600);
-            let file = open_regular(path, &mut opts)?
+            let file = open_regular(path, Access::Create(0o600))?
                 .ok_or_else(|| io_err("create", path)(io::ErrorKind::NotFound.into()))?;
             let meta = file.metadata().map_err(io_err("inspect", path))?;
             match flock::lock(&file, Mode::Exclusive, deadline, Some(interrupt)) {
