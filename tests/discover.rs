@@ -4,7 +4,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 use common::*;
@@ -62,18 +62,6 @@ fn wait_in_poll(pid: i32) {
         }
         wchan.contains("poll")
     });
-}
-
-/// Whether process `pid` has the file `path` open. While the test holds the
-/// registry lock, a member that has the lock file open is waiting for it
-/// (members wait with non-blocking attempts paced by `poll(2)`, so the
-/// kernel lists no blocked waiter in `/proc/locks`).
-fn has_open(pid: i32, path: &Path) -> bool {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    dir.filter_map(Result::ok)
-        .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == path))
 }
 
 fn registry(env: &Env, name: &str) -> PathBuf {
@@ -183,16 +171,7 @@ fn a_reused_pid_is_not_mistaken_for_the_member() {
     let env = Env::new();
     let name = unique_name("reuse");
     let me = std::process::id();
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let start: u64 = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let start = start_time_of(me);
     let write = |start: u64| {
         std::fs::write(
             registry(&env, &name),
@@ -502,6 +481,9 @@ fn a_stuck_lock_holder_does_not_hang_members() {
 
     let a = member(&env, &name, "a", 2, &[]);
     let lock = lockfile(&env, &name);
+    // While the test holds the lock, a member with the lock file open waits
+    // for it (non-blocking attempts paced by poll(2): /proc/locks lists no
+    // blocked request).
     wait_until("a to wait for the lock", || has_open(a.pid(), &lock));
     a.signal(Signal::SIGINT);
     let out = a.finish();
@@ -591,9 +573,7 @@ fn sigkill_at_random_moments_never_corrupts_the_registry() {
 
 /// The start time of process `pid` (field 22 of `/proc/PID/stat`).
 fn start_time_of(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 1..];
-    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+    syncomm_sys::proc::start_time(pid as i32).unwrap().unwrap()
 }
 
 /// Under a descriptor limit far too low for a pidfd per member

@@ -425,12 +425,7 @@ fn a_stuck_runtime_file_lock_does_not_hang_gate() {
     let waiter = Proc::spawn(sem.gate(&["--", "true"]));
     let sem_file = sem.sem_file();
     wait_until("the waiter to open the runtime file", || {
-        std::fs::read_dir(format!("/proc/{}/fd", waiter.pid()))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == sem_file))
-            })
-            .unwrap_or(false)
+        has_open(waiter.pid(), &sem_file)
     });
     waiter.signal(nix::sys::signal::Signal::SIGTERM);
     let mut waiter = waiter;

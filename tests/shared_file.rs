@@ -70,13 +70,7 @@ fn eight_writers_lose_and_tear_nothing() {
 /// with non-blocking attempts paced by `poll(2)` on their shutdown
 /// descriptor, so `/proc/locks` lists no blocked request).
 fn flock_waiters(file: &Path, pids: &[i32]) -> usize {
-    let has_open = |pid: i32| {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
-            d.filter_map(Result::ok)
-                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == file))
-        })
-    };
-    pids.iter().filter(|&&pid| has_open(pid)).count()
+    pids.iter().filter(|&&pid| has_open(pid, file)).count()
 }
 
 /// A writer killed with SIGKILL while it holds the lock (it holds it for
