@@ -40,7 +40,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{pipe2, Pid};
@@ -346,17 +346,8 @@ fn spawn_stage(
     // Die with the parent, even if it is SIGKILLed (and never start at all
     // if it died already).
     syncomm_sys::spawn::kill_child_with_us(&mut cmd);
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // one async-signal-safe system call (fcntl); it allocates nothing (raw OS
-    // errors carry no heap data) and touches no locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Keep the report pipe's write end across exec (it is close-on-exec).
-            fcntl(report_fd, FcntlArg::F_SETFD(FdFlag::empty()))
-                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-            Ok(())
-        });
-    }
+    // Keep the report pipe's write end across exec (it is close-on-exec).
+    syncomm_sys::spawn::keep_fd_across_exec(&mut cmd, report_fd);
     let child = cmd.spawn()?;
     // `cmd` and `report_write` drop here: our copies of the child's ends close,
     // so end-of-file reaches the right process when the child exits.

@@ -39,3 +39,21 @@ pub fn kill_child_with_us(cmd: &mut Command) -> &mut Command {
     // `die_with_parent`, which is async-signal-safe (see there).
     unsafe { cmd.pre_exec(move || die_with_parent(parent)) }
 }
+
+/// Makes descriptor `fd` (close-on-exec here) stay open in the program the
+/// child of `cmd` executes: `fcntl(F_SETFD, 0)` in the child, between fork
+/// and exec, so this process's copy stays close-on-exec and no other child
+/// inherits it.
+pub fn keep_fd_across_exec(cmd: &mut Command, fd: std::os::fd::RawFd) -> &mut Command {
+    // SAFETY: the closure runs in the forked child before exec and makes one
+    // async-signal-safe system call (fcntl); it allocates nothing (a raw OS
+    // error carries no heap data) and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
