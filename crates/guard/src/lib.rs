@@ -133,10 +133,10 @@ pub enum GuardError {
         source: io::Error,
     },
     /// `--pid`: the process cannot be watched or signalled.
-    #[error("cannot watch process {0}: {}", describe_io(.1))]
+    #[error("cannot watch process {pid}: {}", describe_io(.1), pid = .0)]
     Watch(Pid, io::Error),
     /// A system call `guard` needs failed.
-    #[error("{0}: {}", describe_io(.1))]
+    #[error("{what}: {}", describe_io(.1), what = .0)]
     System(&'static str, io::Error),
 }
 
