@@ -444,7 +444,13 @@ pub fn write(paths: &Paths, reg: &Registry) -> Result<(), FileError> {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn exchange(a: &Path, b: &Path) -> nix::Result<()> {
     use nix::fcntl::{renameat2, RenameFlags};
-    renameat2(None, a, None, b, RenameFlags::RENAME_EXCHANGE)
+    renameat2(
+        nix::fcntl::AT_FDCWD,
+        a,
+        nix::fcntl::AT_FDCWD,
+        b,
+        RenameFlags::RENAME_EXCHANGE,
+    )
 }
 
 /// Without `renameat2` in the C library: always fall back to `rename(2)`.

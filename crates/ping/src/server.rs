@@ -601,7 +601,7 @@ fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx<'_>) -> bool {
         // Lines wait unanswered: read no more (a hang-up shows in the write).
         State::Open if conn.paused => flush(conn, ctx),
         State::Open => {
-            let n = match nix::unistd::read(conn.fd.as_raw_fd(), &mut ctx.scratch) {
+            let n = match nix::unistd::read(&conn.fd, &mut ctx.scratch) {
                 Ok(n) => n,
                 Err(Errno::EAGAIN | Errno::EINTR) => return true,
                 Err(_) => return false, // reset by peer and the like: just close
@@ -623,7 +623,7 @@ fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx<'_>) -> bool {
             flush(conn, ctx)
         }
         // Discard what still arrives; close at end of stream or on error.
-        State::Lingering => match nix::unistd::read(conn.fd.as_raw_fd(), &mut ctx.scratch) {
+        State::Lingering => match nix::unistd::read(&conn.fd, &mut ctx.scratch) {
             Ok(n) => n > 0,
             Err(Errno::EAGAIN | Errno::EINTR) => true,
             Err(_) => false,
@@ -830,7 +830,7 @@ fn begin_drain(ctx: &mut Ctx<'_>, conns: &mut Slab) {
                 let mut budget = getsockopt(&conn.fd, sockopt::RcvBuf).unwrap_or(MAX_LINE);
                 let mut alive = true;
                 while budget > 0 {
-                    match nix::unistd::read(conn.fd.as_raw_fd(), &mut ctx.scratch) {
+                    match nix::unistd::read(&conn.fd, &mut ctx.scratch) {
                         Ok(0) => break,
                         Ok(n) => {
                             budget = budget.saturating_sub(n);

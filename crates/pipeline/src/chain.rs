@@ -35,7 +35,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 
@@ -217,14 +217,12 @@ pub fn run_child(spec: &StageSpec, report_fd: RawFd) -> u8 {
     // show "filter" there, as for the parent (best effort: only a label).
     let _ = nix::sys::prctl::set_name(c"filter");
     let report = run_here(spec, 0);
-    // The parent gave us this descriptor (see `spawn_stage`); check it is open
-    // before taking ownership of it.
-    if fcntl(report_fd, FcntlArg::F_GETFD).is_ok() {
-        // SAFETY: the descriptor is open (checked just above) and nothing else
-        // in this process uses it: the parent created it for this child alone
-        // and only this function touches it, once.
-        let mut file = unsafe { File::from_raw_fd(report_fd) };
-        let _ = file.write_all(write_report(&report).as_bytes());
+    // The parent gave us this descriptor (see `spawn_stage`); it is taken
+    // only if it is open.
+    // SAFETY: nothing else in this process uses the descriptor: the parent
+    // created it for this child alone and only this function touches it, once.
+    if let Some(fd) = unsafe { syncomm_sys::spawn::adopt_inherited_fd(report_fd) } {
+        let _ = File::from(fd).write_all(write_report(&report).as_bytes());
     }
     let code = match report.status {
         Status::Ok => EXIT_OK,
@@ -281,7 +279,7 @@ pub fn run_chain(specs: &[StageSpec], shutdown: &Shutdown) -> Result<Report, Cha
         } else {
             let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(ChainError::Pipe)?;
             // Best effort: a bigger pipe means fewer switches between stages.
-            let _ = fcntl(w.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+            let _ = fcntl(&w, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
             (Some(r), Some(w))
         };
         match spawn_stage(spec, upstream.take(), stdout) {

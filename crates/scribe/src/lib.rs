@@ -239,12 +239,11 @@ pub fn append_lines(
         });
         // 3. Make it durable before the next writer goes, if asked.
         let synced = match (&written, opts.fsync) {
-            (Ok(()), true) => nix::unistd::fdatasync(std::os::fd::AsRawFd::as_raw_fd(&file))
-                .map_err(|e| WriteError::Write {
-                    path: path.to_owned(),
-                    k,
-                    source: e.into(),
-                }),
+            (Ok(()), true) => nix::unistd::fdatasync(&file).map_err(|e| WriteError::Write {
+                path: path.to_owned(),
+                k,
+                source: e.into(),
+            }),
             _ => Ok(()),
         };
         // 4. Keep the lock a while, to show contention.

@@ -18,7 +18,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -157,7 +157,7 @@ pub fn verify(fd: BorrowedFd<'_>, path: &Path) -> Result<FileStat, OpenError> {
         path: path.to_owned(),
         source: e.into(),
     };
-    let st = fstat(fd.as_raw_fd()).map_err(io_err)?;
+    let st = fstat(fd).map_err(io_err)?;
     let fmt = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
     if fmt != SFlag::S_IFREG {
         return Err(OpenError::NotRegular {
@@ -173,9 +173,9 @@ pub fn verify(fd: BorrowedFd<'_>, path: &Path) -> Result<FileStat, OpenError> {
             me,
         });
     }
-    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(io_err)?;
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(io_err)?;
     let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags)).map_err(io_err)?;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(io_err)?;
     Ok(st)
 }
 
@@ -334,7 +334,7 @@ mod tests {
         assert!(read_regular(&file, 4).is_err());
         // The descriptor is blocking again.
         let f = open_regular(&file, Access::Read).unwrap();
-        let fl = fcntl(f.as_raw_fd(), FcntlArg::F_GETFL).unwrap();
+        let fl = fcntl(&f, FcntlArg::F_GETFL).unwrap();
         assert_eq!(fl & nix::libc::O_NONBLOCK, 0);
         let new = tmp.path().join("new");
         open_regular(&new, Access::CreateNew(0o600)).unwrap();

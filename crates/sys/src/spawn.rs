@@ -57,3 +57,21 @@ pub fn keep_fd_across_exec(cmd: &mut Command, fd: std::os::fd::RawFd) -> &mut Co
         })
     }
 }
+
+/// In a child started with [`keep_fd_across_exec`]: takes ownership of the
+/// descriptor number `raw` its parent passed down (on the command line,
+/// say), if it is open; `None` if it is not.
+///
+/// # Safety
+/// Nothing else in this process may own or use descriptor `raw`.
+pub unsafe fn adopt_inherited_fd(raw: std::os::fd::RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD reads the descriptor's flags and touches no memory;
+    // on a closed number it fails with EBADF.
+    if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (checked above) and, by the caller's
+    // contract, owned by nothing else in this process.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) })
+}

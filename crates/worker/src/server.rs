@@ -51,7 +51,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -1217,7 +1217,7 @@ fn spawn_worker(cfg: &Config, index: usize) -> Result<Worker, ServeError> {
     let mut process = cmd.spawn().map_err(spawn_err)?;
     let stdin = process.stdin.take().expect("piped");
     let stdout = process.stdout.take().expect("piped");
-    for fd in [stdin.as_raw_fd(), stdout.as_raw_fd()] {
+    for fd in [stdin.as_fd(), stdout.as_fd()] {
         nix::fcntl::fcntl(
             fd,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
