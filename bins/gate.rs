@@ -158,12 +158,18 @@ fn take(args: &Args) -> anyhow::Result<u8> {
             }
         }
     }
-    let (gate, got) =
+    let taken =
         syncomm_gate::open_and_acquire(&dir, &args.name, args.slots, args.timeout, &shutdown)
             .map_err(|e| match e {
                 GateError::SlotsDiffer { .. } => anyhow::Error::new(Fail::usage(e.to_string())),
                 e => e.into(),
-            })?;
+            });
+    let (gate, got) = match taken {
+        Err(e) if matches!(e.downcast_ref(), Some(GateError::Interrupted(_))) => {
+            return Ok(shutdown.exit_code())
+        }
+        other => other?,
+    };
     let slot = match got {
         Acquire::Slot(slot) => slot,
         Acquire::TimedOut => {
@@ -223,13 +229,7 @@ fn demo(args: &Args, gate: &Gate, slot: u16, shutdown: &Shutdown) -> anyhow::Res
     Ok(0)
 }
 
-/// An I/O error's reason without the "(os error N)" suffix.
-fn os_reason(err: &std::io::Error) -> String {
-    match err.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_owned(),
-        None => err.to_string(),
-    }
-}
+use syncomm_sys::errtext::os_reason;
 
 fn plural(n: u16, what: &str) -> String {
     if n == 1 {

@@ -15,9 +15,22 @@ use std::time::Duration;
 use common::*;
 use nix::sys::signal::Signal;
 
-/// Leaves a stale socket file at `path`: bound, then closed (nobody listens).
+/// Leaves a stale socket file at `path`: bound but never listening, then
+/// closed. (Not `UnixListener::bind`, which listens: a process another test
+/// thread forks at that moment inherits the listener until it execs, and a
+/// server probing the file then finds it alive — both racers refused.)
 fn plant_stale(path: &Path) {
-    drop(UnixListener::bind(path).expect("bind the stale socket"));
+    use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    let addr = UnixAddr::new(path).expect("socket path");
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).expect("bind the stale socket");
+    drop(fd);
     assert!(path.exists());
 }
 
@@ -60,7 +73,12 @@ fn race(a: Command, b: Command, up: &str) -> Vec<(bool, Proc, String)> {
 /// line saying a server is already there; returns the survivor.
 fn one_winner(mut results: Vec<(bool, Proc, String)>, round: usize, already: &str) -> Proc {
     let winners = results.iter().filter(|r| r.0).count();
-    assert_eq!(winners, 1, "round {round}: {winners} servers came up");
+    assert_eq!(
+        winners,
+        1,
+        "round {round}: {winners} servers came up: {:?}",
+        results.iter().map(|r| &r.2).collect::<Vec<_>>()
+    );
     let loser = results.iter().position(|r| !r.0).unwrap();
     let (_, mut lp, errors) = results.remove(loser);
     assert_eq!(lp.wait_timeout(HANG).code(), Some(1), "round {round}");
@@ -206,4 +224,36 @@ fn another_users_socket_or_lock_is_refused_even_as_root() {
         );
         assert_eq!(std::fs::symlink_metadata(&planted).unwrap().uid(), 65534);
     }
+}
+
+/// Issue 13 item 1: a `worker serve` that shuts down removes its socket file
+/// only while it is still its own. Here a successor took the path over
+/// (removed the file and bound its own); the old server's shutdown used to
+/// remove the successor's socket unconditionally.
+#[test]
+fn a_worker_leaving_keeps_a_successors_socket() {
+    let env = Env::new();
+    let name = unique_name("succ");
+    let path = env.dir().join(format!("worker.{name}.sock"));
+    let mut c = env.cmd("worker");
+    c.args(["serve", "--name", &name, "--workers", "1"])
+        .stdin(Stdio::null());
+    let mut server = Proc::spawn(c);
+    let out = server.stdout_lines();
+    let mut up = false;
+    while let Some(line) = out.next_line() {
+        if line.starts_with("serving ") {
+            up = true;
+            break;
+        }
+    }
+    assert!(up, "worker serve came up");
+    std::fs::remove_file(&path).unwrap();
+    let successor = UnixListener::bind(&path).expect("the successor binds");
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_timeout(HANG).code(), Some(0));
+    assert!(path.exists(), "the successor's socket was removed");
+    UnixStream::connect(&path).expect("the successor still answers");
+    drop(successor);
+    std::fs::remove_file(&path).unwrap();
 }

@@ -171,16 +171,7 @@ fn a_reused_pid_is_not_mistaken_for_the_member() {
     let env = Env::new();
     let name = unique_name("reuse");
     let me = std::process::id();
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let start: u64 = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let start = start_time_of(me);
     let write = |start: u64| {
         std::fs::write(
             registry(&env, &name),
@@ -489,13 +480,11 @@ fn a_stuck_lock_holder_does_not_hang_members() {
     assert!(err.contains(&format!("held by pid {me}")), "{err}");
 
     let a = member(&env, &name, "a", 2, &[]);
-    let pid = a.pid().to_string();
-    wait_until("a to wait for the lock in the kernel", || {
-        let locks = std::fs::read_to_string("/proc/locks").unwrap();
-        locks
-            .lines()
-            .any(|l| l.contains("->") && l.split_whitespace().nth(5) == Some(pid.as_str()))
-    });
+    let lock = lockfile(&env, &name);
+    // While the test holds the lock, a member with the lock file open waits
+    // for it (non-blocking attempts paced by poll(2): /proc/locks lists no
+    // blocked request).
+    wait_until("a to wait for the lock", || has_open(a.pid(), &lock));
     a.signal(Signal::SIGINT);
     let out = a.finish();
     assert_eq!(out.status.code(), Some(130));
@@ -584,9 +573,7 @@ fn sigkill_at_random_moments_never_corrupts_the_registry() {
 
 /// The start time of process `pid` (field 22 of `/proc/PID/stat`).
 fn start_time_of(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 1..];
-    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+    syncomm_sys::proc::start_time(pid as i32).unwrap().unwrap()
 }
 
 /// Under a descriptor limit far too low for a pidfd per member
@@ -659,14 +646,9 @@ fn racing_to_clear_a_finished_group_leaves_no_lock_file() {
         b.kill9();
         let mut b = b;
         b.wait_timeout(HANG);
-        let pids = [a.pid().to_string(), c.pid().to_string()];
+        let lock = lockfile(&env, &name);
         wait_until("a and c to queue for the lock", || {
-            let locks = std::fs::read_to_string("/proc/locks").unwrap();
-            pids.iter().all(|pid| {
-                locks
-                    .lines()
-                    .any(|l| l.contains("->") && l.split_whitespace().nth(5) == Some(pid.as_str()))
-            })
+            has_open(a.pid(), &lock) && has_open(c.pid(), &lock)
         });
         drop(held);
         assert_found(&a.finish(), "a", "a, b, c");

@@ -589,13 +589,10 @@ fn ended_orphans_are_reaped_while_the_command_runs() {
 
 /// The state letter of process `pid` in /proc (R, S, T, Z...).
 fn state(pid: i32) -> char {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    syncomm_sys::proc::read_stat(pid)
         .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, r)| r.trim_start().chars().next())
-        })
-        .unwrap_or('?')
+        .flatten()
+        .map_or('?', |st| st.state)
 }
 
 /// Job control: Ctrl-Z (SIGTSTP to guard, the shell's job) stops the

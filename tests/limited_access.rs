@@ -398,3 +398,39 @@ fn a_runtime_file_of_another_user_is_refused() {
     // whatever an unfixed gate may have created.
     std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
 }
+
+/// Issue 13 item 1: a process that holds the runtime file's lock and never
+/// lets go (a gate stopped with SIGSTOP while it opens the set would) cannot
+/// keep a waiting `gate` past its `--timeout` (exit 1, naming the holder),
+/// nor past SIGTERM (exit 143). The wait used to be a blocking `flock(2)`
+/// retried after every signal: both hung until the holder let go.
+#[test]
+fn a_stuck_runtime_file_lock_does_not_hang_gate() {
+    use nix::fcntl::{Flock, FlockArg};
+    let sem = Sem::new();
+    let _holder = sem.holder("1");
+    let file = std::fs::File::open(sem.sem_file()).unwrap();
+    let held = Flock::lock(file, FlockArg::LockExclusive).expect("flock");
+
+    let mut timed = Proc::spawn(sem.gate(&["--timeout", "300ms", "--", "true"]));
+    let status = timed.wait_timeout(std::time::Duration::from_secs(20));
+    let out = timed.finish();
+    assert_eq!(status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("gate: timed out after 300ms"), "{err}");
+    assert!(
+        err.contains(&format!("held by pid {}", std::process::id())),
+        "{err}"
+    );
+
+    let waiter = Proc::spawn(sem.gate(&["--", "true"]));
+    let sem_file = sem.sem_file();
+    wait_until("the waiter to open the runtime file", || {
+        has_open(waiter.pid(), &sem_file)
+    });
+    waiter.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut waiter = waiter;
+    let status = waiter.wait_timeout(std::time::Duration::from_secs(20));
+    assert_eq!(status.code(), Some(143));
+    drop(held);
+}

@@ -39,17 +39,10 @@ fn children_of(pid: i32) -> Vec<(i32, String)> {
         let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+        let Ok(Some(stat)) = syncomm_sys::proc::read_stat(child) else {
             continue;
         };
-        // Fields after the parenthesised name: state, ppid, ...
-        let after = stat.rsplit(')').next().unwrap_or("");
-        let ppid: i32 = after
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        if ppid == pid {
+        if stat.ppid == pid {
             let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
             found.push((child, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
         }

@@ -7,7 +7,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdout, Stdio};
@@ -22,7 +21,7 @@ const PROMPT: Duration = Duration::from_secs(20);
 
 /// Shrinks a pipe to one page, so a stalled reader shows in a few lines.
 fn shrink_pipe(out: &ChildStdout) {
-    let _ = nix::fcntl::fcntl(out.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096));
+    let _ = nix::fcntl::fcntl(out, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096));
 }
 
 /// Reads lines from `r` until one starts with `prefix`; returns it.

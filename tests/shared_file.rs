@@ -65,24 +65,17 @@ fn eight_writers_lose_and_tear_nothing() {
     assert!(counts.values().all(|&n| n == 10_000), "{counts:?}");
 }
 
-/// How many processes wait in the kernel for a `flock` on `file`
-/// (`/proc/locks` lists a blocked request as `N: -> FLOCK ... PID DEV:INODE ...`).
-fn flock_waiters(file: &Path) -> usize {
-    use std::os::unix::fs::MetadataExt;
-    let inode = format!(":{}", std::fs::metadata(file).unwrap().ino());
-    let locks = std::fs::read_to_string("/proc/locks").unwrap();
-    locks
-        .lines()
-        .filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.get(1) == Some(&"->") && f.get(2) == Some(&"FLOCK") && f[6].ends_with(&inode)
-        })
-        .count()
+/// How many of `pids` have `file` open. While another writer holds the
+/// lock, a writer with the file open is waiting for the lock (writers wait
+/// with non-blocking attempts paced by `poll(2)` on their shutdown
+/// descriptor, so `/proc/locks` lists no blocked request).
+fn flock_waiters(file: &Path, pids: &[i32]) -> usize {
+    pids.iter().filter(|&&pid| has_open(pid, file)).count()
 }
 
 /// A writer killed with SIGKILL while it holds the lock (it holds it for
-/// 1000 s after its first line): until then the other writers wait in the
-/// kernel and write nothing (the lock is real); then the kernel releases
+/// 1000 s after its first line): until then the other writers wait for the
+/// lock and write nothing (the lock is real); then the kernel releases
 /// the lock, the others finish, and the file has no torn line.
 #[test]
 fn writer_killed_holding_the_lock_blocks_nobody() {
@@ -98,8 +91,9 @@ fn writer_killed_holding_the_lock_blocks_nobody() {
     let others: Vec<Proc> = (0..3)
         .map(|i| Proc::spawn(writer(&env, &file, &format!("o{i}"), 2000)))
         .collect();
+    let pids: Vec<i32> = others.iter().map(Proc::pid).collect();
     wait_until("the three other writers to wait for the lock", || {
-        flock_waiters(&file) == 3
+        flock_waiters(&file, &pids) == 3
     });
     assert_eq!(
         count_by_writer(&file).len(),
@@ -299,8 +293,8 @@ fn sigterm_stops_a_writer_cleanly() {
 
 /// SIGINT to a writer that waits for the lock (another writer holds it for
 /// 1000 s): the waiter stops at once, without waiting for the lock and
-/// without writing, and exits 130. (flock(2) is restarted after a signal
-/// handler installed with SA_RESTART; the waiter must not be.)
+/// without writing, and exits 130. (A blocking flock(2) is restarted after a
+/// signal handler installed with SA_RESTART; the waiter must not be.)
 #[test]
 fn sigint_stops_a_writer_waiting_for_the_lock() {
     let env = Env::new();
@@ -312,7 +306,9 @@ fn sigint_stops_a_writer_waiting_for_the_lock() {
         std::fs::read_to_string(&file).is_ok_and(|s| s.contains("holder mu:"))
     });
     let waiter = Proc::spawn(writer(&env, &file, "waiter", 5));
-    wait_until("the waiter to wait in flock", || flock_waiters(&file) == 1);
+    wait_until("the waiter to wait for the lock", || {
+        flock_waiters(&file, &[waiter.pid()]) == 1
+    });
     waiter.signal(nix::sys::signal::Signal::SIGINT);
     let out = waiter.finish();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));

@@ -308,14 +308,21 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Whether process `pid` exists (and is not a zombie we could still reap).
+/// Whether process `pid` has the file at `path` open (a link in
+/// `/proc/PID/fd` names it).
+pub fn has_open(pid: i32, path: &std::path::Path) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    dir.filter_map(Result::ok)
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == path))
+}
+
+/// Whether process `pid` lives, by the one rule of `syncomm_sys::proc`
+/// (a zombie, a dead or an exiting process is not alive).
 pub fn pid_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            // The state follows the parenthesised command name.
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z') && !state.starts_with('X')
-        }
-        Err(_) => false,
-    }
+    matches!(
+        syncomm_sys::proc::liveness(pid, None),
+        syncomm_sys::proc::Liveness::Alive
+    )
 }

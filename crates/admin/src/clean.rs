@@ -107,7 +107,7 @@ pub fn remove(r: &Removal) -> Result<(), String> {
             }
             if let Some(l) = link {
                 // Only if it still names the segment we judged.
-                let now = syncomm_common::openfile::read_regular(l, 256)
+                let now = syncomm_sys::openfile::read_regular(l, 256)
                     .map(|b| String::from_utf8_lossy(&b).trim().to_owned());
                 match (now, os_id) {
                     (Ok(n), Some(id)) if &n != id => {
@@ -134,10 +134,21 @@ pub fn remove(r: &Removal) -> Result<(), String> {
 }
 
 fn remove_discover(paths: &Paths) -> Result<(), String> {
+    /// Nothing interrupts clean's short wait but its deadline.
+    struct Never(std::os::unix::net::UnixStream);
+    impl syncomm_sys::flock::Interrupt for Never {
+        fn wake_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+            use std::os::fd::AsFd;
+            self.0.as_fd()
+        }
+        fn requested(&self) -> bool {
+            false
+        }
+    }
     let (wake_r, _wake_w) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
-    use std::os::fd::AsFd;
+    let never = Never(wake_r);
     let deadline = Instant::now() + Duration::from_millis(500);
-    let lock: Locked = registry::Locked::take_within(paths, Some(deadline), wake_r.as_fd())
+    let lock: Locked = registry::Locked::take_within(paths, Some(deadline), &never)
         .map_err(|e| e.to_string())?
         .ok_or("its lock is held (a member is busy)")?;
     match registry::read(paths).map_err(|e| e.to_string())? {

@@ -312,7 +312,7 @@ fn board_object(
     let Some(link) = link else {
         return Object::new(Kind::Board, name, State::Stale, "no link file");
     };
-    let os_id = match syncomm_common::openfile::read_regular(link, 256) {
+    let os_id = match syncomm_sys::openfile::read_regular(link, 256) {
         Ok(b) => String::from_utf8_lossy(&b).trim().to_owned(),
         Err(e) => {
             return Object::new(Kind::Board, name, State::Foreign, e.reason());

@@ -6,7 +6,7 @@
 //! `{"time_ms":…,"dir":…,"live":[…],"stale":N,"orphan":N,"foreign":N}`.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -192,8 +192,8 @@ impl Drop for RawMode {
 
 /// Runs `top` until `q`, a shutdown signal, or `count` refreshes.
 pub fn run(opts: &TopOptions, shutdown: &Shutdown) -> io::Result<()> {
-    let tty = nix::unistd::isatty(io::stdout().as_raw_fd()).unwrap_or(false);
-    let stdin_tty = nix::unistd::isatty(io::stdin().as_raw_fd()).unwrap_or(false);
+    let tty = io::stdout().is_terminal();
+    let stdin_tty = io::stdin().is_terminal();
     let _raw = (tty && stdin_tty).then(|| RawMode::enter(io::stdin().as_fd()));
     let mut rates = Rates::default();
     let mut n = 0u64;
@@ -253,7 +253,7 @@ fn wait_key(d: Duration, keys: bool, shutdown: &Shutdown) -> io::Result<bool> {
         }
         if keys && fds[1].any().unwrap_or(false) {
             let mut b = [0u8; 16];
-            let n = nix::unistd::read(stdin.as_raw_fd(), &mut b).unwrap_or(0);
+            let n = nix::unistd::read(stdin.as_fd(), &mut b).unwrap_or(0);
             if n == 0 || b[..n].iter().any(|&c| c == b'q' || c == b'Q' || c == 3) {
                 return Ok(true);
             }

@@ -25,7 +25,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::num::NonZeroUsize;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::ptr::NonNull;
@@ -379,8 +379,8 @@ fn futex_wake(word: &AtomicU32) {
 /// Futex: we store an odd number and wake the peer; it stores the next even
 /// number and wakes us. A round trip is two futex wakes and two sleeps.
 fn measure_futex(peer_exe: &PeerSpec, warmup: usize, rounds: usize) -> anyhow::Result<Vec<f64>> {
-    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-    let fd = memfd_create(c"syncomm-bench-futex", MemFdCreateFlag::empty()).context("memfd")?;
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let fd = memfd_create(c"syncomm-bench-futex", MFdFlags::empty()).context("memfd")?;
     nix::unistd::ftruncate(&fd, PAGE as libc::off_t).context("ftruncate")?;
     let page = SharedPage::map(&fd)?;
     let word = page.word();
@@ -455,7 +455,7 @@ fn peer_echo() -> anyhow::Result<()> {
     let (input, output) = (stdin.as_fd(), stdout.as_fd());
     let mut buf = [0u8; 64];
     loop {
-        let n = match nix::unistd::read(input.as_raw_fd(), &mut buf) {
+        let n = match nix::unistd::read(input, &mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => continue,
@@ -525,8 +525,8 @@ pub fn sleeping(pid: u32) -> bool {
 }
 
 fn measure_wake(peer_spec: &PeerSpec, warmup: usize, rounds: usize) -> anyhow::Result<Vec<f64>> {
-    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-    let fd = memfd_create(c"syncomm-bench-wake", MemFdCreateFlag::empty()).context("memfd")?;
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let fd = memfd_create(c"syncomm-bench-wake", MFdFlags::empty()).context("memfd")?;
     nix::unistd::ftruncate(&fd, PAGE as libc::off_t).context("ftruncate")?;
     let page = SharedPage::map(&fd)?;
     let (seq, stamp, lat, ack) = (

@@ -9,9 +9,9 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, Order
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use syncomm_common::openfile::{self, Access, OpenError};
 use syncomm_common::rundir::RunDir;
 use syncomm_common::Name;
+use syncomm_sys::openfile::{self, Access, OpenError};
 
 use crate::error::BoardError;
 use syncomm_common::attribution::Origin as Attribution;
@@ -362,7 +362,7 @@ impl Board {
     /// a shared, not private, futex). Returns how many were woken. The
     /// sequence must have been bumped first ([`Guard::notify`]).
     fn wake_sleepers(&self) -> i64 {
-        futex(&self.shared().wake, libc::FUTEX_WAKE, i32::MAX as u32, None)
+        syncomm_sys::futex::wake(&self.shared().wake, u32::MAX) as i64
     }
 }
 
@@ -715,7 +715,7 @@ impl<'a> Guard<'a> {
         std::mem::forget(self);
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if left != Some(Duration::ZERO) {
-            futex(&s.wake, libc::FUTEX_WAIT, seen, left);
+            syncomm_sys::futex::wait(&s.wake, seen, left);
         }
         board.lock_until(deadline, stop)
     }
@@ -734,24 +734,6 @@ fn realtime_after(d: Duration) -> libc::timespec {
         tv_sec: at.as_secs() as libc::time_t,
         tv_nsec: at.subsec_nanos() as libc::c_long,
     }
-}
-
-/// `futex(2)` on a word in the shared segment (shared futex: the kernel keys
-/// it by the physical page, so every process mapping the board meets here).
-/// Errors (EAGAIN: the word changed; ETIMEDOUT; EINTR) all mean "re-check".
-/// Returns the syscall's result (for FUTEX_WAKE: how many were woken).
-fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<Duration>) -> i64 {
-    let ts = timeout.map(|t| libc::timespec {
-        tv_sec: t.as_secs() as libc::time_t,
-        tv_nsec: t.subsec_nanos() as libc::c_long,
-    });
-    let tsp = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `word` is a live, aligned u32 in a mapping that outlives the
-    // call; FUTEX_WAIT reads it and sleeps, FUTEX_WAKE wakes sleepers; the
-    // relative timeout (CLOCK_MONOTONIC) is a valid timespec or null.
-    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, tsp) }
 }
 
 impl Drop for Guard<'_> {

@@ -145,8 +145,9 @@ pub fn consume(opts: &ConsumerOptions, shutdown: &Shutdown) -> Result<Outcome, B
                 watched = Some(pid);
                 let board = Arc::clone(&board);
                 std::thread::spawn(move || {
-                    if let Some(fd) = liveness::pidfd(pid) {
-                        liveness::wait_exit(&fd, None);
+                    let pid = nix::unistd::Pid::from_raw(pid);
+                    if let Ok(fd) = syncomm_sys::pidfd::PidFd::open(pid) {
+                        fd.wait_exit(None);
                     }
                     wake_all(&board);
                 });

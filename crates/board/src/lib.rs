@@ -40,7 +40,7 @@
 //!   the kernel has no inotify instance left for us, looks every 50 ms). The
 //!   link and the segment are opened without blocking or following a
 //!   symlink, and only as regular files of ours
-//!   ([`syncomm_common::openfile`]): a FIFO, a link or another user's object
+//!   ([`syncomm_sys::openfile`]): a FIFO, a link or another user's object
 //!   under the name is refused with one line, even by root.
 //!
 //! ## Modules

@@ -1,54 +1,30 @@
-//! Is a process alive, and tell me when it dies (pidfd, no polling).
+//! Is a board process alive, by the one rule of `syncomm_sys::proc` (zombie,
+//! dead or exiting is dead; a process `/proc` cannot tell about is *not*
+//! dead, so a lock or a slot is never repaired on a guess). Waiting for a
+//! process to end uses `syncomm_sys::pidfd::PidFd`.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use syncomm_sys::proc::{self, Liveness};
 
-/// `PF_EXITING` in `/proc/PID/stat`'s flags: the process has begun to die.
-/// The kernel sets it before it releases the robust mutexes the process
-/// held, so the locker that gets `EOWNERDEAD` already sees the holder as dead.
-const PF_EXITING: u64 = 0x4;
-
-/// Whether process `pid` exists and is not dying or a zombie.
+/// Whether process `pid` may still be alive: `false` only when it is known
+/// to be dead (gone, zombie, exiting).
 pub fn alive(pid: i32) -> bool {
-    alive_as(pid, 0)
+    !proc::liveness(pid, None).is_dead()
 }
 
-/// Whether process `pid` is alive (not dying, not a zombie) and is the same
-/// process that had start time `start`, so a reused pid is not mistaken for
-/// it. A `start` of 0 (unknown) checks the pid only.
+/// Whether process `pid` may still be the process that had start time
+/// `start` (a reused pid is dead to us). A `start` of 0 (unknown) checks the
+/// pid only. `false` only when it is known to be dead.
 pub fn alive_as(pid: i32, start: u64) -> bool {
-    stat(pid).is_some_and(|st| {
-        st.state != 'Z'
-            && st.state != 'X'
-            && st.flags & PF_EXITING == 0
-            && (start == 0 || st.start == start)
-    })
+    !matches!(
+        proc::liveness(pid, (start != 0).then_some(start)),
+        Liveness::Dead
+    )
 }
 
-/// The start time of process `pid` (clock ticks since boot), if it exists.
+/// The start time of process `pid` (clock ticks since boot), if it exists
+/// and can be read.
 pub fn start_time(pid: i32) -> Option<u64> {
-    stat(pid).map(|st| st.start)
-}
-
-struct Stat {
-    state: char,
-    flags: u64,
-    start: u64,
-}
-
-/// State, flags and start time from `/proc/PID/stat`.
-fn stat(pid: i32) -> Option<Stat> {
-    if pid <= 0 {
-        return None;
-    }
-    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The fields after the parenthesised command name, numbered as in
-    // proc(5): 3 state, ..., 9 flags, ..., 22 starttime.
-    let rest: Vec<&str> = line.rsplit(')').next()?.split_whitespace().collect();
-    Some(Stat {
-        state: rest.first()?.chars().next()?,
-        flags: rest.get(6)?.parse().ok()?,
-        start: rest.get(19)?.parse().ok()?,
-    })
+    proc::start_time(pid).ok().flatten()
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock of the board's timed waits).
@@ -56,40 +32,6 @@ pub fn monotonic_ns() -> u64 {
     let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .expect("CLOCK_MONOTONIC is always available");
     ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
-}
-
-/// A descriptor that becomes readable when `pid` exits (`pidfd_open(2)`),
-/// or `None` if the process is already gone.
-pub fn pidfd(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Blocks until the process behind `fd` exits (or `wake` becomes readable).
-/// Returns true if the process exited.
-pub fn wait_exit(fd: &OwnedFd, wake: Option<std::os::fd::BorrowedFd<'_>>) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    loop {
-        let mut fds = vec![PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        if let Some(w) = wake {
-            fds.push(PollFd::new(w, PollFlags::POLLIN));
-        }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {
-                return fds[0]
-                    .revents()
-                    .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
-            }
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return false,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! that never take the lock — the monitor's snapshot and the consumer's
 //! `values`. The same code runs on a live segment and on arbitrary bytes.
 //!
-//! Opening a segment goes through [`syncomm_common::openfile::verify`]:
+//! Opening a segment goes through [`syncomm_sys::openfile::verify`]:
 //! `shm_open` with `O_NOFOLLOW | O_NONBLOCK`, then only a regular file that
 //! belongs to us is mapped (a FIFO, a link, another user's segment are
 //! refused, even when we run as root).
@@ -20,7 +20,7 @@ use nix::fcntl::OFlag;
 use nix::sys::mman::{MapFlags, ProtFlags};
 use nix::sys::stat::Mode;
 use serde::Serialize;
-use syncomm_common::openfile::{self, OpenError};
+use syncomm_sys::openfile::{self, OpenError};
 
 use crate::liveness;
 use crate::segment::{self, Shared, ShmSafe, MAX_CAPACITY, MAX_VALUE, VALUES};

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
 use syncomm_common::attribution::{self, Origin};
-use syncomm_common::openfile;
+use syncomm_sys::openfile;
 
 use crate::board::OS_ID_PREFIX;
 use crate::liveness;

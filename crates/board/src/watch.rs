@@ -7,8 +7,10 @@
 //! which becomes readable when that very process exits (a reused pid cannot
 //! fool it).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::Mutex;
+
+use syncomm_sys::pidfd::PidFd;
 
 use crate::liveness;
 
@@ -23,7 +25,7 @@ struct Watched {
     pid: i32,
     start: u64,
     /// `None`: seen dead (it stays dead).
-    fd: Option<OwnedFd>,
+    fd: Option<PidFd>,
 }
 
 impl ProducerWatch {
@@ -53,7 +55,7 @@ impl ProducerWatch {
         }
         // A producer not asked about before: open the pidfd first, then ask
         // /proc, so the descriptor is known to be that very process.
-        let fd = liveness::pidfd(pid);
+        let fd = PidFd::open(nix::unistd::Pid::from_raw(pid)).ok();
         let alive = liveness::alive_as(pid, start);
         *watched = match (alive, fd) {
             (true, Some(fd)) => Some(Watched {
@@ -75,7 +77,7 @@ impl ProducerWatch {
 
 /// Whether the process behind `fd` has exited (the pidfd is readable);
 /// `None` if poll failed.
-fn exited(fd: &OwnedFd) -> Option<bool> {
+fn exited(fd: &PidFd) -> Option<bool> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
     match poll(&mut fds, PollTimeout::ZERO) {

@@ -10,21 +10,20 @@
 //! - [`waitnote`]: the one line a waiting program prints on a terminal, and
 //!   the `--help` paragraph about the runtime directory.
 //! - [`name`]: rendezvous names (`--name`), validated once.
-//! - [`openfile`]: opening a runtime file another process may have planted:
-//!   never blocking, never following a symlink, only a regular file of ours.
 //! - [`rundir`]: the runtime directory where sockets, registries and link
 //!   files live (0700, never a symlink, never another user's).
 //! - [`duration`]: durations written `250ms`, `1.5s`, `2m` (a bare number is seconds).
 //! - [`shutdown`]: clean shutdown on SIGINT/SIGTERM, as a flag and as a file
-//!   descriptor that `poll(2)` can wait on.
-//! - [`unixsock`]: bind a server's Unix socket, taking over a stale one
-//!   (probe, remove, bind under a lock file: one winner among servers
-//!   started at once; never another user's file).
+//!   descriptor that `poll(2)` can wait on (and that ends a
+//!   `syncomm_sys::flock` wait).
 //! - [`logsink`]: a server's log output that never blocks it: a bounded
 //!   backlog written by a helper thread, lines dropped and counted when the
 //!   reader stalls or goes away.
 //! - [`frame`]: frames on pipes and sockets: a little-endian `u32` length and a
 //!   bincode 2 body.
+//!
+//! The OS wrappers (opening runtime files, binding Unix sockets, locks,
+//! `/proc`) live in `syncomm-sys`.
 //!
 //! ## Why these crates
 //! - `signal-hook`: async-signal-safe handlers written once, well kept.
@@ -41,11 +40,9 @@ pub mod duration;
 pub mod frame;
 pub mod logsink;
 pub mod name;
-pub mod openfile;
 pub mod rundir;
 pub mod shutdown;
 pub mod status;
-pub mod unixsock;
 pub mod waitnote;
 
 pub use duration::parse_duration;

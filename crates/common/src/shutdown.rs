@@ -136,6 +136,16 @@ impl Shutdown {
     }
 }
 
+/// A shutdown request ends a `syncomm_sys::flock::lock` wait.
+impl syncomm_sys::flock::Interrupt for Shutdown {
+    fn wake_fd(&self) -> BorrowedFd<'_> {
+        Shutdown::wake_fd(self)
+    }
+    fn requested(&self) -> bool {
+        Shutdown::requested(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,8 +107,8 @@ fn libc_o_nofollow() -> i32 {
 
 /// Reads the status record at `path`: `Ok(None)` when there is none or it is
 /// not a status record; never blocks or follows a symlink, only our own file.
-pub fn read(path: &Path) -> Result<Option<Status>, crate::openfile::OpenError> {
-    match crate::openfile::read_regular(path, MAX_STATUS as usize) {
+pub fn read(path: &Path) -> Result<Option<Status>, syncomm_sys::openfile::OpenError> {
+    match syncomm_sys::openfile::read_regular(path, MAX_STATUS as usize) {
         Ok(bytes) => Ok(Status::parse(&bytes)),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),

@@ -14,7 +14,7 @@
 //!    50 ms instead (a look that finds them alive changes nothing; one that
 //!    cannot read `/proc` takes nobody for dead).
 
-use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+use nix::sys::resource::RLIM_INFINITY;
 
 /// Descriptors kept free for a member's own work beyond those open when it
 /// starts: lock file (plus the helper thread's own open of it), registry,
@@ -25,21 +25,15 @@ pub const WORKING_SET: u64 = 10;
 /// Raises the soft descriptor limit to the hard one (best effort) and
 /// returns the soft limit now in force (`None`: unlimited).
 pub fn raise_limit() -> Option<u64> {
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
-    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        hard
-    } else {
-        soft
-    };
+    use syncomm_sys::rlimit::{nofile_limit, raise_nofile_limit};
+    let soft = raise_nofile_limit().or_else(|_| nofile_limit()).ok()?;
     (soft != RLIM_INFINITY).then_some(soft)
 }
 
 /// The descriptors this process has open now, from `/proc/self/fd`
 /// (`None` if it cannot be read).
 pub fn open_now() -> Option<u64> {
-    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
-    // The directory's own descriptor is listed too while we read it.
-    Some((dir.count() as u64).saturating_sub(1))
+    syncomm_sys::proc::open_fd_count()
 }
 
 /// How many pidfds fit: the soft limit (raised first) minus the descriptors

@@ -10,7 +10,7 @@
 //!   replaced whole by `rename(2)` under an exclusive `flock(2)` on a lock file,
 //!   so readers never see half a file and a member killed mid-update leaves
 //!   nothing broken.
-//! - **Liveness** ([`liveness`]): each entry holds the member's pid and process
+//! - **Liveness** (`syncomm_sys::proc::Stamp`): each entry holds the member's pid and process
 //!   start time; whoever next updates the registry prunes entries whose process
 //!   is gone or whose pid now belongs to another process.
 //! - **Waiting**: `poll(2)` on an inotify descriptor watching the runtime
@@ -39,18 +39,17 @@
 //!
 //! ## Modules
 //! - [`id`]: member ids and their natural order.
-//! - [`liveness`]: pid + start time, pidfds.
+//! - liveness: pid + start time and pidfds, from `syncomm_sys` (`proc`, `pidfd`).
 //! - [`registry`]: the file format, atomic replacement, the lock.
 #![deny(missing_docs)]
 
 pub mod fds;
 pub mod id;
-pub mod liveness;
 pub mod registry;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -64,8 +63,9 @@ use syncomm_common::shutdown::Shutdown;
 use syncomm_common::Name;
 
 pub use id::{IdError, MemberId};
-use liveness::{Liveness, Stamp};
 use registry::{Entry, FileError, Loaded, Locked, Paths, Registry, MAX_MEMBERS};
+use syncomm_sys::pidfd::PidFd;
+use syncomm_sys::proc::{Liveness, Stamp};
 
 /// How often to look again when the kernel cannot notify us (no inotify
 /// instance left, or no pidfd support).
@@ -395,7 +395,7 @@ struct Member<'a> {
     me: Stamp,
     phase: Phase,
     inotify: Option<Inotify>,
-    pidfds: HashMap<Stamp, OwnedFd>,
+    pidfds: HashMap<Stamp, PidFd>,
     /// Whether some member could not get a pidfd (then we look again now and then).
     pidfd_missing: bool,
     /// How many pidfds we may hold ([`fds::pidfd_budget`]).
@@ -506,7 +506,7 @@ impl Member<'_> {
                 continue; // seen alive lately; its next check is due later
             }
             let fd = if self.pidfds.len() < self.pidfd_budget {
-                match liveness::pidfd_open(s.pid) {
+                match PidFd::open(nix::unistd::Pid::from_raw(s.pid)) {
                     Ok(fd) => Some(fd),
                     Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
                         self.checked.remove(&s);
@@ -568,7 +568,7 @@ impl Member<'_> {
 
     /// Takes the registry lock, bounded by the deadline and shutdown signals.
     fn lock(&self) -> Result<Locked, Error> {
-        match Locked::take_within(&self.paths, self.deadline, self.shutdown.wake_fd())? {
+        match Locked::take_within(&self.paths, self.deadline, self.shutdown)? {
             Some(lock) => Ok(lock),
             None => {
                 let holder = registry::lock_holder(&self.paths)
@@ -712,7 +712,7 @@ impl Member<'_> {
             return Ok(());
         }
         let grace = Some(Instant::now() + WITHDRAW_GRACE);
-        let Some(lock) = Locked::take_within(&self.paths, grace, self.shutdown.wake_fd())? else {
+        let Some(lock) = Locked::take_within(&self.paths, grace, self.shutdown)? else {
             return Err(Error::Sys {
                 what: "taking the registry lock",
                 source: io::Error::other(

@@ -30,23 +30,19 @@
 //! end
 //! ```
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::UnixStream;
-use std::sync::mpsc;
 use std::time::Instant;
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
-use nix::poll::{PollFd, PollFlags, PollTimeout};
 use syncomm_common::Name;
+use syncomm_sys::flock::{self, Interrupt, Mode, Outcome};
+use syncomm_sys::openfile::{self, Access, OpenError};
 
 use crate::id::MemberId;
-use crate::liveness::Stamp;
+use syncomm_sys::proc::Stamp;
 
 /// The first line of every registry.
 pub const MAGIC: &str = "syncomm-discover registry v1";
@@ -347,45 +343,21 @@ impl Paths {
     }
 }
 
-/// Opens `path` without following a symlink and without blocking (a FIFO
-/// would otherwise block the open), then checks it is a regular file.
-fn open_regular(path: &Path, opts: &mut OpenOptions) -> Result<Option<File>, FileError> {
-    let file = match opts
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(FileError::Symlink(path.to_owned()))
+/// Opens `path` through `syncomm_sys::openfile` (no symlink followed, no
+/// blocking on a FIFO, only a regular file of ours); `Ok(None)` when there
+/// is nothing at the path.
+fn open_regular(path: &Path, access: Access) -> Result<Option<File>, FileError> {
+    match openfile::open_regular(path, access) {
+        Ok(f) => Ok(Some(f)),
+        Err(OpenError::NotFound(_)) => Ok(None),
+        Err(OpenError::Symlink(p)) => Err(FileError::Symlink(p)),
+        Err(OpenError::NotRegular { path, kind }) => Err(FileError::NotRegular { path, kind }),
+        Err(OpenError::ForeignOwner { path, owner, me }) => {
+            Err(FileError::Foreign { path, owner, me })
         }
-        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
-            return Err(FileError::NotRegular {
-                path: path.to_owned(),
-                kind: "directory",
-            })
-        }
-        Err(e) => return Err(io_err("open", path)(e)),
-    };
-    let meta = file.metadata().map_err(io_err("inspect", path))?;
-    let ft = meta.file_type();
-    if !ft.is_file() {
-        let kind = if ft.is_dir() {
-            "directory"
-        } else if ft.is_fifo() {
-            "FIFO"
-        } else if ft.is_socket() {
-            "socket"
-        } else {
-            "device"
-        };
-        return Err(FileError::NotRegular {
-            path: path.to_owned(),
-            kind,
-        });
+        Err(OpenError::Io { path, source }) => Err(io_err("open", &path)(source)),
+        Err(e) => Err(io_err("open", path)(io::Error::other(e.reason()))),
     }
-    check_owner(path, &meta)?;
-    Ok(Some(file))
 }
 
 /// Refuses a file that another user owns (whatever our privileges).
@@ -425,7 +397,7 @@ pub enum Loaded {
 /// Reads the registry. Safe without the lock: the file is only ever replaced whole.
 pub fn read(paths: &Paths) -> Result<Loaded, FileError> {
     let path = &paths.registry;
-    let Some(file) = open_regular(path, OpenOptions::new().read(true))? else {
+    let Some(file) = open_regular(path, Access::Read)? else {
         return Ok(Loaded::Missing);
     };
     let mut bytes = Vec::new();
@@ -448,13 +420,8 @@ pub fn write(paths: &Paths, reg: &Registry) -> Result<(), FileError> {
     }
     // A writer killed between create and rename left this behind; it is ours to replace.
     remove_ours(&paths.temp)?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&paths.temp)
-        .map_err(io_err("create", &paths.temp))?;
+    let mut file = open_regular(&paths.temp, Access::CreateNew(0o600))?
+        .ok_or_else(|| io_err("create", &paths.temp)(io::ErrorKind::NotFound.into()))?;
     file.write_all(reg.render().as_bytes())
         .map_err(io_err("write", &paths.temp))?;
     drop(file);
@@ -477,7 +444,13 @@ pub fn write(paths: &Paths, reg: &Registry) -> Result<(), FileError> {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn exchange(a: &Path, b: &Path) -> nix::Result<()> {
     use nix::fcntl::{renameat2, RenameFlags};
-    renameat2(None, a, None, b, RenameFlags::RENAME_EXCHANGE)
+    renameat2(
+        nix::fcntl::AT_FDCWD,
+        a,
+        nix::fcntl::AT_FDCWD,
+        b,
+        RenameFlags::RENAME_EXCHANGE,
+    )
 }
 
 /// Without `renameat2` in the C library: always fall back to `rename(2)`.
@@ -505,111 +478,42 @@ fn remove_if_present(path: &Path) -> Result<(), FileError> {
 /// Dropping it releases the lock.
 #[derive(Debug)]
 pub struct Locked {
-    _file: Flock<File>,
+    _file: File,
     path: PathBuf,
 }
 
 impl Locked {
-    /// One attempt: opens the lock file and `flock`s it, waiting in the kernel
-    /// when `block`, else giving up at once (`Ok(None)`) when it is held.
-    fn attempt(paths: &Paths, block: bool) -> Result<Option<Locked>, FileError> {
+    /// Takes the lock, but gives up (`Ok(None)`) at `deadline` or when
+    /// `interrupt` fires (a shutdown signal): `syncomm_sys::flock`'s
+    /// non-blocking attempts paced by `poll(2)` on the shutdown descriptor.
+    /// The lock is normally held for microseconds, so the first attempt
+    /// nearly always succeeds; a holder that is stopped (SIGSTOP) cannot
+    /// hold us past `--timeout` or Ctrl-C.
+    pub fn take_within(
+        paths: &Paths,
+        deadline: Option<Instant>,
+        interrupt: &dyn Interrupt,
+    ) -> Result<Option<Locked>, FileError> {
         let path = &paths.lock;
         loop {
-            let mut opts = OpenOptions::new();
-            opts.read(true).write(true).create(true).mode(0o600);
-            let mut file = open_regular(path, &mut opts)?
+            let file = open_regular(path, Access::Create(0o600))?
                 .ok_or_else(|| io_err("create", path)(io::ErrorKind::NotFound.into()))?;
             let meta = file.metadata().map_err(io_err("inspect", path))?;
-            let how = if block {
-                FlockArg::LockExclusive
-            } else {
-                FlockArg::LockExclusiveNonblock
-            };
-            let locked = loop {
-                match Flock::lock(file, how) {
-                    Ok(l) => break l,
-                    Err((f, Errno::EINTR)) => file = f,
-                    Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
-                    Err((_, e)) => return Err(io_err("lock", path)(e.into())),
-                }
-            };
+            match flock::lock(&file, Mode::Exclusive, deadline, Some(interrupt)) {
+                Ok(Outcome::Locked) => {}
+                Ok(_) => return Ok(None),
+                Err(e) => return Err(io_err("lock", path)(e)),
+            }
             // The last member out removes the lock file while holding it; if
             // that happened while we waited, we hold a lock nobody else sees.
             match std::fs::symlink_metadata(path) {
                 Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => {
                     return Ok(Some(Locked {
-                        _file: locked,
+                        _file: file,
                         path: path.clone(),
                     }))
                 }
                 _ => continue,
-            }
-        }
-    }
-
-    /// Takes the lock, waiting for it in the kernel as long as it takes.
-    pub fn take(paths: &Paths) -> Result<Locked, FileError> {
-        Ok(Self::attempt(paths, true)?.expect("a blocking flock does not give up"))
-    }
-
-    /// Takes the lock, but gives up (`Ok(None)`) at `deadline` or when `wake`
-    /// becomes readable (a shutdown signal).
-    ///
-    /// The lock is normally held for microseconds, so the first, non-blocking
-    /// attempt nearly always succeeds. Otherwise a helper thread waits in a
-    /// blocking `flock(2)` (the kernel queues us; no polling) while this
-    /// thread waits in `poll(2)` for that thread, the signal or the deadline.
-    /// A holder that is stopped (SIGSTOP) then cannot hold us past `--timeout`.
-    /// If we give up, the helper's lock, should it come, is dropped at once.
-    pub fn take_within(
-        paths: &Paths,
-        deadline: Option<Instant>,
-        wake: BorrowedFd<'_>,
-    ) -> Result<Option<Locked>, FileError> {
-        if let Some(l) = Self::attempt(paths, false)? {
-            return Ok(Some(l));
-        }
-        let sys = |e: io::Error| io_err("wait for the lock on", &paths.lock)(e);
-        let (done_r, done_w) = UnixStream::pair().map_err(sys)?;
-        let (tx, rx) = mpsc::channel();
-        let helper_paths = paths.clone();
-        std::thread::Builder::new()
-            .name("discover-lock".into())
-            .spawn(move || {
-                // If the receiver is gone, send fails and the lock is dropped here.
-                if tx.send(Self::take(&helper_paths)).is_ok() {
-                    let _ = (&done_w).write_all(&[1]);
-                }
-            })
-            .map_err(sys)?;
-        loop {
-            let timeout = match deadline {
-                None => PollTimeout::NONE,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(None);
-                    }
-                    let ms = left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
-                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-                }
-            };
-            let mut fds = [
-                PollFd::new(wake, PollFlags::POLLIN),
-                PollFd::new(done_r.as_fd(), PollFlags::POLLIN),
-            ];
-            match nix::poll::poll(&mut fds, timeout) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(sys(e.into())),
-            }
-            if fds[0].any().unwrap_or(false) {
-                return Ok(None);
-            }
-            if fds[1].any().unwrap_or(false) {
-                return rx
-                    .recv()
-                    .map_err(|_| sys(io::Error::other("lock helper thread died")))?
-                    .map(Some);
             }
         }
     }
@@ -623,14 +527,7 @@ impl Locked {
 /// The pid holding a `flock` on the lock file, from `/proc/locks` (for messages).
 pub fn lock_holder(paths: &Paths) -> Option<i32> {
     let ino = std::fs::symlink_metadata(&paths.lock).ok()?.ino();
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    // "1: FLOCK  ADVISORY  WRITE 4242 00:1f:123456 0 EOF"
-    locks.lines().find_map(|l| {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        let (kind, pid, dev_ino) = (w.get(1)?, w.get(4)?, w.get(5)?);
-        let file_ino: u64 = dev_ino.rsplit(':').next()?.parse().ok()?;
-        (*kind == "FLOCK" && file_ino == ino).then(|| pid.parse().ok())?
-    })
+    syncomm_sys::proc::flock_holder(ino)
 }
 
 #[cfg(test)]

@@ -64,10 +64,9 @@
 //!   it takes all S units at once with `IPC_NOWAIT` before `IPC_RMID`.
 #![deny(missing_docs)]
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -75,6 +74,8 @@ use syncomm_common::attribution::Origin;
 use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::Name;
+use syncomm_sys::flock;
+use syncomm_sys::openfile::{self, Access, OpenError};
 
 /// The most slots a semaphore may have.
 pub const MAX_SLOTS: u16 = 1000;
@@ -138,6 +139,20 @@ pub enum GateError {
         /// Why.
         source: io::Error,
     },
+    /// The runtime file's lock stayed held past the deadline (a holder that
+    /// is stopped, say).
+    #[error("timed out after {waited}: the lock on runtime file {path} is held by {holder}, which does not release it (is it stopped?)")]
+    FileLocked {
+        /// The file.
+        path: PathBuf,
+        /// How long we waited, as written (`300ms`).
+        waited: String,
+        /// Who holds the lock: `pid N`, or `another process`.
+        holder: String,
+    },
+    /// A shutdown signal arrived while waiting for the runtime file's lock.
+    #[error("interrupted while waiting for the lock on runtime file {0}")]
+    Interrupted(PathBuf),
     /// The semaphore exists with another slot count.
     #[error("semaphore {name} has {current} slots, not {asked} (its count is fixed while it exists; use --slots {current}, another --name, or gate --remove --name {name} when it is idle)")]
     SlotsDiffer {
@@ -322,60 +337,75 @@ struct KeyFile {
     path: PathBuf,
 }
 
+/// What ends a wait for the runtime file's lock besides getting it.
+#[derive(Clone, Copy, Default)]
+struct Until<'a> {
+    /// When to give up, and the `--timeout` it came from (for the message).
+    deadline: Option<(Instant, Duration)>,
+    /// A shutdown request ends the wait.
+    shutdown: Option<&'a Shutdown>,
+}
+
 impl KeyFile {
     /// Opens (creating if `create`) and locks the runtime file; `Ok(None)` if
-    /// it does not exist and `create` is false.
-    fn lock(path: &Path, create: bool, exclusive: bool) -> Result<Option<KeyFile>, GateError> {
+    /// it does not exist and `create` is false. The wait for the lock ends
+    /// at `until`'s deadline or shutdown (`syncomm_sys::flock`).
+    fn lock(
+        path: &Path,
+        create: bool,
+        exclusive: bool,
+        until: Until<'_>,
+    ) -> Result<Option<KeyFile>, GateError> {
         let file_err = |source| GateError::File {
             path: path.to_owned(),
             source,
         };
         loop {
-            let opened = OpenOptions::new()
-                .read(true)
-                .write(create)
-                .create(create)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(path);
-            let file = match opened {
+            let access = if create {
+                Access::Create(0o600)
+            } else {
+                Access::Read
+            };
+            // Never through a symlink, never blocking on a FIFO, only a
+            // regular file of ours: another user's file could name any set,
+            // and a repair would write into it.
+            let file = match openfile::open_regular(path, access) {
                 Ok(f) => f,
-                Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                    return Err(GateError::Symlink(path.to_owned()))
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                Err(OpenError::NotFound(_)) if !create => return Ok(None),
+                Err(OpenError::Symlink(_)) => return Err(GateError::Symlink(path.to_owned())),
+                Err(OpenError::NotRegular { .. }) => {
                     return Err(GateError::NotRegular(path.to_owned()))
                 }
-                Err(e) => return Err(file_err(e)),
+                Err(OpenError::ForeignOwner { owner, me, .. }) => {
+                    return Err(GateError::Foreign {
+                        path: path.to_owned(),
+                        owner,
+                        me,
+                    })
+                }
+                Err(OpenError::Io { source, .. }) => return Err(file_err(source)),
+                Err(e) => return Err(file_err(io::Error::other(e.reason()))),
             };
             let meta = file.metadata().map_err(file_err)?;
-            if !meta.is_file() {
-                return Err(GateError::NotRegular(path.to_owned()));
-            }
-            // Another user's file is never trusted, even by root: its key
-            // could name any set, and a repair would write into it.
-            let me = nix::unistd::geteuid().as_raw();
-            if meta.uid() != me {
-                return Err(GateError::Foreign {
-                    path: path.to_owned(),
-                    owner: meta.uid(),
-                    me,
-                });
-            }
-            let op = if exclusive {
-                libc::LOCK_EX
+            let mode = if exclusive {
+                flock::Mode::Exclusive
             } else {
-                libc::LOCK_SH
+                flock::Mode::Shared
             };
-            loop {
-                // SAFETY: flock(2) takes a descriptor (kept open by `file`)
-                // and a flag word; it touches no memory of ours.
-                let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-                match nix::Error::result(rc) {
-                    Ok(_) => break,
-                    Err(nix::Error::EINTR) => continue,
-                    Err(e) => return Err(file_err(e.into())),
+            let interrupt = until.shutdown.map(|s| s as &dyn flock::Interrupt);
+            let deadline = until.deadline.map(|(d, _)| d);
+            match flock::lock(&file, mode, deadline, interrupt).map_err(file_err)? {
+                flock::Outcome::Locked => {}
+                flock::Outcome::Interrupted => return Err(GateError::Interrupted(path.to_owned())),
+                flock::Outcome::TimedOut => {
+                    let holder = syncomm_sys::proc::flock_holder(meta.ino())
+                        .map_or("another process".to_owned(), |pid| format!("pid {pid}"));
+                    let waited = until.deadline.map(|(_, t)| t).unwrap_or_default();
+                    return Err(GateError::FileLocked {
+                        path: path.to_owned(),
+                        waited: syncomm_common::duration::format_duration(waited),
+                        holder,
+                    });
                 }
             }
             // `gate --remove` unlinks the file while holding the lock: if that
@@ -495,7 +525,18 @@ impl Gate {
         name: &Name,
         slots: Option<u16>,
     ) -> Result<Gate, GateError> {
-        let Some(mut kf) = KeyFile::lock(path, true, true)? else {
+        Gate::open_or_create_until(path, name, slots, Until::default())
+    }
+
+    /// [`Gate::open_or_create_at`], giving up on the runtime file's lock at
+    /// `until`.
+    fn open_or_create_until(
+        path: &Path,
+        name: &Name,
+        slots: Option<u16>,
+        until: Until<'_>,
+    ) -> Result<Gate, GateError> {
+        let Some(mut kf) = KeyFile::lock(path, true, true, until)? else {
             unreachable!("lock with create returns a file")
         };
         if let Some(key) = kf.read_key(name)? {
@@ -523,7 +564,7 @@ impl Gate {
     /// Opens an existing semaphore; `Ok(None)` if there is none.
     pub fn open(dir: &RunDir, name: &Name) -> Result<Option<Gate>, GateError> {
         let path = runtime_file(dir, name);
-        let Some(mut kf) = KeyFile::lock(&path, false, false)? else {
+        let Some(mut kf) = KeyFile::lock(&path, false, false, Until::default())? else {
             return Ok(None);
         };
         match kf.read_key(name)? {
@@ -719,7 +760,7 @@ impl Gate {
 
     /// [`Gate::remove`] with the runtime file at `path`.
     pub fn remove_at(path: &Path, name: &Name) -> Result<bool, GateError> {
-        let Some(mut kf) = KeyFile::lock(path, false, true)? else {
+        let Some(mut kf) = KeyFile::lock(path, false, true, Until::default())? else {
             return Ok(false);
         };
         let gate = match kf.read_key(name)? {
@@ -804,7 +845,7 @@ pub struct SetInfo {
 /// The key of the set named by runtime file `path` (read without locking:
 /// the file is written once, under the lock, before anyone reads it).
 pub fn key_in_file(path: &Path) -> Result<Option<libc::key_t>, String> {
-    match syncomm_common::openfile::read_regular(path, MAX_KEY_FILE as usize) {
+    match syncomm_sys::openfile::read_regular(path, MAX_KEY_FILE as usize) {
         Ok(bytes) => parse_key_file(&bytes).map_err(|e| format!("not a gate file ({:?})", e.start)),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e.reason()),
@@ -986,11 +1027,7 @@ pub fn status_from(
 
 /// The command line of process `pid`, from `/proc`, if readable.
 fn command_line(pid: i32) -> Option<String> {
-    if pid <= 0 {
-        return None;
-    }
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    parse_cmdline(&raw)
+    parse_cmdline(&syncomm_sys::proc::cmdline(pid)?)
 }
 
 /// A command line as shown by `--status`, from the contents of
@@ -1016,9 +1053,13 @@ pub fn open_and_acquire(
     shutdown: &Shutdown,
 ) -> Result<(Gate, Acquire), GateError> {
     let deadline = timeout.map(|t| Instant::now() + t);
+    let until = Until {
+        deadline: deadline.zip(timeout),
+        shutdown: Some(shutdown),
+    };
     let mut attempts = 0;
     loop {
-        let gate = Gate::open_or_create(dir, name, slots)?;
+        let gate = Gate::open_or_create_until(&runtime_file(dir, name), name, slots, until)?;
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         match gate.acquire(left, shutdown) {
             Err(e) if e.is_removed() && attempts < 100 => attempts += 1,
@@ -1126,20 +1167,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gate.x.sem");
         let name = Name::new("x").unwrap();
-        let mut kf = KeyFile::lock(&path, true, true).unwrap().unwrap();
+        let mut kf = KeyFile::lock(&path, true, true, Until::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(kf.read_key(&name).unwrap(), None);
         kf.write_key(12345).unwrap();
         drop(kf);
-        let mut kf = KeyFile::lock(&path, false, false).unwrap().unwrap();
+        let mut kf = KeyFile::lock(&path, false, false, Until::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(kf.read_key(&name).unwrap(), Some(12345));
         drop(kf);
         std::fs::write(&path, b"\xffgarbage").unwrap();
-        let mut kf = KeyFile::lock(&path, false, false).unwrap().unwrap();
+        let mut kf = KeyFile::lock(&path, false, false, Until::default())
+            .unwrap()
+            .unwrap();
         assert!(matches!(kf.read_key(&name), Err(GateError::Garbage { .. })));
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&path, &link).unwrap();
         assert!(matches!(
-            KeyFile::lock(&link, true, true),
+            KeyFile::lock(&link, true, true, Until::default()),
             Err(GateError::Symlink(_))
         ));
     }

@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use nix::unistd::Pid;
 
-pub mod pidfd;
+pub use syncomm_sys::pidfd;
 pub mod run;
 pub mod signals;
 pub mod spawn;
@@ -133,10 +133,10 @@ pub enum GuardError {
         source: io::Error,
     },
     /// `--pid`: the process cannot be watched or signalled.
-    #[error("cannot watch process {0}: {}", describe_io(.1))]
+    #[error("cannot watch process {pid}: {}", describe_io(.1), pid = .0)]
     Watch(Pid, io::Error),
     /// A system call `guard` needs failed.
-    #[error("{0}: {}", describe_io(.1))]
+    #[error("{what}: {}", describe_io(.1), what = .0)]
     System(&'static str, io::Error),
 }
 
@@ -152,13 +152,7 @@ impl GuardError {
     }
 }
 
-/// The system's message for an I/O error, without Rust's "(os error N)".
-fn describe_io(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_owned(),
-        None => e.to_string(),
-    }
-}
+use syncomm_sys::errtext::os_reason as describe_io;
 
 /// Reads a DURATION as `timeout(1)` does: a number with an optional unit
 /// (`s` default, `m`, `h`, `d`, also `ms`...). `0` and `inf` mean no deadline.

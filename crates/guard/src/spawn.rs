@@ -66,9 +66,8 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        if libc::getppid() != setup.parent {
-            // guard died before the line above took effect.
+        if syncomm_sys::spawn::die_with_parent(setup.parent).is_err() {
+            // guard died before the parent-death signal took effect.
             libc::_exit(128 + libc::SIGKILL);
         }
         libc::execvp(*setup.argv, setup.argv);

@@ -13,13 +13,12 @@
 //! parents that ends at one of guard's children. So "kill all my children,
 //! reap, repeat until `ECHILD`" leaves nothing behind.
 
-use std::fs;
-
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
-use crate::pidfd::wait_raw;
 use crate::signals::send;
+use syncomm_sys::pidfd::wait_raw;
+use syncomm_sys::proc;
 
 /// Looks at (without reaping) any child that has ended.
 const PEEK: libc::c_int = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
@@ -44,20 +43,15 @@ pub struct Child {
 /// for processes whose parent is us.
 pub fn my_children() -> Vec<Child> {
     let tid = nix::unistd::gettid();
-    let pids: Vec<i32> = match fs::read_to_string(format!("/proc/self/task/{tid}/children")) {
-        Ok(list) => list
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect(),
-        Err(_) => return children_of(Pid::this()),
+    let Some(pids) = proc::children_of_task(tid.as_raw()) else {
+        return children_of(Pid::this());
     };
     pids.into_iter()
         .filter_map(|pid| {
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let (_, pgid) = parse_stat(&stat)?;
+            let st = proc::read_stat(pid).ok()??;
             Some(Child {
                 pid: Pid::from_raw(pid),
-                pgid: Pid::from_raw(pgid),
+                pgid: Pid::from_raw(st.pgrp),
             })
         })
         .collect()
@@ -65,30 +59,16 @@ pub fn my_children() -> Vec<Child> {
 
 /// The processes whose parent is `parent`, read from `/proc/*/stat`.
 pub fn children_of(parent: Pid) -> Vec<Child> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let name = e.ok()?.file_name();
-        let pid: i32 = name.to_str()?.parse().ok()?;
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let (ppid, pgid) = parse_stat(&stat)?;
-        (ppid == parent.as_raw()).then_some(Child {
-            pid: Pid::from_raw(pid),
-            pgid: Pid::from_raw(pgid),
+    proc::all_pids()
+        .into_iter()
+        .filter_map(|pid| {
+            let st = proc::read_stat(pid).ok()??;
+            (st.ppid == parent.as_raw()).then_some(Child {
+                pid: Pid::from_raw(pid),
+                pgid: Pid::from_raw(st.pgrp),
+            })
         })
-    })
-    .collect()
-}
-
-/// Parent pid and process group from a `/proc/PID/stat` line:
-/// `pid (comm) state ppid pgrp ...`, where comm may hold spaces and `)`.
-fn parse_stat(stat: &str) -> Option<(i32, i32)> {
-    let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
-    let _state = rest.next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    let pgid = rest.next()?.parse().ok()?;
-    Some((ppid, pgid))
+        .collect()
 }
 
 /// Reaps children other than `keep` that have already ended (orphans that
@@ -137,12 +117,6 @@ pub fn kill_leftovers() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_with_awkward_command_name() {
-        let line = "1234 (a b) c) S 77 1234 1234 0 -1 4194560 ...";
-        assert_eq!(parse_stat(line), Some((77, 1234)));
-    }
 
     #[test]
     fn finds_own_child() {

@@ -97,14 +97,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// Raises the soft limit on open files to the hard limit; returns the new soft limit.
-pub fn raise_nofile_limit() -> io::Result<u64> {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
-    }
-    Ok(hard.max(soft))
-}
+pub use syncomm_sys::rlimit::raise_nofile_limit;
 
 /// A short, lower-case description of an I/O error for one-line messages
 /// (`connection refused`, not `Connection refused (os error 111)`).
@@ -118,8 +111,7 @@ pub fn describe_io(e: &io::Error) -> String {
         io::ErrorKind::UnexpectedEof => "connection closed by the server".into(),
         io::ErrorKind::BrokenPipe => "connection closed by the server".into(),
         _ => {
-            let s = e.to_string();
-            let s = s.split(" (os error").next().unwrap_or(&s).to_owned();
+            let s = syncomm_sys::errtext::os_reason(e);
             let mut c = s.chars();
             match c.next() {
                 Some(first) => first.to_lowercase().chain(c).collect(),

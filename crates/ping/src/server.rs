@@ -60,8 +60,8 @@ use nix::sys::socket::{getsockopt, shutdown, sockopt, Shutdown as How};
 use syncomm_common::logsink::LogHandle;
 use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
-use syncomm_common::unixsock::{self, BindError, FileId};
 use syncomm_common::Name;
+use syncomm_sys::unixsock::{self, BindError, FileId};
 
 use crate::protocol::{self, Request, MAX_LINE};
 use crate::Endpoint;
@@ -628,7 +628,7 @@ fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx<'_>) -> bool {
         // Lines wait unanswered: read no more (a hang-up shows in the write).
         State::Open if conn.paused => flush(conn, ctx),
         State::Open => {
-            let n = match nix::unistd::read(conn.fd.as_raw_fd(), &mut ctx.scratch) {
+            let n = match nix::unistd::read(&conn.fd, &mut ctx.scratch) {
                 Ok(n) => n,
                 Err(Errno::EAGAIN | Errno::EINTR) => return true,
                 Err(_) => return false, // reset by peer and the like: just close
@@ -650,7 +650,7 @@ fn on_event(conn: &mut Conn, events: EpollFlags, ctx: &mut Ctx<'_>) -> bool {
             flush(conn, ctx)
         }
         // Discard what still arrives; close at end of stream or on error.
-        State::Lingering => match nix::unistd::read(conn.fd.as_raw_fd(), &mut ctx.scratch) {
+        State::Lingering => match nix::unistd::read(&conn.fd, &mut ctx.scratch) {
             Ok(n) => n > 0,
             Err(Errno::EAGAIN | Errno::EINTR) => true,
             Err(_) => false,
@@ -860,7 +860,7 @@ fn begin_drain(ctx: &mut Ctx<'_>, conns: &mut Slab) {
                 let mut budget = getsockopt(&conn.fd, sockopt::RcvBuf).unwrap_or(MAX_LINE);
                 let mut alive = true;
                 while budget > 0 {
-                    match nix::unistd::read(conn.fd.as_raw_fd(), &mut ctx.scratch) {
+                    match nix::unistd::read(&conn.fd, &mut ctx.scratch) {
                         Ok(0) => break,
                         Ok(n) => {
                             budget = budget.saturating_sub(n);
@@ -1074,7 +1074,7 @@ fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 }
 
 /// Binds the local socket at `path`, replacing a stale one (one winner
-/// among servers started at once: see [`syncomm_common::unixsock`]).
+/// among servers started at once: see [`syncomm_sys::unixsock`]).
 fn bind_local(path: &std::path::Path) -> Result<(UnixListener, PathBuf, FileId), ServerError> {
     let what = path.display().to_string();
     let bound = unixsock::bind(path, 0o600).map_err(|e| match e {

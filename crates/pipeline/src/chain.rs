@@ -35,15 +35,15 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{getpid, getppid, pipe2, Pid};
+use nix::unistd::{pipe2, Pid};
 use serde::Serialize;
 use syncomm_common::shutdown::Shutdown;
 
@@ -223,14 +223,12 @@ pub fn run_child_owning_fd(spec: &StageSpec, report_fd: RawFd) -> u8 {
     // show "filter" there, as for the parent (best effort: only a label).
     let _ = nix::sys::prctl::set_name(c"filter");
     let report = run_here(spec, 0);
-    // The parent gave us this descriptor (see `spawn_stage`); check it is open
-    // before taking ownership of it.
-    if fcntl(report_fd, FcntlArg::F_GETFD).is_ok() {
-        // SAFETY: the descriptor is open (checked just above) and nothing else
-        // in this process uses it: the parent created it for this child alone
-        // and only this function touches it, once.
-        let mut file = unsafe { File::from_raw_fd(report_fd) };
-        let _ = file.write_all(write_report(&report).as_bytes());
+    // The parent gave us this descriptor (see `spawn_stage`); it is taken
+    // only if it is open.
+    // SAFETY: nothing else in this process uses the descriptor: the parent
+    // created it for this child alone and only this function touches it, once.
+    if let Some(fd) = unsafe { syncomm_sys::spawn::adopt_inherited_fd(report_fd) } {
+        let _ = File::from(fd).write_all(write_report(&report).as_bytes());
     }
     let code = match report.status {
         Status::Ok => EXIT_OK,
@@ -287,7 +285,7 @@ pub fn run_chain(specs: &[StageSpec], shutdown: &Shutdown) -> Result<Report, Cha
         } else {
             let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(ChainError::Pipe)?;
             // Best effort: a bigger pipe means fewer switches between stages.
-            let _ = fcntl(w.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+            let _ = fcntl(&w, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
             (Some(r), Some(w))
         };
         match spawn_stage(spec, upstream.take(), stdout) {
@@ -340,7 +338,6 @@ fn spawn_stage(
 ) -> io::Result<(Child, File)> {
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC)?;
     let report_fd = report_write.as_raw_fd();
-    let parent = getpid();
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("filter")
         .arg("--report-fd")
@@ -350,24 +347,11 @@ fn spawn_stage(
         .stdin(stdin.map_or_else(Stdio::inherit, Stdio::from))
         .stdout(stdout.map_or_else(Stdio::inherit, Stdio::from))
         .stderr(Stdio::inherit());
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (prctl, getppid, fcntl); it allocates
-    // nothing (raw OS errors carry no heap data) and touches no locks.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Die with the parent, even if it is SIGKILLed...
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-            // ...and if it died before the line above, give up now.
-            if getppid() != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            // Keep the report pipe's write end across exec (it is close-on-exec).
-            fcntl(report_fd, FcntlArg::F_SETFD(FdFlag::empty()))
-                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-            Ok(())
-        });
-    }
+    // Die with the parent, even if it is SIGKILLed (and never start at all
+    // if it died already).
+    syncomm_sys::spawn::kill_child_with_us(&mut cmd);
+    // Keep the report pipe's write end across exec (it is close-on-exec).
+    syncomm_sys::spawn::keep_fd_across_exec(&mut cmd, report_fd);
     let child = cmd.spawn()?;
     // `cmd` and `report_write` drop here: our copies of the child's ends close,
     // so end-of-file reaches the right process when the child exits.

@@ -9,7 +9,9 @@
 //! current end of the file, atomically with respect to the file offset) and,
 //! for each line:
 //!
-//! 1. `flock(fd, LOCK_EX)`: wait in the kernel until no other writer holds the lock;
+//! 1. `flock(fd, LOCK_EX)`: wait until no other writer holds the lock
+//!    (`syncomm_sys::flock`: `LOCK_NB` attempts paced by `poll(2)` on the
+//!    shutdown descriptor, so Ctrl-C ends the wait);
 //! 2. one `write(2)` of the whole line, newline included;
 //! 3. optionally `fdatasync(2)`, so the line is on disk before the next writer goes;
 //! 4. optionally hold the lock a while (`--hold`, to make contention visible);
@@ -41,14 +43,15 @@
 #![deny(missing_docs)]
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use syncomm_common::shutdown::{Shutdown, SHUTDOWN_SIGNALS};
+use syncomm_common::shutdown::Shutdown;
+use syncomm_sys::flock::{self, Mode, Outcome};
+use syncomm_sys::openfile::{kind_of, open_no_symlinks};
 
 /// The marker between the writer's id and its message.
 pub const MARKER: &str = " mu: ";
@@ -87,7 +90,7 @@ pub enum WriteError {
         /// The path.
         path: PathBuf,
         /// Why.
-        source: nix::Error,
+        source: io::Error,
     },
     /// Writing a line failed.
     #[error("cannot append line {k} to {path}: {source}")]
@@ -153,68 +156,6 @@ pub fn check_message(message: &str) -> Result<(), WriteError> {
     Ok(())
 }
 
-/// Opens `path` with `flags` (`O_CLOEXEC` added; `mode` when creating)
-/// without following a symlink in any component of the path: `openat2(2)`
-/// with `RESOLVE_NO_SYMLINKS`, relative to the working directory. On a kernel
-/// without openat2 (before Linux 5.6: `ENOSYS`) it falls back to `open(2)`
-/// with `O_NOFOLLOW`, which checks the last component only. A symlink met
-/// fails with `ELOOP` either way.
-pub fn open_no_symlinks(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<File> {
-    use std::ffi::CString;
-    use std::os::fd::{FromRawFd, OwnedFd};
-    use std::os::unix::ffi::OsStrExt;
-    let flags = flags | libc::O_CLOEXEC | libc::O_NOFOLLOW;
-    let cpath = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: open_how is plain data; all-zero is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = flags as u64;
-    how.mode = if flags & libc::O_CREAT != 0 {
-        u64::from(mode)
-    } else {
-        0
-    };
-    how.resolve = libc::RESOLVE_NO_SYMLINKS;
-    // SAFETY: openat2(dirfd, path, how, size) reads the NUL-terminated path
-    // and `size` bytes of `how`, both live for the call; it returns a new
-    // descriptor or -1 with errno set.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            libc::AT_FDCWD,
-            cpath.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd >= 0 {
-        // SAFETY: the kernel just returned this descriptor and nothing else owns it.
-        return Ok(File::from(unsafe {
-            OwnedFd::from_raw_fd(fd as libc::c_int)
-        }));
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::ENOSYS) {
-        return Err(err);
-    }
-    open_nofollow_last(path, flags, mode)
-}
-
-/// The fallback of [`open_no_symlinks`] before Linux 5.6: `open(2)` with
-/// `O_NOFOLLOW`, which refuses a symlink as the last component only.
-fn open_nofollow_last(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<File> {
-    let flags = flags | libc::O_NOFOLLOW;
-    let acc = flags & libc::O_ACCMODE;
-    OpenOptions::new()
-        .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
-        .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
-        .append(flags & libc::O_APPEND != 0)
-        .create(flags & libc::O_CREAT != 0)
-        .mode(mode)
-        .custom_flags(flags & !(libc::O_ACCMODE | libc::O_APPEND | libc::O_CREAT))
-        .open(path)
-}
-
 /// The error for `ELOOP` from [`open_no_symlinks`]: the path itself is a
 /// symlink, or a directory on the way is.
 fn symlink_error(path: &Path) -> WriteError {
@@ -255,22 +196,6 @@ pub fn open_shared(path: &Path) -> Result<File, WriteError> {
     Ok(file)
 }
 
-fn kind_of(ft: &std::fs::FileType) -> &'static str {
-    if ft.is_dir() {
-        "directory"
-    } else if ft.is_fifo() {
-        "FIFO"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_char_device() {
-        "character device"
-    } else if ft.is_block_device() {
-        "block device"
-    } else {
-        "special file"
-    }
-}
-
 /// Formats line `k` of writer `id` into `buf` (cleared first): `ID mu: TEXT K\n`.
 pub fn format_line(buf: &mut Vec<u8>, id: &str, message: &str, k: u64) {
     use std::io::Write;
@@ -298,18 +223,18 @@ pub fn append_lines(
         path: path.to_owned(),
         source,
     };
-    interrupt_flock_on_shutdown_signals();
     let mut line = Vec::with_capacity(opts.id.len() + opts.message.len() + 32);
     for k in 0..opts.count {
         if shutdown.requested() {
             return Ok(WriteOutcome::Interrupted { written: k });
         }
         format_line(&mut line, &opts.id, &opts.message, k);
-        // 1. Wait for the exclusive lock (in the kernel, no polling); a
-        //    shutdown signal ends the wait, or else wins once we have the lock.
-        let locked = lock_exclusive(&file, shutdown).map_err(lock_err)?;
-        if !locked || shutdown.requested() {
-            unlock(&file).map_err(lock_err)?;
+        // 1. Wait for the exclusive lock (`syncomm_sys::flock`: non-blocking
+        //    attempts paced by poll(2) on the shutdown descriptor); a shutdown
+        //    signal ends the wait, or else wins once we have the lock.
+        let locked = flock::lock(&file, Mode::Exclusive, None, Some(shutdown)).map_err(lock_err)?;
+        if locked != Outcome::Locked || shutdown.requested() {
+            flock::unlock(&file).map_err(lock_err)?;
             return Ok(WriteOutcome::Interrupted { written: k });
         }
         // 2. One write(2) of the whole line: O_APPEND puts it at the end.
@@ -320,12 +245,11 @@ pub fn append_lines(
         });
         // 3. Make it durable before the next writer goes, if asked.
         let synced = match (&written, opts.fsync) {
-            (Ok(()), true) => nix::unistd::fdatasync(std::os::fd::AsRawFd::as_raw_fd(&file))
-                .map_err(|e| WriteError::Write {
-                    path: path.to_owned(),
-                    k,
-                    source: e.into(),
-                }),
+            (Ok(()), true) => nix::unistd::fdatasync(&file).map_err(|e| WriteError::Write {
+                path: path.to_owned(),
+                k,
+                source: e.into(),
+            }),
             _ => Ok(()),
         };
         // 4. Keep the lock a while, to show contention.
@@ -333,61 +257,11 @@ pub fn append_lines(
             shutdown.sleep(opts.hold);
         }
         // 5. Release it (also released by the kernel if we die before this).
-        unlock(&file).map_err(lock_err)?;
+        flock::unlock(&file).map_err(lock_err)?;
         written?;
         synced?;
     }
     Ok(WriteOutcome::Done)
-}
-
-/// `flock(fd, op)` on the file, once (`EINTR` if a signal interrupted it).
-fn flock(file: &File, op: libc::c_int) -> nix::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock(2) takes a descriptor and a flag word and touches no
-    // memory of ours; `file` keeps the descriptor open for the call.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-    nix::Error::result(rc).map(drop)
-}
-
-/// Waits for the exclusive lock. `Ok(false)`: a shutdown signal ended the wait.
-fn lock_exclusive(file: &File, shutdown: &Shutdown) -> nix::Result<bool> {
-    loop {
-        match flock(file, libc::LOCK_EX) {
-            Ok(()) => return Ok(true),
-            Err(nix::Error::EINTR) if shutdown.requested() => return Ok(false),
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn unlock(file: &File) -> nix::Result<()> {
-    flock(file, libc::LOCK_UN)
-}
-
-/// Lets SIGINT and SIGTERM interrupt a writer blocked in `flock(2)`.
-///
-/// `Shutdown` (signal-hook) installs its handlers with `SA_RESTART`, and the
-/// kernel restarts a `flock` wait after such a handler: a writer queued behind
-/// a holder that never lets go would not see Ctrl-C until it got the lock.
-/// Without the flag the wait fails with `EINTR` and [`lock_exclusive`] checks
-/// the shutdown flag. (A signal that lands just before the wait starts is
-/// seen once the lock is ours, and nothing is written; a second Ctrl-C exits
-/// at once anyway.) Our other calls either retry `EINTR` or cannot block.
-fn interrupt_flock_on_shutdown_signals() {
-    for sig in SHUTDOWN_SIGNALS {
-        // SAFETY: `sigaction` is plain old data; all zeroes is a valid value.
-        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: with a null new action, sigaction(2) only reads the current
-        // one into `act`, which outlives the call.
-        let read = unsafe { libc::sigaction(sig, std::ptr::null(), &mut act) };
-        if read == 0 && act.sa_flags & libc::SA_RESTART != 0 {
-            act.sa_flags &= !libc::SA_RESTART;
-            // SAFETY: re-installs the handler, mask and flags just read,
-            // minus SA_RESTART; the handler stays valid (signal-hook keeps it).
-            unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) };
-        }
-    }
 }
 
 /// One `write(2)` of the whole buffer. A short write (disk full) is an error:
@@ -846,38 +720,5 @@ mod tests {
             append_lines(dir.path(), &opts, &sd),
             Err(WriteError::NotRegular { .. }) | Err(WriteError::Open { .. })
         ));
-    }
-
-    #[test]
-    fn no_symlink_anywhere_on_the_path() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let real = dir.path().join("real");
-        std::fs::create_dir(&real).unwrap();
-        std::fs::write(real.join("f"), b"").unwrap();
-        let dirlink = dir.path().join("dirlink");
-        std::os::unix::fs::symlink(&real, &dirlink).unwrap();
-        let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT;
-        match open_no_symlinks(&dirlink.join("f"), flags, 0o644) {
-            // A kernel without openat2 checks the last component only.
-            Ok(_) => assert!(std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap()
-                .starts_with(['2', '3', '4', '5'])),
-            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ELOOP)),
-        }
-        assert!(open_no_symlinks(&real.join("f"), flags, 0o644).is_ok());
-        assert!(open_no_symlinks(&real.join("new"), flags, 0o600).is_ok());
-        assert_eq!(
-            std::fs::metadata(real.join("new"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
-            0o600
-        );
-        // The fallback: the last component only.
-        let e = open_nofollow_last(&dirlink, libc::O_RDONLY, 0).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
-        assert!(open_nofollow_last(&dirlink.join("f"), libc::O_RDONLY, 0).is_ok());
     }
 }

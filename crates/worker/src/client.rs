@@ -53,7 +53,7 @@ pub enum ClientError {
     #[error("the server closed the connection: {0}")]
     Refused(String),
     /// The connection ended with calls unanswered.
-    #[error("the server closed the connection with {0} {} unanswered", if *.0 == 1 { "call" } else { "calls" })]
+    #[error("the server closed the connection with {n} {} unanswered", if *.0 == 1 { "call" } else { "calls" }, n = .0)]
     Closed(usize),
     /// No answer within the timeout.
     #[error("no answer within {0}")]

@@ -51,9 +51,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -174,14 +174,7 @@ pub fn reserved_fds(workers: usize) -> usize {
 
 /// Lifts the soft open-file limit to the hard one; returns the limit now in
 /// force.
-pub fn raise_nofile_limit() -> io::Result<u64> {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
-    }
-    Ok(hard)
-}
+pub use syncomm_sys::rlimit::raise_nofile_limit;
 
 /// Reads a byte count: `1048576`, `512K`, `64MiB`, `1G` (powers of 1024).
 pub fn parse_size(s: &str) -> Result<usize, String> {
@@ -249,11 +242,15 @@ pub fn socket_path(dir: &RunDir, name: &Name) -> PathBuf {
 /// Binds the listening socket (mode 0600) at `path`, taking over a stale
 /// socket file left by a crashed server and refusing when a server answers
 /// (one winner among servers started at once: see
-/// [`syncomm_common::unixsock`]).
+/// [`syncomm_sys::unixsock`]).
 ///
-/// Returns the listener and whether a stale file was removed.
-pub fn bind(name: &Name, path: &Path) -> Result<(UnixListener, bool), ServeError> {
-    use syncomm_common::unixsock::{self, BindError};
+/// Returns the listener, whether a stale file was removed, and the new
+/// file's identity (to remove it on the way out only while it is ours).
+pub fn bind(
+    name: &Name,
+    path: &Path,
+) -> Result<(UnixListener, bool, syncomm_sys::unixsock::FileId), ServeError> {
+    use syncomm_sys::unixsock::{self, BindError};
     let bound = unixsock::bind(path, 0o600).map_err(|e| match e {
         BindError::Live { pid, .. } => ServeError::AlreadyServing {
             name: name.clone(),
@@ -268,7 +265,7 @@ pub fn bind(name: &Name, path: &Path) -> Result<(UnixListener, bool), ServeError
         .listener
         .set_nonblocking(true)
         .map_err(io_err("making the listener non-blocking"))?;
-    Ok((bound.listener, bound.took_over))
+    Ok((bound.listener, bound.took_over, bound.id))
 }
 
 /// One call on its way through the pool.
@@ -368,6 +365,8 @@ pub struct Server {
     live: Arc<LiveStats>,
     cfg: Config,
     path: PathBuf,
+    /// The identity of the socket file we bound (see `unixsock::FileId`).
+    socket_id: syncomm_sys::unixsock::FileId,
     listener: Option<UnixListener>,
     conns: BTreeMap<u64, Conn>,
     next_conn: u64,
@@ -408,7 +407,7 @@ impl Server {
     /// event (children started and replaced, shutdown).
     pub fn start(cfg: Config, mut log: Box<dyn Write>) -> Result<Server, ServeError> {
         let path = socket_path(&cfg.dir, &cfg.name);
-        let (listener, took_over) = bind(&cfg.name, &path)?;
+        let (listener, took_over, socket_id) = bind(&cfg.name, &path)?;
         if took_over {
             let _ = writeln!(
                 log,
@@ -420,6 +419,7 @@ impl Server {
             live: Arc::new(LiveStats::default()),
             cfg,
             path,
+            socket_id,
             listener: Some(listener),
             conns: BTreeMap::new(),
             next_conn: 0,
@@ -529,7 +529,7 @@ impl Server {
     fn begin_drain(&mut self, shutdown: &Shutdown) {
         self.draining = Some(Instant::now());
         self.listener = None;
-        let _ = std::fs::remove_file(&self.path);
+        syncomm_sys::unixsock::remove_if_ours(&self.path, self.socket_id);
         // Calls whose callers left are not worth waiting for.
         let conns = &self.conns;
         let (keep, orphans): (VecDeque<Job>, VecDeque<Job>) = std::mem::take(&mut self.pending)
@@ -1223,7 +1223,7 @@ impl Drop for Server {
             let _ = w.process.wait();
         }
         if self.listener.is_some() {
-            let _ = std::fs::remove_file(&self.path);
+            syncomm_sys::unixsock::remove_if_ours(&self.path, self.socket_id);
         }
     }
 }
@@ -1246,25 +1246,12 @@ fn spawn_worker(cfg: &Config, index: usize) -> Result<Worker, ServeError> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let parent = nix::unistd::getpid();
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // two async-signal-safe system calls (prctl, getppid); it allocates
-    // nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // The parent may have died between fork and prctl.
-            if nix::unistd::getppid() != parent {
-                // ESRCH: no such (parent) process. A raw errno: no allocation.
-                return Err(nix::errno::Errno::ESRCH.into());
-            }
-            Ok(())
-        });
-    }
+    // Killed by the kernel if we die, even by SIGKILL.
+    syncomm_sys::spawn::kill_child_with_us(&mut cmd);
     let mut process = cmd.spawn().map_err(spawn_err)?;
     let stdin = process.stdin.take().expect("piped");
     let stdout = process.stdout.take().expect("piped");
-    for fd in [stdin.as_raw_fd(), stdout.as_raw_fd()] {
+    for fd in [stdin.as_fd(), stdout.as_fd()] {
         nix::fcntl::fcntl(
             fd,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),

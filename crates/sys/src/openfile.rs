@@ -10,10 +10,15 @@
 //! with a rename) that it is a regular file owned by our effective uid.
 //! [`verify`] applies the same checks to a descriptor opened another way
 //! (`shm_open`, say).
+//!
+//! [`open_no_symlinks`] is for a file the user names (scribe's shared file,
+//! which may be anyone's): no symlink in *any* component of the path
+//! (`openat2(2)` with `RESOLVE_NO_SYMLINKS`); the caller adds `O_NONBLOCK`
+//! and checks the file type.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -29,6 +34,8 @@ pub enum Access {
     ReadWrite,
     /// Create it (read and write) with this mode; fails if the name exists.
     CreateNew(u32),
+    /// Read and write, creating it with this mode if it does not exist.
+    Create(u32),
 }
 
 /// Why a runtime file was not opened. Its `Display` is one line naming the
@@ -114,6 +121,7 @@ pub fn open_regular(path: &Path, access: Access) -> Result<File, OpenError> {
         Access::Read => o.read(true),
         Access::ReadWrite => o.read(true).write(true),
         Access::CreateNew(mode) => o.read(true).write(true).create_new(true).mode(mode),
+        Access::Create(mode) => o.read(true).write(true).create(true).mode(mode),
     };
     o.custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY);
     let file = o.open(path).map_err(|e| classify(path, e))?;
@@ -149,7 +157,7 @@ pub fn verify(fd: BorrowedFd<'_>, path: &Path) -> Result<FileStat, OpenError> {
         path: path.to_owned(),
         source: e.into(),
     };
-    let st = fstat(fd.as_raw_fd()).map_err(io_err)?;
+    let st = fstat(fd).map_err(io_err)?;
     let fmt = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
     if fmt != SFlag::S_IFREG {
         return Err(OpenError::NotRegular {
@@ -165,10 +173,72 @@ pub fn verify(fd: BorrowedFd<'_>, path: &Path) -> Result<FileStat, OpenError> {
             me,
         });
     }
-    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(io_err)?;
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(io_err)?;
     let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags)).map_err(io_err)?;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(io_err)?;
     Ok(st)
+}
+
+/// Opens `path` with `flags` (`O_CLOEXEC` added; `mode` when creating)
+/// without following a symlink in any component of the path: `openat2(2)`
+/// with `RESOLVE_NO_SYMLINKS`, relative to the working directory. On a kernel
+/// without openat2 (before Linux 5.6: `ENOSYS`) it falls back to `open(2)`
+/// with `O_NOFOLLOW`, which checks the last component only. A symlink met
+/// fails with `ELOOP` either way.
+pub fn open_no_symlinks(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<File> {
+    use std::ffi::CString;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let flags = flags | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    let cpath = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_how is plain data; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.mode = if flags & libc::O_CREAT != 0 {
+        u64::from(mode)
+    } else {
+        0
+    };
+    how.resolve = libc::RESOLVE_NO_SYMLINKS;
+    // SAFETY: openat2(dirfd, path, how, size) reads the NUL-terminated path
+    // and `size` bytes of `how`, both live for the call; it returns a new
+    // descriptor or -1 with errno set.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            cpath.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: the kernel just returned this descriptor and nothing else owns it.
+        return Ok(File::from(unsafe {
+            OwnedFd::from_raw_fd(fd as libc::c_int)
+        }));
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(err);
+    }
+    open_nofollow_last(path, flags, mode)
+}
+
+/// The fallback of [`open_no_symlinks`] before Linux 5.6: `open(2)` with
+/// `O_NOFOLLOW`, which refuses a symlink as the last component only.
+fn open_nofollow_last(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<File> {
+    let flags = flags | libc::O_NOFOLLOW;
+    let acc = flags & libc::O_ACCMODE;
+    OpenOptions::new()
+        .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
+        .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
+        .append(flags & libc::O_APPEND != 0)
+        .create(flags & libc::O_CREAT != 0)
+        .mode(mode)
+        .custom_flags(flags & !(libc::O_ACCMODE | libc::O_APPEND | libc::O_CREAT))
+        .open(path)
 }
 
 /// Turns an `open(2)` error into an [`OpenError`]; errors that mean "not a
@@ -198,7 +268,8 @@ pub fn classify(path: &Path, e: io::Error) -> OpenError {
     }
 }
 
-fn kind_of(ft: &std::fs::FileType) -> &'static str {
+/// What a non-regular file is, in words ("FIFO", "directory", ...).
+pub fn kind_of(ft: &std::fs::FileType) -> &'static str {
     if ft.is_dir() {
         "directory"
     } else if ft.is_fifo() {
@@ -263,7 +334,7 @@ mod tests {
         assert!(read_regular(&file, 4).is_err());
         // The descriptor is blocking again.
         let f = open_regular(&file, Access::Read).unwrap();
-        let fl = fcntl(f.as_raw_fd(), FcntlArg::F_GETFL).unwrap();
+        let fl = fcntl(&f, FcntlArg::F_GETFL).unwrap();
         assert_eq!(fl & nix::libc::O_NONBLOCK, 0);
         let new = tmp.path().join("new");
         open_regular(&new, Access::CreateNew(0o600)).unwrap();
@@ -287,5 +358,38 @@ mod tests {
             matches!(e, OpenError::ForeignOwner { owner: 65534, .. }),
             "{e}"
         );
+    }
+
+    #[test]
+    fn no_symlink_anywhere_on_the_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("f"), b"").unwrap();
+        let dirlink = dir.path().join("dirlink");
+        std::os::unix::fs::symlink(&real, &dirlink).unwrap();
+        let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT;
+        match open_no_symlinks(&dirlink.join("f"), flags, 0o644) {
+            // A kernel without openat2 checks the last component only.
+            Ok(_) => assert!(std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap()
+                .starts_with(['2', '3', '4', '5'])),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ELOOP)),
+        }
+        assert!(open_no_symlinks(&real.join("f"), flags, 0o644).is_ok());
+        assert!(open_no_symlinks(&real.join("new"), flags, 0o600).is_ok());
+        assert_eq!(
+            std::fs::metadata(real.join("new"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        // The fallback: the last component only.
+        let e = open_nofollow_last(&dirlink, libc::O_RDONLY, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+        assert!(open_nofollow_last(&dirlink.join("f"), libc::O_RDONLY, 0).is_ok());
     }
 }

@@ -34,7 +34,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag};
+
+use crate::flock::{self, Mode, Outcome};
+use nix::fcntl::OFlag;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
 
 /// How long [`bind`] waits for another process's probe-remove-bind.
@@ -158,7 +160,7 @@ fn check_owner(path: &Path, meta: &Metadata) -> Result<(), BindError> {
 /// The lock of probe-remove-bind for one socket path; removes its file and
 /// releases on drop.
 struct SocketLock {
-    lock: Option<Flock<File>>,
+    lock: Option<File>,
     path: PathBuf,
 }
 
@@ -167,7 +169,6 @@ impl SocketLock {
     fn acquire(socket: &Path, wait: Duration) -> Result<SocketLock, BindError> {
         let path = lock_path(socket);
         let deadline = Instant::now() + wait;
-        let mut pause = Duration::from_micros(200);
         loop {
             // Never follow a planted link, never block on a planted FIFO.
             let file = OpenOptions::new()
@@ -189,27 +190,21 @@ impl SocketLock {
                     source: io::Error::other("not a regular file"),
                 });
             }
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => {
+            match flock::lock(&file, Mode::Exclusive, Some(deadline), None) {
+                Ok(Outcome::Locked) => {
                     // Still the file at the path? (Its holder removes it
                     // before releasing it; then start over on the new one.)
                     let same = FileId::at(&path) == Some(FileId::of(&meta));
                     if same {
                         return Ok(SocketLock {
-                            lock: Some(lock),
+                            lock: Some(file),
                             path,
                         });
                     }
-                    continue;
                 }
-                Err((_, Errno::EWOULDBLOCK)) | Err((_, Errno::EINTR)) => {}
-                Err((_, e)) => return Err(io_err("locking", &path)(e.into())),
+                Ok(_) => return Err(BindError::LockBusy { path }),
+                Err(e) => return Err(io_err("locking", &path)(e)),
             }
-            if Instant::now() >= deadline {
-                return Err(BindError::LockBusy { path });
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 }

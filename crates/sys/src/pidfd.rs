@@ -6,11 +6,13 @@
 //! the stranger. A pidfd refers to the process itself: it becomes readable
 //! (for `poll(2)`) when that process ends, and `pidfd_send_signal(2)` on it
 //! fails with `ESRCH` instead of signalling a successor. `guard` uses one for
-//! its command and one for a process it watches with `--pid`.
+//! its command and one for a process it watches with `--pid`; a consumer
+//! for the producer it waits on; `discover` for each member it watches.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::Pid;
 
 /// A handle on one process.
@@ -22,17 +24,39 @@ pub struct PidFd {
 
 impl PidFd {
     /// Opens a handle on the running process `pid` (close-on-exec).
+    /// `ESRCH`: there is no such process (any more); `ENOSYS`: an old kernel.
     pub fn open(pid: Pid) -> io::Result<PidFd> {
-        // SAFETY: pidfd_open(pid, flags) takes two integers; it returns a new
-        // descriptor or -1 with errno set.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the kernel just returned this descriptor to us and nothing
-        // else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let raw = rustix::process::Pid::from_raw(pid.as_raw())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+        let fd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())?;
         Ok(PidFd { fd, pid })
+    }
+
+    /// Whether the process has ended (the descriptor is readable), without
+    /// waiting.
+    pub fn has_ended(&self) -> bool {
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+
+    /// Blocks until the process ends or `wake` (say a shutdown descriptor)
+    /// becomes readable. Returns whether the process ended.
+    pub fn wait_exit(&self, wake: Option<BorrowedFd<'_>>) -> bool {
+        loop {
+            let mut fds = vec![PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            if let Some(w) = wake {
+                fds.push(PollFd::new(w, PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {
+                    return fds[0]
+                        .revents()
+                        .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return false,
+            }
+        }
     }
 
     /// The process id this handle was opened on.
@@ -41,7 +65,8 @@ impl PidFd {
     }
 
     /// Sends signal number `sig` to exactly this process (never to a
-    /// successor that got the same pid).
+    /// successor that got the same pid). A raw number, so that real-time
+    /// signals (which rustix's `Signal` may not carry for sending) work too.
     pub fn send_signal(&self, sig: i32) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         // SAFETY: pidfd_send_signal(fd, sig, info, flags) with a null info
@@ -136,5 +161,24 @@ pub fn wait_raw(
 impl AsFd for PidFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::zombie_processes)] // reaped through the pidfd
+    fn a_child_is_seen_to_end_and_is_reaped_with_its_status() {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .unwrap();
+        let fd = PidFd::open(Pid::from_raw(child.id() as i32)).unwrap();
+        assert!(fd.wait_exit(None));
+        assert!(fd.has_ended());
+        assert_eq!(fd.reap().unwrap(), Ended::Exited(7));
+        assert!(PidFd::open(Pid::from_raw(0)).is_err());
     }
 }
