@@ -130,7 +130,7 @@ pub fn processes(pred: &dyn Fn(&Path) -> bool) -> Vec<(i32, String, PathBuf)> {
         if pid == me || !syncomm_board::liveness::alive(pid) {
             continue;
         }
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        let Some(env) = syncomm_sys::proc::environ(pid) else {
             continue;
         };
         let Some(dir) = env
@@ -141,8 +141,7 @@ pub fn processes(pred: &dyn Fn(&Path) -> bool) -> Vec<(i32, String, PathBuf)> {
             continue;
         };
         if pred(&dir) {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
-                .ok()
+            let cmd = syncomm_sys::proc::cmdline(pid)
                 .and_then(|c| syncomm_gate::parse_cmdline(&c))
                 .unwrap_or_default();
             out.push((pid, cmd, dir));

@@ -15,9 +15,9 @@
 //!
 //! ## Modules
 //! - [`model`]: objects, kinds, states.
-//! - [`scan`]: the enumeration.
-//! - [`clean`]: removal, re-checking each object at the moment it is removed.
-//! - [`top`]: the live view.
+//! - [`scan`](mod@scan): the enumeration.
+//! - [`clean`](mod@clean): removal, re-checking each object at the moment it is removed.
+//! - [`top`](mod@top): the live view.
 //! - [`leaks`]: what a test run left behind (the end-of-suite leak check).
 #![deny(missing_docs)]
 

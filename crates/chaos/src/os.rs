@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
+use syncomm_sys::proc;
 
 /// Arranges for the child of `cmd` to be killed when the thread that starts it
 /// ends (so even a crashed driver leaves no participant behind), and, with
@@ -36,34 +37,19 @@ pub fn kill(pid: i32, sig: Signal) {
     let _ = signal::kill(Pid::from_raw(pid), sig);
 }
 
-/// Whether `pid` is a live process (not a zombie).
+/// Whether `pid` is a live process, by the one rule of `syncomm_sys::proc`
+/// (zombie, dead or exiting is not alive; gone is not alive).
 pub fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z') && !state.starts_with('X')
-        }
-        Err(_) => false,
-    }
+    matches!(proc::read_stat(pid), Ok(Some(st)) if !st.is_dead())
 }
 
 fn pids() -> Vec<i32> {
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
+    proc::all_pids()
 }
 
 /// The parent pid of `pid`.
 pub fn ppid(pid: i32) -> Option<i32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    proc::read_stat(pid).ok().flatten().map(|st| st.ppid)
 }
 
 /// The live children of `pid`.
@@ -76,7 +62,7 @@ pub fn children(pid: i32) -> Vec<i32> {
 
 /// A process's command line, spaces between the arguments.
 pub fn cmdline(pid: i32) -> String {
-    fs::read(format!("/proc/{pid}/cmdline"))
+    proc::cmdline(pid)
         .map(|b| {
             String::from_utf8_lossy(&b)
                 .trim_end_matches('\0')
@@ -92,7 +78,7 @@ pub fn marked(key: &str, value: &str) -> Vec<i32> {
     pids()
         .into_iter()
         .filter(|&p| {
-            fs::read(format!("/proc/{p}/environ")).is_ok_and(|env| {
+            proc::environ(p).is_some_and(|env| {
                 env.split_inclusive(|&b| b == 0)
                     .any(|kv| kv == needle.as_bytes())
             }) && alive(p)
@@ -113,14 +99,7 @@ pub fn shm_objects(prefix: &str) -> Vec<String> {
 
 /// Whether a System V semaphore set with `key` exists (/proc/sysvipc/sem).
 pub fn sem_key_exists(key: i64) -> bool {
-    fs::read_to_string("/proc/sysvipc/sem").is_ok_and(|t| {
-        t.lines().skip(1).any(|l| {
-            l.split_whitespace()
-                .next()
-                .and_then(|k| k.parse::<i64>().ok())
-                == Some(key)
-        })
-    })
+    proc::sysv_sems().iter().any(|s| i64::from(s.key) == key)
 }
 
 /// Entries of a directory (names), empty when it cannot be read.

@@ -855,26 +855,11 @@ pub fn key_in_file(path: &Path) -> Result<Option<libc::key_t>, String> {
 /// Every System V set whose key carries [`KEY_TAG`], from
 /// `/proc/sysvipc/sem`, with its record and status read where we may.
 pub fn list_sets() -> Vec<SetInfo> {
-    let Ok(text) = std::fs::read_to_string("/proc/sysvipc/sem") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        let (Some(key), Some(semid), Some(nsems), Some(uid)) = (
-            w.first().and_then(|k| k.parse::<libc::key_t>().ok()),
-            w.get(1).and_then(|k| k.parse::<libc::c_int>().ok()),
-            w.get(3).and_then(|k| k.parse::<usize>().ok()),
-            w.get(4).and_then(|k| k.parse::<u32>().ok()),
-        ) else {
-            continue;
-        };
-        if key & KEY_MASK != KEY_TAG {
-            continue;
-        }
-        out.push(inspect_set(key, semid, nsems, uid));
-    }
-    out
+    syncomm_sys::proc::sysv_sems()
+        .into_iter()
+        .filter(|s| s.key & KEY_MASK == KEY_TAG)
+        .map(|s| inspect_set(s.key, s.semid, s.nsems, s.uid))
+        .collect()
 }
 
 /// The set under `key`, whatever its key's tag (a set made before keys

@@ -178,6 +178,54 @@ pub fn cmdline(pid: i32) -> Option<Vec<u8>> {
     std::fs::read(format!("/proc/{pid}/cmdline")).ok()
 }
 
+/// The raw contents of `/proc/PID/environ` (`KEY=VALUE` entries separated by
+/// NUL bytes), if readable (our own processes, or any as root).
+pub fn environ(pid: i32) -> Option<Vec<u8>> {
+    if pid <= 0 {
+        return None;
+    }
+    std::fs::read(format!("/proc/{pid}/environ")).ok()
+}
+
+/// One System V semaphore set, as `/proc/sysvipc/sem` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SysvSem {
+    /// Its IPC key.
+    pub key: i32,
+    /// Its identifier (`semid`).
+    pub semid: i32,
+    /// How many semaphores it has.
+    pub nsems: usize,
+    /// Its owner's uid.
+    pub uid: u32,
+}
+
+/// Every System V semaphore set on the machine (empty when the table
+/// cannot be read).
+pub fn sysv_sems() -> Vec<SysvSem> {
+    let Ok(text) = std::fs::read_to_string("/proc/sysvipc/sem") else {
+        return Vec::new();
+    };
+    parse_sysv_sems(&text)
+}
+
+/// Parses the text of `/proc/sysvipc/sem` (a header line, then
+/// `key semid perms nsems uid ...` per set).
+pub fn parse_sysv_sems(text: &str) -> Vec<SysvSem> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            Some(SysvSem {
+                key: w.first()?.parse().ok()?,
+                semid: w.get(1)?.parse().ok()?,
+                nsems: w.get(3)?.parse().ok()?,
+                uid: w.get(4)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
 /// The pid holding a `flock(2)` on the file with inode `ino`, from
 /// `/proc/locks` (for messages; `None` when nobody or unreadable).
 pub fn flock_holder(ino: u64) -> Option<i32> {

@@ -9,7 +9,7 @@
 //! buffer is written with one `write(2)` once no whole request remains to
 //! run (a pipelined burst costs one write per read, not one per call).
 //! Only answers of calls that cannot block or end the process wait so
-//! ([`holds_back`]): before any other call starts, every answer is written,
+//! (`holds_back`): before any other call starts, every answer is written,
 //! so the server always knows which request a dead or overdue child was
 //! running: the oldest one without an answer. (A child killed from outside
 //! in the middle of a burst of quick calls loses the answers it had not

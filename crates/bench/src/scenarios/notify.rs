@@ -52,7 +52,7 @@ const AWAITED: u8 = 50;
 const WAITER_BOARD: &str = "SYNCOMM_BENCH_BOARD";
 
 /// The long-lived waiter (`syncomm-bench --floor-peer board-waiter`): waits
-/// for [`AWAITED`] through the board library's wait path until the board
+/// for the awaited value (`AWAITED`) through the board library's wait path until the board
 /// stops, printing each wake-up's latency (ns since the producer's stamp).
 pub fn peer_board_waiter() -> anyhow::Result<()> {
     use std::io::Write;
