@@ -1,4 +1,4 @@
-//! One connection: its buffers and states (open, closing, lingering), reading, answering and writing.
+//! One connection: its buffers, its states (open, closing, lingering), reading and writing.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};

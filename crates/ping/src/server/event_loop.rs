@@ -1,4 +1,4 @@
-//! The event loop: `epoll_wait`, dispatch to listeners and connections, the sweep, the drain at shutdown.
+//! The event loop: `epoll_wait` and its dispatch, the idle sweep, the drain at shutdown.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
