@@ -1,0 +1,279 @@
+//! The event loop: one `poll(2)` turn after another, and the drain at shutdown.
+
+use std::collections::VecDeque;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use syncomm_common::duration::format_duration;
+use syncomm_common::shutdown::Shutdown;
+
+use super::children::spawn_worker;
+use super::config::io_err;
+use super::connection::sweep_every;
+use super::dispatch::Job;
+use super::{ServeError, Server, SHUTDOWN_GRACE};
+use crate::protocol::{CallError, CallErrorKind};
+
+/// What a turn of the poll loop watches.
+#[derive(Clone, Copy)]
+pub(super) enum Source {
+    Wake,
+    Listener,
+    Conn(u64),
+    WorkerOut(usize),
+    WorkerIn,
+}
+
+impl Server {
+    /// Serves until `shutdown` is requested and every accepted call is
+    /// answered; then stops the children and removes the socket.
+    pub fn run(mut self, shutdown: &Shutdown) -> Result<(), ServeError> {
+        loop {
+            if shutdown.requested() && self.draining.is_none() {
+                self.begin_drain(shutdown);
+            }
+            if let Some(since) = self.draining {
+                self.drop_orphaned_children();
+                if since.elapsed() > self.cfg.drain_timeout {
+                    self.abandon_calls();
+                }
+                let calls_done =
+                    self.pending.is_empty() && self.workers.iter().all(|w| w.running.is_empty());
+                let answers_out = self.conns.values().all(|c| c.outbuf.is_empty());
+                if calls_done
+                    && (answers_out || since.elapsed() > self.cfg.drain_timeout + SHUTDOWN_GRACE)
+                {
+                    break;
+                }
+            }
+            (self.buffered, self.privileged) = self.total_buffered();
+            let ready = self.wait(shutdown)?;
+            for (source, revents) in ready {
+                match source {
+                    Source::Wake => shutdown.drain(),
+                    Source::Listener => self.accept(),
+                    Source::Conn(id) => {
+                        self.conn_readable(id);
+                        if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                            // Both directions closed: the caller is gone,
+                            // its answers are dropped.
+                            self.conns.remove(&id);
+                        }
+                    }
+                    Source::WorkerOut(i) => self.worker_readable(i)?,
+                    Source::WorkerIn => {} // flushed below
+                }
+            }
+            self.check_timeouts()?;
+            self.sweep_idle();
+            // Requests left unread by back-pressure may now fit.
+            let ids: Vec<u64> = self.conns.keys().copied().collect();
+            for id in ids {
+                self.take_requests(id);
+            }
+            self.dispatch();
+            self.flush_all();
+            let r = Ordering::Relaxed;
+            self.live.workers.store(self.workers.len(), r);
+            self.live.queue.store(self.pending.len(), r);
+            let running = self.workers.iter().map(|w| w.running.len()).sum();
+            self.live.running.store(running, r);
+            self.live.connections.store(self.conns.len(), r);
+        }
+        self.stop_children();
+        self.say("stopped".to_owned());
+        Ok(())
+    }
+
+    pub(super) fn begin_drain(&mut self, shutdown: &Shutdown) {
+        self.draining = Some(Instant::now());
+        self.listener = None;
+        syncomm_sys::unixsock::remove_if_ours(&self.path, self.socket_id);
+        // Calls whose callers left are not worth waiting for.
+        let conns = &self.conns;
+        let (keep, orphans): (VecDeque<Job>, VecDeque<Job>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|j| conns.contains_key(&j.conn));
+        self.pending = keep;
+        for job in orphans {
+            self.retire(job.cost);
+        }
+        self.drop_orphaned_children();
+        let in_flight =
+            self.pending.len() + self.workers.iter().map(|w| w.running.len()).sum::<usize>();
+        let sig = match shutdown.signal() {
+            Some(s) => Signal::try_from(s)
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or(s.to_string()),
+            None => "request".to_owned(),
+        };
+        let calls = if in_flight == 1 { "call" } else { "calls" };
+        self.say(format!(
+            "stopping ({sig}): finishing {in_flight} {calls} in flight"
+        ));
+    }
+
+    /// One `poll(2)`: which descriptors are ready.
+    pub(super) fn wait(&self, shutdown: &Shutdown) -> Result<Vec<(Source, PollFlags)>, ServeError> {
+        // Two parallel lists: what each descriptor is, and the descriptor.
+        let mut sources = Vec::with_capacity(2 + self.conns.len() + 2 * self.workers.len());
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(sources.capacity());
+        let mut watch = |fd, flags, s| {
+            sources.push(s);
+            fds.push(PollFd::new(fd, flags));
+        };
+        watch(shutdown.wake_fd(), PollFlags::POLLIN, Source::Wake);
+        let resting = self.accept_paused.is_some_and(|t| Instant::now() < t);
+        if let (Some(l), false) = (&self.listener, resting) {
+            watch(l.as_fd(), PollFlags::POLLIN, Source::Listener);
+        }
+        for (id, c) in &self.conns {
+            let mut flags = PollFlags::empty();
+            if self.draining.is_none()
+                && c.wants_input(self.cfg.max_frame)
+                && self.read_room(*id, c) > 0
+            {
+                flags |= PollFlags::POLLIN;
+            }
+            if !c.outbuf.is_empty() {
+                flags |= PollFlags::POLLOUT;
+            }
+            watch(c.stream.as_fd(), flags, Source::Conn(*id));
+        }
+        for (i, w) in self.workers.iter().enumerate() {
+            watch(w.stdout.as_fd(), PollFlags::POLLIN, Source::WorkerOut(i));
+            if !w.outbuf.is_empty() {
+                watch(w.stdin.as_fd(), PollFlags::POLLOUT, Source::WorkerIn);
+            }
+        }
+        let timeout = self.poll_timeout();
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("poll")(e.into())),
+        }
+        Ok(sources
+            .into_iter()
+            .zip(fds.iter())
+            .filter_map(|(s, fd)| fd.revents().filter(|r| !r.is_empty()).map(|r| (s, r)))
+            .collect())
+    }
+
+    /// Until the earliest task deadline; bounded while draining.
+    pub(super) fn poll_timeout(&self) -> PollTimeout {
+        let now = Instant::now();
+        let mut until: Option<Duration> = self.draining.map(|_| Duration::from_millis(50));
+        if let Some(t) = self.accept_paused.filter(|t| *t > now) {
+            let left = t - now;
+            until = Some(until.map_or(left, |u| u.min(left)));
+        }
+        if let (Some(idle), false) = (self.cfg.idle_timeout, self.conns.is_empty()) {
+            let left = (self.swept + sweep_every(idle)).saturating_duration_since(now);
+            until = Some(until.map_or(left, |u| u.min(left)));
+        }
+        if let Some(limit) = self.cfg.task_timeout {
+            for w in &self.workers {
+                if !w.running.is_empty() {
+                    let left = (w.head_since + limit).saturating_duration_since(now);
+                    until = Some(until.map_or(left, |u| u.min(left)));
+                }
+            }
+        }
+        match until {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                // Round up so we never wake just before the deadline.
+                let ms = d.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        }
+    }
+
+    pub(super) fn flush_all(&mut self) {
+        for w in &mut self.workers {
+            // EPIPE means the child died; its stdout's end tells us the rest.
+            let _ = w.outbuf.flush_to(&mut w.stdin);
+        }
+        self.conns.retain(|_, c| {
+            if c.outbuf.flush_to(&mut c.stream).is_err() {
+                return false; // the caller is gone
+            }
+            let finished = c.outbuf.is_empty() && (c.doomed || (c.read_closed && c.in_flight == 0));
+            !finished
+        });
+    }
+
+    /// While draining: a child none of whose calls has a caller any more is
+    /// killed at once (its calls are dropped; no replacement is started).
+    pub(super) fn drop_orphaned_children(&mut self) {
+        let mut i = 0;
+        while i < self.workers.len() {
+            let w = &self.workers[i];
+            let orphaned = !w.running.is_empty()
+                && w.running.iter().all(|j| !self.conns.contains_key(&j.conn));
+            if !orphaned {
+                i += 1;
+                continue;
+            }
+            let mut w = self.workers.remove(i);
+            let _ = kill(Pid::from_raw(w.pid), Signal::SIGKILL);
+            let _ = w.process.wait();
+            let n = w.running.len();
+            for job in std::mem::take(&mut w.running) {
+                self.retire(job.cost);
+            }
+            let calls = if n == 1 { "call" } else { "calls" };
+            self.say(format!(
+                "worker {} (pid {}) killed: the callers of its {n} {calls} left",
+                w.index, w.pid
+            ));
+            if !self.pending.is_empty() {
+                // Calls with callers still wait: they need this place.
+                if let Ok(fresh) = spawn_worker(&self.cfg, w.index) {
+                    self.say(format!("worker {} started (pid {})", w.index, fresh.pid));
+                    self.workers.insert(i, fresh);
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// Past `--drain-timeout`: every call not yet finished is answered with
+    /// a "shutting down" error and the children running them are killed.
+    pub(super) fn abandon_calls(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let mut abandoned = pending.len();
+        let msg = format!(
+            "the server shut down before the call finished (--drain-timeout {})",
+            format_duration(self.cfg.drain_timeout)
+        );
+        for job in pending {
+            self.answer(job, Err(CallError::new(CallErrorKind::ShuttingDown, &*msg)));
+        }
+        let mut i = 0;
+        while i < self.workers.len() {
+            if self.workers[i].running.is_empty() {
+                i += 1;
+                continue;
+            }
+            let mut w = self.workers.remove(i);
+            let _ = kill(Pid::from_raw(w.pid), Signal::SIGKILL);
+            let _ = w.process.wait();
+            for job in std::mem::take(&mut w.running) {
+                abandoned += 1;
+                self.answer(job, Err(CallError::new(CallErrorKind::ShuttingDown, &*msg)));
+            }
+        }
+        if abandoned > 0 {
+            let calls = if abandoned == 1 { "call" } else { "calls" };
+            self.say(format!(
+                "drain timeout ({}): {abandoned} {calls} abandoned",
+                format_duration(self.cfg.drain_timeout)
+            ));
+        }
+    }
+}
