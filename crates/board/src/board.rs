@@ -2,9 +2,9 @@
 //! ways to touch it: append (producer), wait (consumer), snapshot (monitor).
 //!
 //! This module holds [`Board`] itself (open, create, remove); its parts live
-//! in submodules: [`link`] (the link file naming a board's segment), [`lock`]
+//! in submodules: `link` (the link file naming a board's segment), `lock`
 //! (the robust lock, its [`Guard`] and the repair after a holder's death),
-//! [`seqlock`] (write sections and lock-free snapshots) and [`condvar`]
+//! `seqlock` (write sections and lock-free snapshots) and `condvar`
 //! (waiting for and waking on the board).
 
 use std::io;
@@ -23,10 +23,10 @@ use crate::mapped::{self, Mapping, Segment};
 pub use crate::mapped::{Snapshot, SnapshotError};
 use crate::segment::{self, Shared, MAX_CAPACITY};
 
-pub mod condvar;
-pub mod link;
-pub mod lock;
-pub mod seqlock;
+mod condvar;
+mod link;
+mod lock;
+mod seqlock;
 
 pub use condvar::wake_all;
 use link::{board_dir, open_err, publish_link, read_link, sweep_orphans};
@@ -289,7 +289,7 @@ impl Board {
 }
 
 #[cfg(test)]
-pub(super) mod test_support {
+mod test_support {
     //! What the unit tests of the board's modules share.
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
     use std::sync::OnceLock;
