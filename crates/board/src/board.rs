@@ -292,21 +292,32 @@ impl Board {
 mod test_support {
     //! What the unit tests of the board's modules share.
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-    use std::sync::OnceLock;
 
     use syncomm_common::rundir::RunDir;
     use syncomm_common::Name;
 
-    /// All unit tests share one private runtime directory.
-    pub(in crate::board) fn dir() -> RunDir {
-        static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-        let dir = DIR.get_or_init(|| {
-            tempfile::Builder::new()
-                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .tempdir()
-                .unwrap()
-        });
-        RunDir::open(dir.path()).unwrap()
+    /// A test's private runtime directory, removed when the test drops it
+    /// (a shared static one would never be dropped, and leak).
+    pub(in crate::board) struct Scratch {
+        _tmp: tempfile::TempDir,
+        dir: RunDir,
+    }
+
+    impl std::ops::Deref for Scratch {
+        type Target = RunDir;
+        fn deref(&self) -> &RunDir {
+            &self.dir
+        }
+    }
+
+    pub(in crate::board) fn dir() -> Scratch {
+        let tmp = tempfile::Builder::new()
+            .prefix("syncomm-board-test-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .unwrap();
+        let dir = RunDir::open(tmp.path()).unwrap();
+        Scratch { _tmp: tmp, dir }
     }
 
     pub(in crate::board) fn name(prefix: &str) -> Name {

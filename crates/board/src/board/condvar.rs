@@ -151,8 +151,9 @@ mod tests {
     /// before its `FUTEX_WAKE`.
     #[test]
     fn sleepers_are_woken_after_the_unlock_even_if_the_notifier_died() {
+        let d = dir(); // removed, with what the test made in it, at the end
         let n = name("wake");
-        let (b, _) = Board::open_or_create(&dir(), &n, None, false).unwrap();
+        let (b, _) = Board::open_or_create(&d, &n, None, false).unwrap();
         b.lock().unwrap().start_producing(std::process::id() as i32);
         let hang = Duration::from_secs(20);
         for notifier_dies in [false, true] {

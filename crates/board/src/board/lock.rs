@@ -253,8 +253,9 @@ mod tests {
 
     #[test]
     fn holder_dying_mid_append_is_repaired_by_next_locker() {
+        let d = dir(); // removed, with what the test made in it, at the end
         let n = name("dead");
-        let (b, _) = Board::open_or_create(&dir(), &n, None, false).unwrap();
+        let (b, _) = Board::open_or_create(&d, &n, None, false).unwrap();
         b.lock().unwrap().append(5);
         std::thread::scope(|sc| {
             sc.spawn(|| {
@@ -279,8 +280,9 @@ mod tests {
     /// not have its last value appended a second time by the repair.
     #[test]
     fn repair_never_redoes_a_completed_append() {
+        let d = dir(); // removed, with what the test made in it, at the end
         let n = name("done");
-        let (b, _) = Board::open_or_create(&dir(), &n, None, false).unwrap();
+        let (b, _) = Board::open_or_create(&d, &n, None, false).unwrap();
         b.lock().unwrap().append(5);
         std::thread::scope(|sc| {
             sc.spawn(|| {

@@ -156,8 +156,9 @@ mod tests {
 
     #[test]
     fn append_then_snapshot_is_consistent() {
+        let d = dir(); // removed, with what the test made in it, at the end
         let n = name("snap");
-        let (b, origin) = Board::open_or_create(&dir(), &n, Some(8), false).unwrap();
+        let (b, origin) = Board::open_or_create(&d, &n, Some(8), false).unwrap();
         assert_eq!(origin, Origin::Created);
         {
             let mut g = b.lock().unwrap();
@@ -172,15 +173,15 @@ mod tests {
         assert_eq!(s.counts.iter().sum::<u64>(), 20);
         assert_eq!(s.recent, (12..20).collect::<Vec<u8>>());
         // A second opener sees the same board; a capacity mismatch is refused.
-        let b2 = Board::open(&dir(), &n).unwrap();
+        let b2 = Board::open(&d, &n).unwrap();
         assert_eq!(b2.capacity(), 8);
         assert!(matches!(
-            Board::open_or_create(&dir(), &n, Some(16), false),
+            Board::open_or_create(&d, &n, Some(16), false),
             Err(BoardError::Usage(_))
         ));
         b.remove();
         assert!(matches!(
-            Board::open(&dir(), &n),
+            Board::open(&d, &n),
             Err(BoardError::NotFound { .. })
         ));
     }
