@@ -265,12 +265,13 @@ impl Lines {
     /// stream or after [`HANG`].
     pub fn wait_for(&self, mut pred: impl FnMut(&str) -> bool) -> String {
         let deadline = Instant::now() + HANG;
+        let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.next_within(left) {
                 Some(l) if pred(&l) => return l,
-                Some(_) => {}
-                None => panic!("stream ended before the expected line"),
+                Some(l) => seen.push(l),
+                None => panic!("stream ended before the expected line; it said: {seen:#?}"),
             }
         }
     }
