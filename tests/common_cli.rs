@@ -3,23 +3,26 @@ mod common;
 
 use common::{run, text, Env};
 
+/// The scenario programs (every one answers --help and --version).
+const PROGRAMS: &[&str] = &[
+    "producer",
+    "consumer",
+    "monitor",
+    "filter",
+    "worker",
+    "ping-server",
+    "ping-client",
+    "guard",
+    "scribe",
+    "gate",
+    "discover",
+];
+
 /// Every binary answers `--help` and `--version` with exit 0.
 #[test]
 fn every_binary_has_help_and_version() {
     let env = Env::new();
-    for b in [
-        "producer",
-        "consumer",
-        "monitor",
-        "filter",
-        "worker",
-        "ping-server",
-        "ping-client",
-        "guard",
-        "scribe",
-        "gate",
-        "discover",
-    ] {
+    for &b in PROGRAMS {
         let mut c = env.cmd(b);
         c.arg("--help");
         let out = run(c);
@@ -45,20 +48,7 @@ fn every_binary_has_help_and_version() {
 #[test]
 fn an_unknown_option_is_one_line_and_a_usage_error() {
     let env = Env::new();
-    for b in [
-        "producer",
-        "consumer",
-        "monitor",
-        "filter",
-        "worker",
-        "ping-server",
-        "ping-client",
-        "scribe",
-        "gate",
-        "discover",
-        "syncomm",
-        "guard",
-    ] {
+    for &b in PROGRAMS.iter().chain(&["syncomm"]) {
         let mut c = env.cmd(b);
         c.arg("--no-such-option");
         let out = run(c);
