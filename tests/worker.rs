@@ -329,23 +329,6 @@ fn caller_leaving_with_calls_in_flight_does_not_hurt_the_server() {
     );
 }
 
-/// Reads the server's reply on a raw connection: one ConnectionError, then
-/// the end of the stream.
-fn expect_connection_error(mut s: UnixStream) -> String {
-    s.set_read_timeout(Some(HANG)).unwrap();
-    let msg = match frame::read_frame::<_, ToClient>(&mut s, 1 << 20).expect("a reply frame") {
-        Some(ToClient::ConnectionError(why)) => why,
-        other => panic!("expected a connection error, got {other:?}"),
-    };
-    assert!(
-        frame::read_frame::<_, ToClient>(&mut s, 1 << 20)
-            .unwrap()
-            .is_none(),
-        "closed after the error"
-    );
-    msg
-}
-
 /// Garbage bytes, a frame over --max-frame, and a body that does not decode:
 /// each such connection gets an error and is closed; a caller connected all
 /// along is served before and after.

@@ -122,22 +122,6 @@ fn mem(pid: i32, field: &str) -> u64 {
 
 const MIB: u64 = 1 << 20;
 
-/// The server's reply on a raw connection: one ConnectionError, then the
-/// end of the stream.
-fn expect_connection_error(mut s: UnixStream) -> String {
-    let msg = match frame::read_frame::<_, ToClient>(&mut s, 1 << 20).expect("a reply frame") {
-        Some(ToClient::ConnectionError(why)) => why,
-        other => panic!("expected a connection error, got {other:?}"),
-    };
-    assert!(
-        frame::read_frame::<_, ToClient>(&mut s, 1 << 20)
-            .unwrap()
-            .is_none(),
-        "closed after the error"
-    );
-    msg
-}
-
 /// A frame around `body`.
 fn framed(body: &[u8]) -> Vec<u8> {
     let mut v = (body.len() as u32).to_le_bytes().to_vec();

@@ -327,3 +327,22 @@ pub fn pid_alive(pid: i32) -> bool {
         syncomm_sys::proc::Liveness::Alive
     )
 }
+
+/// The worker server's reply on a raw connection that broke the protocol:
+/// one `ConnectionError` (returned), then the end of the stream.
+pub fn expect_connection_error(mut s: std::os::unix::net::UnixStream) -> String {
+    use syncomm_common::frame;
+    use syncomm_worker::ToClient;
+    s.set_read_timeout(Some(HANG)).unwrap();
+    let msg = match frame::read_frame::<_, ToClient>(&mut s, 1 << 20).expect("a reply frame") {
+        Some(ToClient::ConnectionError(why)) => why,
+        other => panic!("expected a connection error, got {other:?}"),
+    };
+    assert!(
+        frame::read_frame::<_, ToClient>(&mut s, 1 << 20)
+            .unwrap()
+            .is_none(),
+        "closed after the error"
+    );
+    msg
+}
