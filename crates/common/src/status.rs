@@ -46,13 +46,6 @@ pub fn path(dir: &RunDir, kind: &str, name: &Name) -> PathBuf {
     dir.file(kind, name, "status")
 }
 
-/// The start time of process `pid` from `/proc/PID/stat` (field 22).
-pub fn start_time(pid: i32) -> Option<u64> {
-    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest: Vec<&str> = line.rsplit(')').next()?.split_whitespace().collect();
-    rest.get(19)?.parse().ok()
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -68,7 +61,10 @@ impl Status {
             kind: kind.to_owned(),
             name: name.to_string(),
             pid,
-            start: start_time(pid).unwrap_or(0),
+            start: syncomm_sys::proc::start_time(pid)
+                .ok()
+                .flatten()
+                .unwrap_or(0),
             updated_ms: now_ms(),
             stats: serde_json::Map::new(),
         }
