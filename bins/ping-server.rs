@@ -135,7 +135,7 @@ fn main() -> ExitCode {
         }
         let log = (!args.quiet).then(|| sink.handle());
         // The status record `syncomm ls` and `syncomm top` read; removed on exit.
-        let _status = status_record(&server);
+        let _status = status_record(&server, &shutdown);
         let result = server.run(&shutdown, log);
         if let Ok(stats) = &result {
             if !args.quiet {
@@ -165,7 +165,7 @@ fn json_line(out: &mut impl Write, v: serde_json::Value) -> std::io::Result<()> 
 
 /// Starts the status record `ping.NAME.status` (NAME: the local socket's
 /// name, else `tcp-PORT`), rewritten about once a second.
-fn status_record(server: &Server) -> Option<status::Publisher> {
+fn status_record(server: &Server, shutdown: &Shutdown) -> Option<status::Publisher> {
     let tcp = server.tcp_addr();
     let local = server.local_path().map(|p| p.display().to_string());
     let name = match (&local, tcp) {
@@ -193,12 +193,18 @@ fn status_record(server: &Server) -> Option<status::Publisher> {
         .chain(local)
         .collect();
     let live = server.live();
-    Some(status::Publisher::start("ping", &name, path, move |m| {
-        let r = Ordering::Relaxed;
-        m.insert("transport".into(), transport.into());
-        m.insert("address".into(), address.join(" ").into());
-        m.insert("connections".into(), live.open.load(r).into());
-        m.insert("accepted".into(), live.accepted.load(r).into());
-        m.insert("pings".into(), live.requests.load(r).into());
-    }))
+    Some(status::Publisher::start(
+        "ping",
+        &name,
+        path,
+        shutdown,
+        move |m| {
+            let r = Ordering::Relaxed;
+            m.insert("transport".into(), transport.into());
+            m.insert("address".into(), address.join(" ").into());
+            m.insert("connections".into(), live.open.load(r).into());
+            m.insert("accepted".into(), live.accepted.load(r).into());
+            m.insert("pings".into(), live.requests.load(r).into());
+        },
+    ))
 }

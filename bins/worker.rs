@@ -249,7 +249,7 @@ fn serve(opts: Serve) -> anyhow::Result<u8> {
     let result = Server::start(cfg, Box::new(sink.handle().writer())).and_then(|server| {
         // The status record `syncomm ls` and `syncomm top` read; removed on exit.
         let live = server.live();
-        let _status = status::Publisher::start("worker", name, status_path, move |m| {
+        let _status = status::Publisher::start("worker", name, status_path, &shutdown, move |m| {
             let r = Ordering::Relaxed;
             m.insert("workers".into(), live.workers.load(r).into());
             m.insert("calls".into(), live.calls.load(r).into());

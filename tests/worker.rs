@@ -463,6 +463,33 @@ fn sigterm_finishes_calls_in_flight_then_cleans_up() {
     }
 }
 
+/// A second signal while the server drains ends it at once (130 for
+/// SIGINT), skipping every destructor; nothing of it may be left behind:
+/// its status record goes when the drain begins, its socket too.
+#[test]
+fn second_signal_during_the_drain_leaves_no_status_record() {
+    let env = Env::new();
+    let mut pool = Pool::start(&env, 2, &["--drain-timeout", "60s"]);
+    let status = env.dir().join(format!("worker.{}.status", pool.name));
+    wait_until("the status record", || status.exists());
+    let mut c = pool.client();
+    let slow = c.send("sleep_ms", &[int(60_000)]).unwrap();
+    // Answered only after the server has read (and accepted) the slow call.
+    assert_eq!(c.call("add", &[int(1), int(1)]).unwrap(), Ok(int(2)));
+    pool.proc.signal(Signal::SIGTERM);
+    pool.lines.wait_for(|l| l.starts_with("stopping (SIGTERM)"));
+    wait_until("the status record to go", || !status.exists());
+    assert!(pool.proc.is_running(), "still draining the slow call");
+    pool.proc.signal(Signal::SIGINT);
+    assert_eq!(pool.proc.wait_timeout(HANG).code(), Some(130));
+    assert!(!status.exists(), "status record left");
+    assert!(!pool.path.exists(), "socket left");
+    let _ = slow;
+    for pid in &pool.pids {
+        wait_until("the child to go with its server", || !pid_alive(*pid));
+    }
+}
+
 /// Load: 8 clients × 10,000 pipelined calls at once; every answer is
 /// correct, none lost, none duplicated.
 #[test]

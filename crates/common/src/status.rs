@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::name::Name;
 use crate::rundir::RunDir;
+use crate::shutdown::Shutdown;
 
 /// The format tag of a status record.
 pub const FORMAT: &str = "syncomm-status 1";
@@ -111,52 +112,75 @@ pub fn read(path: &Path) -> Result<Option<Status>, syncomm_sys::openfile::OpenEr
     }
 }
 
-/// A thread that rewrites a status record about once a second until dropped,
-/// then removes it.
+/// A thread that rewrites a status record about once a second until the
+/// server begins to shut down (or the publisher is dropped), then removes it.
+///
+/// The record goes when shutdown is *requested*, not when the process ends:
+/// a server that is draining no longer serves, and a second signal during the
+/// drain ends the process at once (see [`crate::shutdown`]), skipping every
+/// destructor; a record removed only on drop would be left behind.
 pub struct Publisher {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
-    path: PathBuf,
 }
 
+/// How often the publisher looks at the stop and shutdown flags.
+const PUBLISHER_TICK: Duration = Duration::from_millis(20);
+
 impl Publisher {
-    /// Publishes `kind` `name` at `path`, filling `stats` with `fill` each time.
+    /// Publishes `kind` `name` at `path`, filling `stats` with `fill` each
+    /// time, until `shutdown` is requested.
     pub fn start(
         kind: &str,
         name: &Name,
         path: PathBuf,
+        shutdown: &Shutdown,
         mut fill: impl FnMut(&mut serde_json::Map<String, serde_json::Value>) + Send + 'static,
     ) -> Publisher {
         let stop = Arc::new(AtomicBool::new(false));
         let mut status = Status::own(kind, name);
-        let (stop2, path2) = (stop.clone(), path.clone());
+        let (stop2, path2, shutdown) = (stop.clone(), path.clone(), shutdown.clone());
         let thread = std::thread::Builder::new()
             .name("status".into())
             .spawn(move || {
-                while !stop2.load(Ordering::Relaxed) {
+                let done = || stop2.load(Ordering::Relaxed) || shutdown.requested();
+                'publish: while !done() {
                     status.updated_ms = now_ms();
                     fill(&mut status.stats);
                     let _ = write(&path2, &status);
-                    for _ in 0..10 {
-                        if stop2.load(Ordering::Relaxed) {
-                            break;
+                    let next = std::time::Instant::now() + Duration::from_secs(1);
+                    while std::time::Instant::now() < next {
+                        if done() {
+                            break 'publish;
                         }
-                        std::thread::sleep(Duration::from_millis(100));
+                        std::thread::sleep(PUBLISHER_TICK);
                     }
                 }
+                remove_if_ours(&path2, &status);
             })
             .ok();
-        Publisher { stop, thread, path }
+        Publisher { stop, thread }
+    }
+}
+
+/// Removes the record at `path` if it is still the one `own` wrote: a
+/// successor that started while this server drained may have replaced it.
+fn remove_if_ours(path: &Path, own: &Status) {
+    if let Ok(Some(s)) = read(path) {
+        if s.pid == own.pid && s.start == own.start {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // The thread removes the record as it ends (if none could be
+        // started, no record was ever written).
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
