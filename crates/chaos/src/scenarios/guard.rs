@@ -2,7 +2,8 @@
 //! background child and a `setsid` grandchild), and commands that end in time.
 //!
 //! Promises checked:
-//! - a command that ends in time gives guard its own exit status;
+//! - a command that ends in time gives guard its own exit status (a quick
+//!   command that we stalled past the deadline is timed out, never earlier);
 //! - an overrunning command makes guard exit 124 (137 with `-s KILL`), and
 //!   its whole tree, the `setsid` descendant included, is gone once guard
 //!   has exited;
@@ -189,13 +190,30 @@ fn finished(ctx: &mut Ctx, r: &mut Run) -> bool {
         }
         (Some(_), _) => {}
         (None, Some(code)) => {
-            ctx.check(st.code() == Some(code) || nofile_refusal, || {
-                format!(
-                    "guard around 'exit {code}': {} ({})",
-                    os::describe(st),
-                    err.trim()
-                )
-            });
+            // A quick command can still overrun: we may have stopped it, or
+            // the loaded machine was slow to start `sh`. Guard then rightly
+            // times it out, but never before the deadline (our clock started
+            // before guard's, so it has run at least as long as guard).
+            let timeout = if r.kill_sig { 137 } else { 124 };
+            let timed_out = st.code() == Some(timeout) && r.p.started.elapsed() >= r.deadline;
+            ctx.check(
+                st.code() == Some(code) || nofile_refusal || timed_out,
+                || {
+                    format!(
+                        "guard {:?} around 'exit {code}': {} after {:?} ({})",
+                        r.deadline,
+                        os::describe(st),
+                        r.p.started.elapsed(),
+                        err.trim()
+                    )
+                },
+            );
+            if timed_out && st.code() != Some(code) {
+                ctx.note(
+                    "a quick command overran its deadline (stopped by us, or slow to start) and was timed out"
+                        .to_owned(),
+                );
+            }
         }
         (None, None) => {
             let want = if r.kill_sig { 137 } else { 124 };
