@@ -9,6 +9,7 @@ use syncomm_board::monitor::{monitor, stop, MonitorEnd, MonitorOptions, Report};
 use syncomm_cli::output::print_json;
 use syncomm_cli::CommonArgs;
 use syncomm_cli::Fail;
+use syncomm_common::duration::parse_refresh;
 use syncomm_common::parse_duration;
 
 #[derive(Parser)]
@@ -22,8 +23,8 @@ Exits 0 when the producer clears `active`, 1 if it dies without doing so.\n\nRun
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// Time between snapshots.
-    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    /// Time between snapshots (at least 10ms).
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_refresh)]
     interval: Duration,
     /// Print one snapshot and exit (a missing board is an error).
     #[arg(long)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use syncomm_cli::Fail;
+use syncomm_common::duration::{self, MAX_DURATION};
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::{parse_duration, Name};
 use syncomm_ping::client::{ping, PingConfig};
@@ -41,7 +42,7 @@ struct Args {
         default_value_t = 0
     )]
     payload: usize,
-    /// How long to wait for each answer, connecting included.
+    /// How long to wait for each answer, connecting included (0 or inf: no limit).
     #[arg(short = 'W', long = "timeout", value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
     timeout: Duration,
     /// Load mode: C connections ping as fast as they can; prints requests/s and percentiles.
@@ -63,7 +64,9 @@ struct Args {
 
 fn main() -> ExitCode {
     syncomm_cli::run("ping-client", || {
-        let args = syncomm_cli::parse::<Args>()?;
+        let mut args = syncomm_cli::parse::<Args>()?;
+        // -W 0, like inf, is no limit: wait for each answer as long as it takes.
+        args.timeout = duration::limit(Some(args.timeout)).unwrap_or(MAX_DURATION);
         if args.count == Some(0) {
             return Err(Fail::usage("-c COUNT must be at least 1").into());
         }
@@ -74,8 +77,11 @@ fn main() -> ExitCode {
             ))
             .into());
         }
-        if args.timeout.is_zero() {
-            return Err(Fail::usage("-W TIMEOUT must be above zero").into());
+        if args.duration.is_some_and(|d| d.is_zero()) {
+            return Err(Fail::usage(
+                "--duration 0: a flood needs a duration above zero (inf: until Ctrl-C)",
+            )
+            .into());
         }
         if !args.flood && (args.duration.is_some() || args.reconnect) {
             return Err(Fail::usage("--duration and --reconnect belong to --flood").into());

@@ -9,7 +9,8 @@ use syncomm_admin::top::{self, TopOptions};
 use syncomm_admin::{scan, Scope, State};
 use syncomm_cli::output::print_json;
 use syncomm_cli::Fail;
-use syncomm_common::{parse_duration, Name};
+use syncomm_common::duration::parse_refresh;
+use syncomm_common::Name;
 
 const ABOUT: &str = "\
 See every object the syncomm programs made, clean up stale ones, watch them live.
@@ -55,8 +56,8 @@ enum Cmd {
     },
     /// A live view of every live object with rates; JSON lines when stdout is not a terminal.
     Top {
-        /// Time between refreshes.
-        #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+        /// Time between refreshes (at least 10ms).
+        #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_refresh)]
         interval: Duration,
         /// Stop after N refreshes.
         #[arg(long, value_name = "N")]

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use syncomm_cli::Fail;
 use syncomm_cli::{CommonArgs, NameArg};
+use syncomm_common::duration;
 use syncomm_common::frame::DEFAULT_MAX_FRAME;
 use syncomm_common::logsink::{text_note, LogSink, DEFAULT_FLUSH_LIMIT};
 use syncomm_common::shutdown::Shutdown;
@@ -56,7 +57,7 @@ enum Cmd {
         /// Number of child processes (default: number of CPUs).
         #[arg(long)]
         workers: Option<usize>,
-        /// Kill and replace a child whose call runs longer than this (e.g. 5s).
+        /// Kill and replace a child whose call runs longer than this (e.g. 5s; 0 or inf: no limit).
         #[arg(long, value_parser = parse_duration)]
         task_timeout: Option<Duration>,
         /// Largest request frame body accepted from a caller, in bytes.
@@ -90,7 +91,7 @@ enum Cmd {
     Call {
         #[command(flatten)]
         common: CommonArgs,
-        /// Give up when no answer comes within this long.
+        /// Give up when no answer comes within this long (0 or inf: no limit).
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
         /// The function (see `worker list`).
@@ -193,9 +194,6 @@ fn serve(opts: Serve) -> anyhow::Result<u8> {
     if workers == 0 || workers > 1024 {
         return Err(Fail::usage(format!("--workers {workers}: must be 1 to 1024")).into());
     }
-    if opts.task_timeout == Some(Duration::ZERO) {
-        return Err(Fail::usage("--task-timeout must be more than 0").into());
-    }
     if opts.max_conns == Some(0) {
         return Err(Fail::usage("--max-conns must be at least 1").into());
     }
@@ -235,11 +233,11 @@ fn serve(opts: Serve) -> anyhow::Result<u8> {
             format!("--child-max-frame={}", opts.max_frame.saturating_add(4096)),
         ],
     );
-    cfg.task_timeout = opts.task_timeout;
+    cfg.task_timeout = duration::limit(opts.task_timeout);
     cfg.max_frame = opts.max_frame;
     cfg.max_buffered = opts.max_buffered;
     cfg.max_conns = max_conns;
-    cfg.idle_timeout = (!opts.idle_timeout.is_zero()).then_some(opts.idle_timeout);
+    cfg.idle_timeout = duration::limit(Some(opts.idle_timeout));
     cfg.drain_timeout = opts.drain_timeout;
     let shutdown = Shutdown::install().context("installing signal handlers")?;
     // The log goes through a sink that never blocks: a stalled or closed
@@ -270,7 +268,7 @@ const SERVE_LOG_BACKLOG: usize = 64 * 1024;
 fn connect(name: &Name, timeout: Option<Duration>) -> anyhow::Result<Client> {
     let dir = syncomm_cli::run_dir().context("connecting")?;
     let mut client = Client::connect(&dir, name).context("connecting")?;
-    client.set_timeout(timeout)?;
+    client.set_timeout(duration::limit(timeout))?;
     Ok(client)
 }
 

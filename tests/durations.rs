@@ -212,3 +212,109 @@ fn below_a_nanosecond_is_not_zero() {
     let out = run_bounded(c);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// `0` and `inf` mean what docs/DURATIONS.md says: `inf` is no limit
+/// everywhere; a limit on something running (`--task-timeout`, `worker call
+/// --timeout`, `ping-client -W`, guard) with `0` is no limit too, so the call
+/// or ping that takes a while still succeeds; a refresh interval of `0` or
+/// below 10ms is refused, as is a flood of `--duration 0`.
+#[test]
+fn zero_and_inf_mean_what_the_table_says() {
+    let env = Env::new();
+    let name = unique_name("zi");
+    // A limit of 0 or inf on something running: no limit.
+    let mut serve = env.cmd("worker");
+    serve.args([
+        "serve",
+        "--name",
+        &name,
+        "--workers",
+        "1",
+        "--task-timeout",
+        "0",
+    ]);
+    let mut server = Proc::spawn(serve);
+    let lines = server.stdout_lines();
+    lines.wait_for(|l| l.starts_with("serving "));
+    for timeout in ["0", "inf", "INFINITY"] {
+        let mut c = env.cmd("worker");
+        c.args([
+            "call",
+            "--name",
+            &name,
+            "--timeout",
+            timeout,
+            "sleep_ms",
+            "200",
+        ]);
+        let out = run_bounded(c);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "--timeout {timeout}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout).trim(), "200");
+    }
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.wait_timeout(Duration::from_secs(20)).code(), Some(0));
+
+    let ping = unique_name("zi");
+    let mut ps = env.cmd("ping-server");
+    ps.args(["--local", &ping, "--tcp", "127.0.0.1:0", "--quiet"]);
+    let _ping_server = Proc::spawn(ps);
+    let sock = env.dir().join(format!("ping.{ping}.sock"));
+    common::wait_until("the ping server's socket", || sock.exists());
+    for w in ["0", "inf"] {
+        let mut c = env.cmd("ping-client");
+        c.args(["--local", &ping, "-c", "2", "-i", "0", "-W", w]);
+        let out = run_bounded(c);
+        assert_eq!(out.status.code(), Some(0), "-W {w}: {}", text(&out.stderr));
+    }
+    for limit in ["0", "inf"] {
+        let mut c = env.cmd("guard");
+        c.args([limit, "sh", "-c", "exit 3"]);
+        assert_eq!(run_bounded(c).status.code(), Some(3), "guard {limit}");
+    }
+    // A wait of inf: as long as it takes (here: a free slot, at once).
+    let gate = unique_name("zi");
+    let mut c = env.cmd("gate");
+    c.args([
+        "--name",
+        &gate,
+        "--timeout",
+        "inf",
+        "--",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    assert_eq!(run_bounded(c).status.code(), Some(4));
+    let mut c = env.cmd("gate");
+    c.args(["--name", &gate, "--remove"]);
+    assert_eq!(run_bounded(c).status.code(), Some(0));
+
+    // Refused: a refresh below 10ms, a flood of no time.
+    for (prog, args) in [
+        (
+            "monitor",
+            &["--name", &name, "--interval", "0", "--once"][..],
+        ),
+        (
+            "monitor",
+            &["--name", &name, "--interval", "9ms", "--once"][..],
+        ),
+        ("syncomm", &["top", "--interval", "0", "--count", "1"][..]),
+        (
+            "ping-client",
+            &["--local", &ping, "--flood", "--duration", "0"][..],
+        ),
+    ] {
+        let mut c = env.cmd(prog);
+        c.args(args);
+        let out = run_bounded(c);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{prog} {args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{prog} {args:?}: one line: {err}");
+    }
+}

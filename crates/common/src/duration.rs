@@ -13,6 +13,18 @@
 //!   read as zero (which most programs take as "no limit"), so
 //!   `0.0000000001` is 1 ns, as `timeout(1)` treats it as a deadline that has
 //!   already passed.
+//! - `inf` (or `infinity`) is accepted by every duration option and means
+//!   "no limit": it reads as [`MAX_DURATION`].
+//!
+//! What `0` means depends on what the option bounds (docs/DURATIONS.md has
+//! the table of every option): a wait for someone else (`--timeout` of
+//! consumer, monitor, gate, discover; `--drain-timeout`) with `0` checks once
+//! and does not wait; a limit on something running (guard's DURATION and
+//! `-k`, `--task-timeout`, `--idle-timeout`, `worker call --timeout`,
+//! `ping-client -W`) with `0` is no limit, as `timeout 0` is
+//! ([`limit`] reads it so); a pause between steps with `0` is no pause, except
+//! a screen refresh, which must be at least [`MIN_REFRESH`]
+//! ([`parse_refresh`]).
 
 use std::time::Duration;
 
@@ -55,11 +67,34 @@ fn unit_nanos(unit: &str) -> Option<u128> {
     })
 }
 
+/// The shortest refresh interval of a live display (`monitor --interval`,
+/// `syncomm top --interval`): shorter would only burn a CPU redrawing.
+pub const MIN_REFRESH: Duration = Duration::from_millis(10);
+
+/// A limit on something running, as given on the command line: `0` and
+/// `inf` (anything at [`MAX_DURATION`]) are no limit.
+pub fn limit(d: Option<Duration>) -> Option<Duration> {
+    d.filter(|d| !d.is_zero() && *d < MAX_DURATION)
+}
+
+/// Parses a refresh interval: a duration of at least [`MIN_REFRESH`].
+pub fn parse_refresh(s: &str) -> Result<Duration, DurationError> {
+    let d = parse_duration(s)?;
+    if d < MIN_REFRESH {
+        return Err(DurationError {
+            given: s.to_owned(),
+            why: "a refresh interval must be at least 10ms",
+        });
+    }
+    Ok(d)
+}
+
 /// Parses a duration such as `250ms`, `1.5s`, `2m`, `3h`, `1d`, `10us`, `5ns` or `7`.
 ///
 /// The number is decimal digits with at most one `.` (`.5` and `5.` too),
 /// then an optional unit: `ns`, `us` (or `µs`), `ms`, `s` (the default), `m`,
-/// `h`, `d`. Surrounding whitespace is ignored. A fraction of a nanosecond is
+/// `h`, `d`; or `inf`/`infinity`, read as [`MAX_DURATION`]. Surrounding
+/// whitespace is ignored. A fraction of a nanosecond is
 /// rounded up to the next whole nanosecond; a value above [`MAX_DURATION`] is
 /// refused ([`DurationError::is_too_large`]).
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
@@ -70,6 +105,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         })
     };
     let t = s.trim();
+    if t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinity") {
+        return Ok(MAX_DURATION);
+    }
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
@@ -147,6 +185,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn inf_is_no_limit_and_refreshes_have_a_floor() {
+        for t in ["inf", "INF", " infinity ", "Infinity"] {
+            assert_eq!(parse_duration(t), Ok(MAX_DURATION), "{t}");
+        }
+        assert!(parse_duration("infinit").is_err());
+        assert_eq!(limit(Some(Duration::ZERO)), None);
+        assert_eq!(limit(Some(MAX_DURATION)), None);
+        assert_eq!(limit(None), None);
+        assert_eq!(
+            limit(Some(Duration::from_secs(2))),
+            Some(Duration::from_secs(2))
+        );
+        assert!(parse_refresh("0").is_err());
+        assert!(parse_refresh("9.999ms").is_err());
+        assert_eq!(parse_refresh("10ms"), Ok(MIN_REFRESH));
+    }
+
+    #[test]
     fn parses_the_documented_forms() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
@@ -222,7 +278,8 @@ mod tests {
     #[test]
     fn refuses_nonsense() {
         for bad in [
-            "", "ms", "-1", "1x", "1.2.3", "abc", "1e999", "nan", ".", "+1", "1 s", "1sm", "inf",
+            "", "ms", "-1", "1x", "1.2.3", "abc", "1e999", "nan", ".", "+1", "1 s", "1sm",
+            "infinite",
         ] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.to_string().contains("invalid duration"), "{bad}: {err}");
