@@ -18,7 +18,7 @@ use syncomm_gate::{Acquire, Gate, GateError, Status, MAX_SLOTS};
 const EXAMPLE: &str = "\
 Examples:
   gate --name build --slots 2 -- make -C lib1     # at most 2 of these at once
-  gate --name build --timeout 30s -- make -C lib2 # give up after 30s of waiting
+  gate --name build --timeout 30s -- make -C lib2 # give up after 30s of waiting (exit 75)
   gate --slots 3 --id 7                           # the seed's demo: 7 starting/finished
   gate --status --name build                      # who holds which slot, how many wait
   gate --remove --name build                      # delete an idle semaphore
@@ -33,6 +33,10 @@ Runtime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else
 /tmp/syncomm-UID; programs that should meet must use the same one.
 `syncomm ls` lists what is in it, `syncomm clean` removes what is stale.";
 
+/// gate's exit status when its own --timeout expires: 75, EX_TEMPFAIL of
+/// sysexits.h ("a temporary failure; try again later").
+const TIMEOUT_EXIT: u8 = 75;
+
 /// Take one of S slots of the semaphore NAME, run COMMAND, give the slot back.
 #[derive(Parser, Debug)]
 #[command(name = "gate", version, after_help = EXAMPLE)]
@@ -46,9 +50,16 @@ struct Args {
     #[arg(long, value_name = "S", value_parser = clap::value_parser!(u16).range(1..=MAX_SLOTS as i64))]
     slots: Option<u16>,
 
-    /// Give up waiting for a slot after DUR (exit 1); 0 tries once.
+    /// Give up waiting for a slot after DUR (exit status: see -E); 0 tries once.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     timeout: Option<Duration>,
+
+    /// The exit status when --timeout expires (like flock -E): distinct from
+    /// the command's own statuses, so a script can tell "no slot" from "the
+    /// command failed".
+    #[arg(short = 'E', long, value_name = "N", default_value_t = TIMEOUT_EXIT,
+          value_parser = clap::value_parser!(u8).range(1..))]
+    conflict_exit_code: u8,
 
     /// Without COMMAND: the id printed in the demo lines (default: the process id).
     #[arg(long, value_name = "I", conflicts_with = "command")]
@@ -168,13 +179,17 @@ fn take(args: &Args) -> anyhow::Result<u8> {
         Err(e) if matches!(e.downcast_ref(), Some(GateError::Interrupted(_))) => {
             return Ok(shutdown.exit_code())
         }
+        // Timed out waiting for the runtime file's lock: gate's own timeout too.
+        Err(e) if matches!(e.downcast_ref(), Some(GateError::FileLocked { .. })) => {
+            return Err(Fail::with_code(args.conflict_exit_code, e.to_string()).into())
+        }
         other => other?,
     };
     let slot = match got {
         Acquire::Slot(slot) => slot,
         Acquire::TimedOut => {
             let waited = format_duration(args.timeout.unwrap_or_default());
-            return Err(Fail::failed(format!(
+            return Err(Fail::with_code(args.conflict_exit_code, format!(
                 "timed out after {waited} waiting for a slot of {} ({}, all held; runtime directory {})",
                 args.name,
                 plural(gate.slots(), "slot"),

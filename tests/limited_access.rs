@@ -120,14 +120,15 @@ fn killed_holder_frees_its_slot_at_once() {
     assert_eq!(sem.status()["free"], 1);
 }
 
-/// `--timeout` gives up with exit 1 and a message saying why; `--timeout 0`
-/// tries once.
+/// `--timeout` gives up with its own exit status (75, EX_TEMPFAIL; `-E N`
+/// chooses another, like flock -E) and a message saying why; `--timeout 0`
+/// tries once. A command's own failure keeps its status.
 #[test]
 fn timeout_gives_up_with_a_clear_message() {
     let sem = Sem::new();
     let _holder = sem.holder("1");
     let out = run(sem.gate(&["--timeout", "300ms", "--", "true"]));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(75));
     assert_eq!(
         text(&out.stderr).trim(),
         format!(
@@ -137,7 +138,19 @@ fn timeout_gives_up_with_a_clear_message() {
         )
     );
     let out = run(sem.gate(&["--timeout", "0", "--", "true"]));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(75));
+    let out = run(sem.gate(&["-E", "9", "--timeout", "0", "--", "true"]));
+    assert_eq!(out.status.code(), Some(9), "{}", text(&out.stderr));
+    let out = run(sem.gate(&["--conflict-exit-code", "0", "--", "true"]));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "-E 0 is refused: {}",
+        text(&out.stderr)
+    );
+    drop(_holder);
+    let out = run(sem.gate(&["-E", "9", "--timeout", "5s", "--", "sh", "-c", "exit 1"]));
+    assert_eq!(out.status.code(), Some(1), "the command's own status");
 }
 
 /// While the semaphore exists, a different `--slots` is a usage error that
@@ -401,7 +414,7 @@ fn a_runtime_file_of_another_user_is_refused() {
 
 /// Issue 13 item 1: a process that holds the runtime file's lock and never
 /// lets go (a gate stopped with SIGSTOP while it opens the set would) cannot
-/// keep a waiting `gate` past its `--timeout` (exit 1, naming the holder),
+/// keep a waiting `gate` past its `--timeout` (exit 75, naming the holder),
 /// nor past SIGTERM (exit 143). The wait used to be a blocking `flock(2)`
 /// retried after every signal: both hung until the holder let go.
 #[test]
@@ -415,7 +428,7 @@ fn a_stuck_runtime_file_lock_does_not_hang_gate() {
     let mut timed = Proc::spawn(sem.gate(&["--timeout", "300ms", "--", "true"]));
     let status = timed.wait_timeout(std::time::Duration::from_secs(20));
     let out = timed.finish();
-    assert_eq!(status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(status.code(), Some(75), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.starts_with("gate: timed out after 300ms"), "{err}");
     assert!(

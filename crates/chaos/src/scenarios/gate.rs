@@ -181,9 +181,11 @@ fn finished(ctx: &mut Ctx, g: &mut Gate) -> bool {
     ctx.op();
     if !st.success() && !g.hit {
         let err = g.p.stderr();
-        ctx.check(st.code() == Some(1) && !err.trim().is_empty(), || {
-            format!("a gate failed ({}) with {err:?}", os::describe(st))
-        });
+        // 75: gate's own --timeout expired; 1: any other clear failure.
+        ctx.check(
+            matches!(st.code(), Some(1 | 75)) && !err.trim().is_empty(),
+            || format!("a gate failed ({}) with {err:?}", os::describe(st)),
+        );
     }
     true
 }
