@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -201,7 +201,7 @@ pub fn run(opts: &TopOptions, shutdown: &Shutdown) -> io::Result<()> {
         let frame = rates.frame(scan(&opts.scope), Instant::now());
         let mut out = io::stdout().lock();
         if tty {
-            let (_, rows) = term_size();
+            let (_, rows) = syncomm_sys::tty::size(io::stdout());
             let mut screen = String::from("\x1b[H\x1b[2J");
             for line in render(&frame, opts.interval)
                 .into_iter()
@@ -258,25 +258,6 @@ fn wait_key(d: Duration, keys: bool, shutdown: &Shutdown) -> io::Result<bool> {
                 return Ok(true);
             }
         }
-    }
-}
-
-/// The terminal's (columns, rows), 80x24 when unknown.
-fn term_size() -> (usize, usize) {
-    let mut ws = nix::libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    nix::ioctl_read_bad!(tiocgwinsz, nix::libc::TIOCGWINSZ, nix::libc::winsize);
-    // SAFETY: TIOCGWINSZ writes one winsize through the pointer, which points
-    // to a live, writable winsize.
-    let ok = unsafe { tiocgwinsz(io::stdout().as_raw_fd(), &mut ws) }.is_ok();
-    if ok && ws.ws_row > 0 {
-        (usize::from(ws.ws_col), usize::from(ws.ws_row))
-    } else {
-        (80, 24)
     }
 }
 

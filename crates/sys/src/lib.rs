@@ -23,6 +23,7 @@
 //!   `getppid` race check).
 //! - [`errtext`]: an OS error as one short line.
 //! - [`rlimit`]: raising `RLIMIT_NOFILE` to the hard limit.
+//! - [`tty`]: the terminal's size.
 #![deny(missing_docs)]
 
 pub mod errtext;
@@ -33,4 +34,5 @@ pub mod pidfd;
 pub mod proc;
 pub mod rlimit;
 pub mod spawn;
+pub mod tty;
 pub mod unixsock;
