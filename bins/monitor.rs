@@ -1,6 +1,6 @@
 //! `monitor`: prints consistent snapshots of the shared board NAME, read
 //! lock-free through its sequence counter; `--stop` ends the producer.
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -35,6 +35,23 @@ struct Args {
     /// Give up after DUR.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     timeout: Option<Duration>,
+    /// On a terminal: redraw one compact snapshot in place instead of
+    /// printing a line per snapshot (elsewhere, lines as without it).
+    #[arg(long, conflicts_with_all = ["once", "stop"])]
+    watch: bool,
+}
+
+/// The snapshot on one line that fits `width` columns, for `--watch`.
+fn compact(r: &Report, width: usize) -> String {
+    let mut line = human(r);
+    if line.chars().count() >= width {
+        line = line
+            .chars()
+            .take(width.saturating_sub(2))
+            .collect::<String>()
+            + "…";
+    }
+    line
 }
 
 fn human(r: &Report) -> String {
@@ -84,18 +101,29 @@ fn main() -> ExitCode {
             timeout: a.timeout,
         };
         let json = a.common.json;
+        let watch = a.watch && !json && std::io::stdout().is_terminal();
         let end = monitor(
             &opts,
             &shutdown,
             |r| {
+                let mut out = std::io::stdout().lock();
                 if json {
                     print_json(r)
+                } else if watch {
+                    // Back to the line's start, erase it, draw the snapshot.
+                    let (width, _) = syncomm_sys::tty::size(&out);
+                    write!(out, "\r\x1b[K{}", compact(r, width))?;
+                    out.flush()
                 } else {
-                    writeln!(std::io::stdout().lock(), "{}", human(r))
+                    writeln!(out, "{}", human(r))
                 }
             },
             |w| eprintln!("monitor: {w}"),
-        )?;
+        );
+        if watch {
+            println!();
+        }
+        let end = end?;
         match end {
             MonitorEnd::Once | MonitorEnd::Inactive => Ok(0),
             MonitorEnd::ProducerDied(pid) => Err(Fail::failed(format!(

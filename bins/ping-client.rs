@@ -1,10 +1,12 @@
 //! `ping-client`: pings a `ping-server` like ping(8), or floods it.
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use syncomm_cli::progress::ProgressLine;
 use syncomm_cli::Fail;
 use syncomm_common::duration::{self, MAX_DURATION};
 use syncomm_common::shutdown::Shutdown;
@@ -60,6 +62,10 @@ struct Args {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Quiet: only the first line and the statistics at the end (SIGQUIT,
+    /// Ctrl-\, prints the statistics so far at any time).
+    #[arg(short = 'q', long)]
+    quiet: bool,
 }
 
 fn main() -> ExitCode {
@@ -113,6 +119,7 @@ fn main() -> ExitCode {
                 limit,
                 reconnect: args.reconnect,
                 payload: args.payload,
+                progress: Some(Arc::default()),
             };
             let mut out = std::io::stdout().lock();
             if !args.json {
@@ -132,7 +139,17 @@ fn main() -> ExitCode {
                 )?;
                 out.flush()?;
             }
+            // On a terminal: a line counting the answers (on stderr).
+            let total = match limit {
+                Limit::Count(n) => Some(n),
+                Limit::Duration(_) => None,
+            };
+            let progress = cfg
+                .progress
+                .clone()
+                .map(|n| ProgressLine::start("ping-client", "requests", total, n));
             let report = flood(&cfg, &shutdown);
+            drop(progress);
             if args.json {
                 syncomm_cli::output::write_json_line(&mut out, &report.json())?;
             } else {
@@ -156,6 +173,8 @@ fn main() -> ExitCode {
             payload: args.payload,
             timeout: args.timeout,
             json: args.json,
+            quiet: args.quiet,
+            info: Some(syncomm_common::shutdown::info_requests()?),
         };
         let mut out = std::io::stdout().lock();
         let summary = ping(&cfg, &shutdown, &mut out)?;

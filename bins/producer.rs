@@ -2,12 +2,14 @@
 //! random values 0..=100 to it, waking the consumers whose value appeared.
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
 use syncomm_board::producer::{produce, ProducerOptions, StopReason};
 use syncomm_cli::output::print_json;
+use syncomm_cli::progress::ProgressLine;
 use syncomm_cli::CommonArgs;
 use syncomm_cli::Fail;
 use syncomm_common::parse_duration;
@@ -74,9 +76,15 @@ fn main() -> ExitCode {
             fresh: a.fresh,
             keep: a.keep,
             hold_lock: a.hold_lock.map(|d| (a.hold_after, d)),
+            progress: Some(Arc::default()),
         };
         let shutdown = syncomm_common::shutdown::Shutdown::install()?;
         let json = a.common.json;
+        // On a terminal: a line counting the values (on stderr).
+        let progress = opts
+            .progress
+            .clone()
+            .map(|n| ProgressLine::start("producer", "values", a.count, n));
         let report = produce(
             &opts,
             &shutdown,
@@ -113,7 +121,9 @@ fn main() -> ExitCode {
         .map_err(|e| match e {
             syncomm_board::BoardError::Usage(m) => anyhow::Error::new(Fail::usage(m)),
             e => anyhow::Error::new(e),
-        })?;
+        });
+        drop(progress);
+        let report = report?;
         if json {
             print_json(&json!({"event": "done", "report": report}))?;
         } else {

@@ -2,10 +2,12 @@
 //! verify such a file. See the `syncomm-scribe` crate for the mechanism.
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use syncomm_cli::progress::ProgressLine;
 use syncomm_cli::Fail;
 use syncomm_common::parse_duration;
 use syncomm_common::shutdown::Shutdown;
@@ -103,9 +105,17 @@ fn write(path: &Path, args: &Args) -> anyhow::Result<u8> {
         message: args.message.clone(),
         hold: args.hold.unwrap_or(Duration::ZERO),
         fsync: args.fsync,
+        progress: Some(Arc::default()),
     };
     let shutdown = Shutdown::install().context("installing signal handlers")?;
-    match syncomm_scribe::append_lines(path, &opts, &shutdown)? {
+    // On a terminal: a line counting the lines written (on stderr).
+    let progress = opts
+        .progress
+        .clone()
+        .map(|n| ProgressLine::start("scribe", "lines", Some(opts.count), n));
+    let outcome = syncomm_scribe::append_lines(path, &opts, &shutdown);
+    drop(progress);
+    match outcome? {
         WriteOutcome::Done => Ok(0),
         WriteOutcome::Interrupted { written } => {
             eprintln!(

@@ -1,6 +1,8 @@
 //! The producer: appends values to the board and wakes the consumers whose
 //! value appeared.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -35,6 +37,8 @@ pub struct ProducerOptions {
     /// TESTING KNOB: after `.0` values, stall `.1` in the middle of the next
     /// append, holding the lock, so a test can kill the producer there.
     pub hold_lock: Option<(u64, Duration)>,
+    /// Where to count the values appended so far, for a progress display.
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 /// Why the producer stopped.
@@ -160,6 +164,9 @@ fn run_loop(
             }
         }
         n += 1;
+        if let Some(p) = &opts.progress {
+            p.store(n, Ordering::Relaxed);
+        }
         board.yield_to_readers();
         if !opts.interval.is_zero() && wait::pause(opts.interval, shutdown) {
             break StopReason::Signal;

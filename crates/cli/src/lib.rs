@@ -9,6 +9,7 @@
 //! - [`exit`]: the exit-code scheme and the `main` runner every binary uses:
 //!   one-line errors `PROGRAM: what failed: why`, a broken pipe is a quiet success.
 //! - [`output`]: `--json` output, one JSON object per line.
+//! - [`progress`]: a status line redrawn in place on a terminal, for long work.
 //! - [`log`]: the stderr log subscriber (`RUST_LOG`) the runner installs.
 //! - [`args`]: the options the programs share (`--name`, `--json`), as clap
 //!   `#[derive(Args)]` structs to `#[command(flatten)]`, and [`run_dir`]:
@@ -26,6 +27,7 @@ pub mod args;
 pub mod exit;
 pub mod log;
 pub mod output;
+pub mod progress;
 
 pub use args::{parse, run_dir, CommonArgs, NameArg};
 pub use exit::{run, Fail};

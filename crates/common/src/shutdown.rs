@@ -136,6 +136,16 @@ impl Shutdown {
     }
 }
 
+/// A flag that SIGQUIT (Ctrl-\\ on a terminal) sets: a request for the
+/// statistics so far, as `ping(8)` answers it. It replaces SIGQUIT's default
+/// action (end with a core dump) for the whole process; the program clears
+/// the flag when it has answered. Call it once, from a program's `main`.
+pub fn info_requests() -> io::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGQUIT, Arc::clone(&flag))?;
+    Ok(flag)
+}
+
 /// A shutdown request ends a `syncomm_sys::flock::lock` wait.
 impl syncomm_sys::flock::Interrupt for Shutdown {
     fn wake_fd(&self) -> BorrowedFd<'_> {

@@ -11,6 +11,8 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -275,6 +277,11 @@ pub struct PingConfig {
     pub timeout: Duration,
     /// One JSON object per line instead of text.
     pub json: bool,
+    /// Only the first line and the summary, no line per ping (`-q`).
+    pub quiet: bool,
+    /// Set (by SIGQUIT) to ask for the statistics so far, printed on
+    /// stderr as `ping(8)` does on Ctrl-\; cleared when printed.
+    pub info: Option<Arc<AtomicBool>>,
 }
 
 /// Round-trip statistics, as `ping(8)` prints them.
@@ -416,12 +423,12 @@ pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::R
             Ok(rtt) => {
                 let ms = rtt.as_secs_f64() * 1e3;
                 sum.add(ms);
-                if cfg.json {
+                if cfg.json && !cfg.quiet {
                     json_line(
                         out,
                         &serde_json::json!({"seq": seq, "bytes": expected.len(), "rtt_ms": ms}),
                     )?;
-                } else {
+                } else if !cfg.quiet {
                     writeln!(
                         out,
                         "{} bytes from {ep}: seq={seq} time={ms:.3} ms",
@@ -432,22 +439,29 @@ pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::R
             Err(e) => {
                 conn = None;
                 let why = e.to_string();
-                if cfg.json {
+                if cfg.json && !cfg.quiet {
                     json_line(out, &serde_json::json!({"seq": seq, "error": why}))?;
-                } else {
+                } else if !cfg.quiet {
                     writeln!(out, "no reply from {ep}: seq={seq}: {why}")?;
                 }
                 sum.last_error = Some(why);
             }
         }
         out.flush()?;
+        interim(cfg, &sum);
         if cfg.count.is_some_and(|c| seq >= c) {
             break;
         }
-        wait_or_shutdown(
-            shutdown,
-            (start + cfg.interval).saturating_duration_since(Instant::now()),
-        );
+        // In slices, so that a SIGQUIT is answered within 100ms.
+        let next = start + cfg.interval;
+        loop {
+            let left = next.saturating_duration_since(Instant::now());
+            if left.is_zero() || shutdown.requested() {
+                break;
+            }
+            wait_or_shutdown(shutdown, left.min(Duration::from_millis(100)));
+            interim(cfg, &sum);
+        }
     }
     if cfg.json {
         json_line(out, &sum.json())?;
@@ -457,6 +471,17 @@ pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::R
     }
     out.flush()?;
     Ok(sum)
+}
+
+/// Prints the statistics so far on stderr if they were asked for (SIGQUIT).
+fn interim(cfg: &PingConfig, sum: &Summary) {
+    if cfg
+        .info
+        .as_ref()
+        .is_some_and(|f| f.swap(false, Ordering::Relaxed))
+    {
+        eprintln!("{}", sum.line());
+    }
 }
 
 /// Sleeps for `d`, waking early if a shutdown signal arrives.

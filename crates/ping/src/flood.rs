@@ -43,6 +43,9 @@ pub struct FloodConfig {
     pub reconnect: bool,
     /// Payload bytes per ping.
     pub payload: usize,
+    /// Where to count the answered requests as they come, for a progress
+    /// display (`None`: not counted until the end).
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 /// What a flood measured.
@@ -187,6 +190,9 @@ fn client_loop(cfg: &FloodConfig, stop: &AtomicBool, tickets: &AtomicU64) -> Flo
             Ok(()) => {
                 r.ok += 1;
                 r.latency.record(t0.elapsed());
+                if let Some(p) = &cfg.progress {
+                    p.fetch_add(1, Ordering::Relaxed);
+                }
                 if cfg.reconnect {
                     // Close with SO_LINGER 0 (a reset, once the answer is in):
                     // a normal close would leave each of these connections in

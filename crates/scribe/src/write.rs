@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use syncomm_common::shutdown::Shutdown;
@@ -74,6 +76,8 @@ pub struct WriteOptions {
     pub hold: Duration,
     /// Whether to `fdatasync(2)` each line before unlocking.
     pub fsync: bool,
+    /// Where to count the lines written so far, for a progress display.
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 /// How a writer run ended.
@@ -214,6 +218,9 @@ pub fn append_lines(
         flock::unlock(&file).map_err(lock_err)?;
         written?;
         synced?;
+        if let Some(p) = &opts.progress {
+            p.store(k + 1, Ordering::Relaxed);
+        }
     }
     Ok(WriteOutcome::Done)
 }
@@ -251,6 +258,7 @@ mod tests {
             message: "m".into(),
             hold: Duration::ZERO,
             fsync: true,
+            progress: None,
         };
         let sd = Shutdown::manual().unwrap();
         assert_eq!(append_lines(&path, &opts, &sd).unwrap(), WriteOutcome::Done);
