@@ -12,19 +12,34 @@ use syncomm_cli::Fail;
 use syncomm_common::duration::format_duration;
 use syncomm_common::parse_duration;
 
+const EXAMPLES: &str = "
+  consumer --until 22 & producer --count 1000     # prints: Lucky number 22 found after K values: [...]
+  consumer --name demo --until 7 --timeout 10s    # exit 1 unless a producer shows a 7 within 10 s
+  consumer --json & producer --count 1000         # the outcome as one JSON object";
+
+const EXIT_STATUS: &[&str] = &[
+    "  0      the value appeared",
+    "  1      the producer ended (or died) without it, or --timeout passed",
+    syncomm_cli::help::EXIT_USAGE,
+    syncomm_cli::help::EXIT_SIGNAL,
+];
+
 #[derive(Parser)]
 #[command(
     name = "consumer",
     version,
     about = "Wait until a value has appeared on a shared-memory board (blocked in the kernel, not polling)",
-    after_help = "Example:\n  consumer --name demo --until 22 --timeout 10s\n  prints: Lucky number 22 found after K values: [recent values]\n\n\
-Started before the producer, it waits for the board to appear. Exit 0 when the\nvalue appeared; 1 when the producer ended (or died) without it, or on timeout.\n\nRuntime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else\n/tmp/syncomm-UID; programs that should meet must use the same one.\n`syncomm ls` lists what is in it, `syncomm clean` removes what is stale."
+    long_about = "Wait until a value has appeared on a shared-memory board (blocked in the kernel, not polling).
+
+Started before the producer, it waits for the board to appear.
+`syncomm ls` lists what is in the runtime directory, `syncomm clean` removes what is stale.",
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, syncomm_cli::help::ENV)
 )]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
     /// The value to wait for (0..=100).
-    #[arg(long, value_name = "V", default_value_t = 22,
+    #[arg(long, value_name = "N", default_value_t = 22,
           value_parser = clap::value_parser!(u8).range(0..=100))]
     until: u8,
     /// Give up after DUR (default: wait as long as a producer runs).

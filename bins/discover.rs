@@ -16,45 +16,48 @@ use syncomm_common::shutdown::Shutdown;
 use syncomm_common::{parse_duration, Name};
 use syncomm_discover::{MemberId, Options};
 
-const EXAMPLE: &str = "\
-Examples (each line in its own shell, in any order):
-  discover --name demo --as alice --members 3
-  discover --name demo --as bob   --members 3
-  discover --name demo --as carol --members 3
-Each prints `ID found: [alice, bob, carol]` once all three are present.
-  discover --list --name demo     # who is registered now
+const EXAMPLES: &str = "
+  discover --name demo --id alice --members 3 &   # alice waits for two more
+  discover --name demo --id bob --members 3 &     # bob too
+  discover --name demo --id carol --members 3     # then each prints: ID found: [alice, bob, carol]
+  discover --list --name demo                     # who is registered now";
 
-Exit status: 0 when the group met, 1 on --timeout or a refused id, 2 for a
-usage error, 128+N when stopped by signal N (the entry is removed first).
-
-Runtime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else
-/tmp/syncomm-UID; programs that should meet must use the same one.
-`syncomm ls` lists what is in it, `syncomm clean` removes what is stale.";
+const EXIT_STATUS: &[&str] = &[
+    "  0      the group met (--list: the members were listed)",
+    "  1      --timeout passed, or the id is held by a live process",
+    syncomm_cli::help::EXIT_USAGE,
+    "  128+N  stopped by signal N (the entry is removed first)",
+];
 
 /// Find the other processes of a group, then meet.
 ///
 /// Leaves ID (with its pid and process start time) in the registry of NAME,
-/// sleeps until M live members are present and every one of them has seen
-/// the full group, prints `ID found: [all M ids, sorted]` and exits 0.
+/// sleeps until N live members are present and every one of them has seen
+/// the full group, prints `ID found: [all N ids, sorted]` and exits 0.
 /// Members killed on the way are pruned; an id held by a live process is refused.
 #[derive(Parser, Debug)]
 #[command(
     name = "discover",
     version,
-    after_help = EXAMPLE,
-    override_usage = "discover [--name N] --as ID --members M [--timeout DUR] [--json]\n       \
-                      discover --list [--name N] [--json]"
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, syncomm_cli::help::ENV),
+    override_usage = "discover [--name <NAME>] --id <ID> --members <N> [--timeout <DUR>] [--json]\n       \
+                      discover --list [--name <NAME>] [--json]"
 )]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
 
     /// Our id in the group: 1 to 64 of A-Z a-z 0-9 . _ -
-    #[arg(long = "as", value_name = "ID", required_unless_present = "list")]
+    #[arg(
+        long = "id",
+        alias = "as",
+        value_name = "ID",
+        required_unless_present = "list"
+    )]
     id: Option<String>,
 
-    /// M, the number of members to wait for (1 to 1024)
-    #[arg(long, value_name = "M", required_unless_present = "list")]
+    /// The number of members to wait for (1 to 1024)
+    #[arg(long, value_name = "N", required_unless_present = "list")]
     members: Option<usize>,
 
     /// Give up after this long (250ms, 1.5s, 2m; a bare number is seconds): exit 1

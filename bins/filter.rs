@@ -9,13 +9,35 @@ use syncomm_pipeline::{chain, Report, StageSpec, LIST};
 
 const PROGRAM: &str = "filter";
 
+const EXAMPLES: &str = "
+  seq 1 5 | filter 'add 1' 'mul 2' neg     # -4 -6 -8 -10 -12, three processes
+  seq 1 5 | filter square | sort -rn       # one stage composes like any filter
+  yes hello | filter upper 'delay 200ms'   # watch records move; Ctrl-C to stop
+  filter --list                            # every stage";
+
+const EXIT_STATUS: &[&str] = &[
+    "  0      every stage succeeded (a reader leaving early, as in `| head -1`, counts as success)",
+    "  1      a stage failed or was killed",
+    syncomm_cli::help::EXIT_USAGE,
+    syncomm_cli::help::EXIT_SIGNAL,
+];
+
+const ENVIRONMENT: &[&str] = &[
+    "  SYNCOMM_DIR  not used: the stages meet through pipes, not in the runtime directory",
+    syncomm_cli::help::ENV_RUST_LOG,
+];
+
 /// Apply stages to every line of stdin; two or more stages run as a chain of
 /// processes joined by pipes.
+///
+/// One stage runs in this process. Each stage of a chain is a child process
+/// reading the one before it through pipe(2); a stage that fails ends the
+/// chain, and every stage's complaint is printed as one line.
 #[derive(Parser, Debug)]
 #[command(
     name = PROGRAM,
     version,
-    after_help = "Examples:\n  seq 1 5 | filter 'add 1' 'mul 2' neg     # -4 -6 -8 -10 -12, three processes\n  seq 1 5 | filter square | sort -rn        # one stage composes like any filter\n  yes hello | filter upper 'delay 200ms'    # watch records move\n  filter --list                             # every stage\n\nExit status: 0 when every stage succeeded (a reader leaving early, as in\n`| head -1`, counts as success), 1 when a stage failed or was killed, 2 for\na usage error, 128+N when stopped by signal N."
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, ENVIRONMENT)
 )]
 struct Args {
     /// Stages, each one quoted spec such as 'add 1' (see --list).

@@ -15,39 +15,51 @@ use syncomm_common::shutdown::Shutdown;
 use syncomm_common::{parse_duration, Name};
 use syncomm_gate::{Acquire, Gate, GateError, Status, MAX_SLOTS};
 
-const EXAMPLE: &str = "\
-Examples:
-  gate --name build --slots 2 -- make -C lib1     # at most 2 of these at once
-  gate --name build --timeout 30s -- make -C lib2 # give up after 30s of waiting (exit 75)
-  gate --slots 3 --id 7                           # the seed's demo: 7 starting/finished
-  gate --status --name build                      # who holds which slot, how many wait
-  gate --remove --name build                      # delete an idle semaphore
+const EXAMPLES: &str = "
+  gate --name build --slots 2 -- sleep 5        # at most 2 of these run at once
+  gate --name build --timeout 30s -- sleep 1    # give up after 30 s of waiting (exit 75)
+  gate --slots 3 --id 7                         # the demo: prints 7 starting/finished critical section
+  gate --status --name build                    # who holds which slot, how many wait
+  gate --remove --name build                    # delete the semaphore, once no slot is held";
 
-The semaphore is a System V semaphore set taken with SEM_UNDO: when a holder
-dies, even by kill -9, the kernel gives its slot back and wakes a waiter.
-With a COMMAND, gate takes a slot and then becomes the command (execve), so
-the slot is held exactly as long as the command runs and gate's exit status
-is the command's.
-
-Runtime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else
-/tmp/syncomm-UID; programs that should meet must use the same one.
-`syncomm ls` lists what is in it, `syncomm clean` removes what is stale.";
+const EXIT_STATUS: &[&str] = &[
+    "  0      the demo ran, --status printed, or --remove removed the semaphore",
+    "  1      failure: the semaphore could not be made or used; --status or --remove of a",
+    "         semaphore that does not exist",
+    syncomm_cli::help::EXIT_USAGE,
+    "  75     --timeout passed before a slot came free (EX_TEMPFAIL; another code: -E N)",
+    "  126    the command was found but could not be run",
+    "  127    the command was not found",
+    "  128+N  stopped by signal N while waiting for a slot, or during the demo",
+    "  other  with COMMAND: the command's own status (gate becomes the command)",
+];
 
 /// gate's exit status when its own --timeout expires: 75, EX_TEMPFAIL of
 /// sysexits.h ("a temporary failure; try again later").
 const TIMEOUT_EXIT: u8 = 75;
 
-/// Take one of S slots of the semaphore NAME, run COMMAND, give the slot back.
+/// Take a slot of the semaphore NAME, run COMMAND, give the slot back.
+///
+/// The semaphore is a System V semaphore set taken with SEM_UNDO: when a holder
+/// dies, even by kill -9, the kernel gives its slot back and wakes a waiter.
+/// With a COMMAND, gate takes a slot and then becomes the command (execve), so
+/// the slot is held exactly as long as the command runs and gate's exit status
+/// is the command's. `syncomm ls` lists the semaphores, `syncomm clean` removes
+/// the stale ones.
 #[derive(Parser, Debug)]
-#[command(name = "gate", version, after_help = EXAMPLE)]
+#[command(
+    name = "gate",
+    version,
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, syncomm_cli::help::ENV)
+)]
 struct Args {
     /// The semaphore's name.
-    #[arg(long, value_name = "N", default_value = "default")]
+    #[arg(long, value_name = "NAME", default_value = "default")]
     name: Name,
 
     /// Slots of the semaphore (set when it is created: default 3; a different
     /// count while it exists is an error).
-    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u16).range(1..=MAX_SLOTS as i64))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_SLOTS as i64))]
     slots: Option<u16>,
 
     /// Give up waiting for a slot after DUR (exit status: see -E); 0 tries once.
@@ -62,7 +74,7 @@ struct Args {
     conflict_exit_code: u8,
 
     /// Without COMMAND: the id printed in the demo lines (default: the process id).
-    #[arg(long, value_name = "I", conflicts_with = "command")]
+    #[arg(long, value_name = "ID", conflicts_with = "command")]
     id: Option<String>,
 
     /// Without COMMAND: how long to stay in the critical section (default: random, 0-3s).

@@ -10,17 +10,28 @@ use syncomm_guard::{
     die_by_signal, parse_limit, parse_signal, run_command, watch_pid, Ending, Options, EXIT_FAILED,
 };
 
-const EXAMPLES: &str = "\
-Examples:
-  guard 5 make test              TERM after 5 s (exit 124), like timeout(1)
-  guard -k 2 -s INT 1m ./server  INT after a minute, KILL 2 s later if still running
-  guard -v 0.5 sleep 10          says what it sent, then \"Process killed...\"
-  guard --pid 4242 30s           watch a running process; kill it after 30 s
+const EXAMPLES: &str = "
+  guard 5 sleep 10                 # TERM after 5 s: exit 124, like timeout(1)
+  guard -k 2 -s INT 1m sleep 600   # INT after a minute, KILL 2 s later if still running
+  guard -v 0.5 sleep 10            # says what it sent, then \"Process killed...\"
+  sleep 60 & guard --pid $! 30s    # watch a running process; kill it after 30 s";
 
-Exit status: the command's own; 124 deadline passed; 125 guard failed;
-126 command cannot run; 127 command not found; 128+N killed by signal N.";
+const EXIT_STATUS: &[&str] = &[
+    "  0      the command succeeded in time (--pid: the process ended in time)",
+    "  124    the deadline passed and the command was signalled (--preserve-status: its own status)",
+    "  125    guard itself failed, or a usage error",
+    "  126    the command was found but could not be run",
+    "  127    the command was not found",
+    "  137    the command had to be killed with KILL after the deadline (-k, -s KILL): 128+9",
+    "  other  the command's own status; a command killed by a signal that was not guard's",
+    "         makes guard die of the same signal",
+];
 
-/// A DURATION: a number with an optional unit (s, m, h, d, ms); 0 or inf: no deadline.
+const ENVIRONMENT: &[&str] = &[
+    "  SYNCOMM_DIR  not used: guard watches processes, it meets nobody in the runtime directory",
+];
+
+/// A DUR: a number with an optional unit (s, m, h, d, ms); 0 or inf: no deadline.
 #[derive(Debug, Clone, Copy)]
 struct Limit(Option<Duration>);
 
@@ -41,13 +52,17 @@ fn signal(s: &str) -> Result<i32, String> {
     parse_signal(s).map_err(|e| e.to_string())
 }
 
-/// Start COMMAND, and kill it (and everything it started) if still running after DURATION.
+/// Start COMMAND, and kill it (and everything it started) if still running after DUR.
+///
+/// A drop-in superset of timeout(1): the same options, arguments and exit
+/// codes, plus --tree (the default: nothing COMMAND started survives it),
+/// --pid (watch a process that is already running) and -v.
 #[derive(Parser, Debug)]
 #[command(
     name = "guard",
     version,
-    after_help = EXAMPLES,
-    override_usage = "guard [OPTIONS] DURATION COMMAND [ARG]...\n       guard [OPTIONS] --pid PID DURATION"
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, ENVIRONMENT),
+    override_usage = "guard [OPTIONS] <DUR> <COMMAND> [ARG]...\n       guard [OPTIONS] --pid <PID> <DUR>"
 )]
 struct Cli {
     /// Signal to send at the deadline: a name like TERM or HUP, or a number.
@@ -55,7 +70,7 @@ struct Cli {
     signal: i32,
 
     /// Also send KILL if still running this long after the first signal.
-    #[arg(short = 'k', long = "kill-after", value_name = "DURATION", value_parser = limit)]
+    #[arg(short = 'k', long = "kill-after", value_name = "DUR", value_parser = limit)]
     kill_after: Option<Limit>,
 
     /// Exit with the command's status even when it timed out.
@@ -86,7 +101,7 @@ struct Cli {
     pid: Option<i32>,
 
     /// Time allowed: a number with an optional unit (s, m, h, d, ms); 0 disables the deadline.
-    #[arg(value_name = "DURATION", value_parser = limit)]
+    #[arg(value_name = "DUR", value_parser = limit)]
     duration: Limit,
 
     /// The command to run, and its arguments.
@@ -100,6 +115,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    syncomm_cli::generate::intercept::<Cli>();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),

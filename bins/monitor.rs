@@ -12,13 +12,28 @@ use syncomm_cli::Fail;
 use syncomm_common::duration::parse_refresh;
 use syncomm_common::parse_duration;
 
+const EXAMPLES: &str = "
+  producer --name demo --interval 100ms & monitor --name demo   # a snapshot every second
+  monitor --name demo --once --json       # one snapshot as JSON (exit 1 if there is no board)
+  monitor --name demo --stop              # clear `active`: the producer stops, every consumer wakes";
+
+const EXIT_STATUS: &[&str] = &[
+    "  0      the producer cleared `active`, or --once or --stop did its work",
+    "  1      the producer died without clearing `active`, --timeout passed, or there is no board",
+    "         (--once, --stop)",
+    syncomm_cli::help::EXIT_USAGE,
+    syncomm_cli::help::EXIT_SIGNAL,
+];
+
 #[derive(Parser)]
 #[command(
     name = "monitor",
     version,
     about = "Print consistent snapshots of a shared-memory board without ever taking its lock",
-    after_help = "Example:\n  monitor --name demo --interval 500ms\n  monitor --name demo --once --json\n  monitor --name demo --stop      # clears `active`: the producer stops\n\n\
-Exits 0 when the producer clears `active`, 1 if it dies without doing so.\n\nRuntime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else\n/tmp/syncomm-UID; programs that should meet must use the same one.\n`syncomm ls` lists what is in it, `syncomm clean` removes what is stale."
+    long_about = "Print consistent snapshots of a shared-memory board without ever taking its lock.
+
+`syncomm ls` lists what is in the runtime directory, `syncomm clean` removes what is stale.",
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, syncomm_cli::help::ENV)
 )]
 struct Args {
     #[command(flatten)]

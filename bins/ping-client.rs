@@ -16,12 +16,34 @@ use syncomm_ping::flood::{flood, FloodConfig, Limit};
 use syncomm_ping::protocol::MAX_PAYLOAD;
 use syncomm_ping::{raise_nofile_limit, Endpoint, DEFAULT_TCP};
 
+const EXAMPLES: &str = "
+  ping-client -c 3                                 # three pings to 127.0.0.1:7878
+  ping-client --local demo -c 5 -i 200ms -s 32     # five pings with 32 bytes each, local socket \"demo\"
+  ping-client --flood --clients 32 --duration 5s   # 32 connections as fast as they can, for 5 s
+  ping-client --flood --reconnect -c 10000         # 10000 requests, a new connection for each";
+
+const EXIT_STATUS: &[&str] = &[
+    "  0      every ping was answered (Ctrl-C ends the run with its summary, like ping(8))",
+    "  1      some pings were lost, or there was no reply at all",
+    syncomm_cli::help::EXIT_USAGE,
+];
+
+const ENVIRONMENT: &[&str] = &[
+    "  SYNCOMM_DIR  the runtime directory, home of the local sockets (--local)",
+    "               [default: $XDG_RUNTIME_DIR/syncomm, else /tmp/syncomm-$UID]",
+    syncomm_cli::help::ENV_RUST_LOG,
+];
+
 /// Ping a ping-server like ping(8): one line per reply, then a summary.
+///
+/// With --flood, --clients connections ping as fast as they can (for
+/// --duration, or until -c requests in all) and one report gives requests/s
+/// and latency percentiles.
 #[derive(Parser, Debug)]
 #[command(
     name = "ping-client",
     version,
-    after_help = "Examples:\n  ping-client -c 3                          three pings to 127.0.0.1:7878\n  ping-client --local demo -c 5 -i 200ms -s 32\n  ping-client --flood --clients 32 --duration 5s\n  ping-client --flood --reconnect -c 10000\n\nExit status: 0 every ping answered, 1 some lost, 2 usage error.\n\nRuntime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else\n/tmp/syncomm-UID; programs that should meet must use the same one.\n`syncomm ls` lists what is in it, `syncomm clean` removes what is stale."
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, ENVIRONMENT)
 )]
 struct Args {
     /// The server's TCP address [default: 127.0.0.1:7878].
@@ -30,28 +52,23 @@ struct Args {
     /// The server's local socket NAME (in the runtime directory).
     #[arg(long, value_name = "NAME", visible_alias = "name")]
     local: Option<Name>,
-    /// Stop after COUNT pings (flood: COUNT requests in all) [default: until Ctrl-C].
-    #[arg(short = 'c', long = "count", value_name = "COUNT")]
+    /// Stop after N pings (flood: N requests in all) [default: until Ctrl-C].
+    #[arg(short = 'c', long = "count", value_name = "N")]
     count: Option<u64>,
     /// Time between pings.
     #[arg(short = 'i', long = "interval", value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
     interval: Duration,
     /// Payload bytes per ping (`ping PAYLOAD`).
-    #[arg(
-        short = 's',
-        long = "size",
-        value_name = "PAYLOAD_BYTES",
-        default_value_t = 0
-    )]
+    #[arg(short = 's', long = "size", value_name = "BYTES", default_value_t = 0)]
     payload: usize,
     /// How long to wait for each answer, connecting included (0 or inf: no limit).
     #[arg(short = 'W', long = "timeout", value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
     timeout: Duration,
-    /// Load mode: C connections ping as fast as they can; prints requests/s and percentiles.
+    /// Load mode: --clients connections ping as fast as they can; prints requests/s and percentiles.
     #[arg(long)]
     flood: bool,
     /// Flood: connections pinging at once.
-    #[arg(long, value_name = "C", default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value_t = 8)]
     clients: usize,
     /// Flood: how long [default: 5s unless -c is given].
     #[arg(long, value_name = "DUR", value_parser = parse_duration, conflicts_with = "count")]

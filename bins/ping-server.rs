@@ -14,12 +14,33 @@ use syncomm_common::{parse_duration, Name};
 use syncomm_ping::server::{Server, ServerConfig, LOG_BACKLOG};
 use syncomm_ping::{raise_nofile_limit, Endpoint, DEFAULT_TCP};
 
+const EXAMPLES: &str = "
+  ping-server                                   # serve 127.0.0.1:7878 until Ctrl-C
+  ping-server --tcp 127.0.0.1:0 --local demo    # a free port, and the local socket \"demo\"
+  ping-server --quiet & sleep 1; ping-client -c 3   # three pings answered";
+
+const EXIT_STATUS: &[&str] = &[
+    "  0      stopped by SIGINT/SIGTERM after closing its connections",
+    "  1      failure: the address is in use, the local socket cannot be made, ...",
+    syncomm_cli::help::EXIT_USAGE,
+];
+
+const ENVIRONMENT: &[&str] = &[
+    "  SYNCOMM_DIR  the runtime directory, home of the local socket (--local) and the status record",
+    "               [default: $XDG_RUNTIME_DIR/syncomm, else /tmp/syncomm-$UID]",
+    syncomm_cli::help::ENV_RUST_LOG,
+];
+
 /// Answer `ping` with `pong`, one line per request, over TCP and a local socket.
+///
+/// Requests: `ping` -> `pong`, `ping PAYLOAD` -> `pong PAYLOAD`; lines up to 64 KiB.
+/// By hand: `echo ping | nc 127.0.0.1 7878` prints `pong`.
+/// `syncomm ls` lists the servers running, `syncomm top` watches them.
 #[derive(Parser, Debug)]
 #[command(
     name = "ping-server",
     version,
-    after_help = "Examples:\n  ping-server                                   serve 127.0.0.1:7878\n  ping-server --tcp 127.0.0.1:0 --local demo    a free port, and the local socket 'demo'\n  echo ping | nc 127.0.0.1 7878                 prints: pong\n\nRequests: `ping` -> `pong`, `ping PAYLOAD` -> `pong PAYLOAD`; lines up to 64 KiB.\n\nRuntime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else\n/tmp/syncomm-UID; programs that should meet must use the same one.\n`syncomm ls` lists what is in it, `syncomm clean` removes what is stale."
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, ENVIRONMENT)
 )]
 struct Args {
     /// TCP address to serve; port 0 picks a free one (printed as `listening on ADDR`).

@@ -14,28 +14,45 @@ use syncomm_cli::CommonArgs;
 use syncomm_cli::Fail;
 use syncomm_common::parse_duration;
 
+const EXAMPLES: &str = "
+  producer --count 1000 --interval 1ms --seed 7       # 1000 values on board \"default\", reproducible
+  consumer --until 22 & producer --count 1000         # the consumer wakes when 22 appears
+  producer --name demo --count 10 --keep              # leave board \"demo\" for later readers
+  producer --name demo --fresh --interval 100ms       # replace board \"demo\"; until Ctrl-C";
+
+const EXIT_STATUS: &[&str] = &[
+    "  0      the count was reached, or SIGINT/SIGTERM or `monitor --stop` ended the run",
+    "  1      failure: the board could not be created or attached",
+    syncomm_cli::help::EXIT_USAGE,
+];
+
 #[derive(Parser)]
 #[command(
     name = "producer",
     version,
     about = "Append random values 0..=100 to a shared-memory board and wake the consumers waiting for them",
-    after_help = "Example:\n  producer --name demo --count 1000 --interval 1ms --seed 7\n  (then in other shells: consumer --name demo --until 22; monitor --name demo)\n\n\
-On exit (count reached, SIGINT/SIGTERM, or `monitor --stop`) the producer clears\n`active`, wakes every waiter and removes the board's name unless --keep.\nA board left by a crashed producer is repaired and continued by the next one.\n\nRuntime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else\n/tmp/syncomm-UID; programs that should meet must use the same one.\n`syncomm ls` lists what is in it, `syncomm clean` removes what is stale."
+    long_about = "Append random values 0..=100 to a shared-memory board and wake the consumers waiting for them.
+
+On exit (count reached, SIGINT/SIGTERM, or `monitor --stop`) the producer clears
+`active`, wakes every waiter and removes the board's name unless --keep.
+A board left by a crashed producer is repaired and continued by the next one.
+`syncomm ls` lists what is in the runtime directory, `syncomm clean` removes what is stale.",
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, syncomm_cli::help::ENV)
 )]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// Stop after K values (default: until stopped).
-    #[arg(long, value_name = "K")]
+    /// Stop after N values (default: until stopped).
+    #[arg(long, value_name = "N")]
     count: Option<u64>,
     /// Pause between values (0: flat out).
     #[arg(long, value_name = "DUR", default_value = "0", value_parser = parse_duration)]
     interval: Duration,
     /// Seed for reproducible values.
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "N")]
     seed: Option<u64>,
     /// Ring capacity (recent values kept) for a new board [default: 64].
-    #[arg(long, value_name = "C")]
+    #[arg(long, value_name = "N")]
     capacity: Option<u32>,
     /// Replace an existing board (or anything else under its name) with a new one.
     #[arg(long)]

@@ -13,20 +13,35 @@ use syncomm_common::parse_duration;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_scribe::{Expect, VerifyError, WriteOptions, WriteOutcome};
 
-const EXAMPLE: &str = "\
-Examples:
-  scribe --file shared.txt --id 1 --count 1000 &
-  scribe --file shared.txt --id 2 --count 1000 &
-  wait; scribe --verify shared.txt --writers 2 --count 1000
-  # prints: 2000 lines from 2 writers: ok
+const EXAMPLES: &str = "
+  rm -f shared.txt; scribe --file shared.txt --id 1 --count 1000 &   # writer 1, on a fresh file
+  scribe --file shared.txt --id 2 --count 1000; wait                  # writer 2, then wait for 1
+  scribe --verify shared.txt --writers 2 --count 1000                 # prints: 2000 lines from 2 writers: ok
+  scribe --file slow.txt --count 5 --hold 200ms                       # hold the lock 200 ms after each line";
 
-Each line is `ID mu: TEXT K` (K = 0..COUNT-1), appended with one write(2)
-on an O_APPEND descriptor while holding flock(LOCK_EX). A writer killed
-with kill -9 releases the lock with its descriptor and leaves no torn line.";
+const EXIT_STATUS: &[&str] = &[
+    "  0      every line was written, or the file verified",
+    "  1      failure: the file could not be opened or written, or --verify found a problem",
+    syncomm_cli::help::EXIT_USAGE,
+    "  128+N  stopped by signal N; every line written is whole",
+];
+
+const ENVIRONMENT: &[&str] = &[
+    "  SYNCOMM_DIR  not used: the writers meet in the file --file names",
+    syncomm_cli::help::ENV_RUST_LOG,
+];
 
 /// Append lines to a shared file under an exclusive lock, or verify the file.
+///
+/// Each line is `ID mu: TEXT K` (K = 0..COUNT-1), appended with one write(2)
+/// on an O_APPEND descriptor while holding flock(LOCK_EX). A writer killed
+/// with kill -9 releases the lock with its descriptor and leaves no torn line.
 #[derive(Parser, Debug)]
-#[command(name = "scribe", version, after_help = EXAMPLE)]
+#[command(
+    name = "scribe",
+    version,
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, ENVIRONMENT)
+)]
 struct Args {
     /// The shared file to append to (created 0644; a symlink anywhere on the path is refused).
     #[arg(
@@ -42,15 +57,15 @@ struct Args {
     verify: Option<PathBuf>,
 
     /// This writer's id, 1-64 of A-Z a-z 0-9 . _ - (default: the process id).
-    #[arg(long, value_name = "I", conflicts_with = "verify")]
+    #[arg(long, value_name = "ID", conflicts_with = "verify")]
     id: Option<String>,
 
     /// Lines to append (default 10); with --verify, the lines each writer must have.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "N")]
     count: Option<u64>,
 
     /// With --verify: the number of writers the file must have.
-    #[arg(long, value_name = "W", requires = "verify")]
+    #[arg(long, value_name = "N", requires = "verify")]
     writers: Option<u64>,
 
     /// The text of each line.

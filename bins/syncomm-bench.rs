@@ -14,24 +14,38 @@ use syncomm_benchsuite::cpu::CpuConfig;
 use syncomm_benchsuite::{baseline, curves, floor, report, suite, Ctx};
 use syncomm_cli::Fail;
 
-const EXAMPLE: &str = "\
-Examples:
-  syncomm-bench --quick              # everything, one-cpu, within a few minutes
-  syncomm-bench --config all         # one-cpu, two-cpus and unpinned tables
-  syncomm-bench --only ping --only worker
-  syncomm-bench --markdown > table.md
-  syncomm-bench --check bench/baseline.json      # exit 1 if a ratio is >25 % worse
-  syncomm-bench --save-baseline bench/baseline.json
-  ./launch bench                     # builds in release mode first
-  ./launch bench --peers             # also builds and runs bench/peers (iceoryx2, ipc-channel)
-  syncomm-bench --curves-only --curves docs      # the load curves alone, SVGs into docs/
+const EXAMPLES: &str = "
+  syncomm-bench --quick                         # everything, one-cpu, within a few minutes
+  syncomm-bench --config all                    # one-cpu, two-cpus and unpinned tables
+  syncomm-bench --only ping --only worker       # the floors, then these two scenarios
+  syncomm-bench --markdown > table.md           # the table as Markdown
+  syncomm-bench --check bench/baseline.json     # exit 1 if a ratio is more than 25 % worse
+  syncomm-bench --save-baseline bench/baseline.json   # this run's ratios become the baseline
+  syncomm-bench --curves-only --curves docs     # the load curves alone, SVGs into docs/";
 
-Scenarios for --only: floors, notify, pipeline, worker, ping, scribe, gate, guard, discover
-(also data-sharing = notify, shared-file = scribe, limited-access = gate)";
+const EXIT_STATUS: &[&str] = &[
+    "  0      every measurement ran (with --check: every ratio within the tolerance)",
+    "  1      a measurement failed, or --check found a ratio worse than the tolerance",
+    syncomm_cli::help::EXIT_USAGE,
+];
+
+const ENVIRONMENT: &[&str] = &[
+    "  SYNCOMM_DIR  not used: each measurement runs its programs in a scratch runtime directory",
+    syncomm_cli::help::ENV_RUST_LOG,
+];
 
 /// Measure every syncomm mechanism beside the raw-syscall floor and the seed's Python.
+///
+/// `./launch bench` builds in release mode first; `./launch bench --peers` also
+/// builds and runs bench/peers (iceoryx2, ipc-channel). Scenarios for --only:
+/// floors, notify, pipeline, worker, ping, scribe, gate, guard, discover (also
+/// data-sharing = notify, shared-file = scribe, limited-access = gate).
 #[derive(Parser, Debug)]
-#[command(name = "syncomm-bench", version, about, after_help = EXAMPLE)]
+#[command(
+    name = "syncomm-bench",
+    version,
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, ENVIRONMENT)
+)]
 struct Args {
     /// Fewer iterations: the whole suite within a minute.
     #[arg(long)]
@@ -142,6 +156,7 @@ fn find_peers(given: Option<PathBuf>, bin_dir: &Path) -> Result<PathBuf, String>
 
 fn main() -> ExitCode {
     syncomm_cli::run("syncomm-bench", || {
+        syncomm_cli::generate::intercept::<Args>();
         let args = Args::parse();
         if let Some(kind) = args.floor_peer {
             floor::peer_main(&kind)?;

@@ -6,19 +6,40 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+const EXAMPLES: &str = "
+  syncomm-chaos --seconds 60              # a short run (its seed is printed)
+  syncomm-chaos --seconds 1800 --json     # a soak, the table as JSON
+  syncomm-chaos --seed 42 --only worker   # replay one scenario's schedule";
+
+const EXIT_STATUS: &[&str] = &[
+    "  0      no promise was broken and nothing was left behind",
+    "  1      a promise was broken (a violation) or something was left behind (a leak)",
+    "  2      usage error, or the run could not start",
+];
+
+const ENVIRONMENT: &[&str] = &[
+    "  SYNCOMM_DIR          not used: each scenario runs in a scratch runtime directory of its own",
+    "  SYNCOMM_CHAOS_DEBUG  set: print each fault and violation on stderr as it happens",
+];
+
 #[derive(Parser)]
 #[command(
     name = "syncomm-chaos",
     version,
     about = "Run every scenario at once under random faults and check every promise",
-    after_help = "Examples:\n  syncomm-chaos --seconds 60            # a short run (seed printed)\n  syncomm-chaos --seconds 1800 --json   # a soak, the table as JSON\n  syncomm-chaos --seed 42 --only worker # replay one scenario's schedule\n\nExit 0 when no promise was broken and nothing was left behind, 1 otherwise."
+    long_about = "Run every scenario at once under random faults and check every promise.
+
+A seeded schedule of faults (kill -9, SIGSTOP, signals, garbage, slow clients)
+hits every scenario at once; the table counts faults, operations, checks,
+violations and leaks. docs/CHAOS.md describes the promises checked.",
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, ENVIRONMENT)
 )]
 struct Args {
     /// How long the scenarios run before they wind down and are checked.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, value_name = "N", default_value_t = 60)]
     seconds: u64,
     /// The schedule's seed (default: from the clock; printed for replay).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     seed: Option<u64>,
     /// Print the table as one JSON object.
     #[arg(long)]
@@ -28,11 +49,12 @@ struct Args {
     bins: Option<PathBuf>,
     /// Only these scenarios (comma-separated: board, worker, scribe, gate,
     /// discover, ping, filter, guard).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_name = "SCENARIO", value_delimiter = ',')]
     only: Vec<String>,
 }
 
 fn main() -> ExitCode {
+    syncomm_cli::generate::intercept::<Args>();
     let a = Args::parse();
     let seed = a.seed.unwrap_or_else(|| {
         let t = std::time::SystemTime::now()

@@ -1,12 +1,17 @@
 //! `syncomm`: list every object the syncomm programs left (`ls`), remove the
 //! stale and orphaned ones (`clean`), watch the live ones (`top`). See the
-//! `syncomm-admin` crate and docs/ADMIN.md.
+//! `syncomm-admin` crate and docs/ADMIN.md. `man` and `completions` make every
+//! program's manual pages and completion scripts (syncomm_cli::generate,
+//! docs/MANUALS.md).
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 use syncomm_admin::top::{self, TopOptions};
 use syncomm_admin::{scan, Scope, State};
+use syncomm_cli::generate::{completions_of, man_pages_of, programs_dir, Shell, PROGRAMS};
 use syncomm_cli::output::print_json;
 use syncomm_cli::Fail;
 use syncomm_common::duration::parse_refresh;
@@ -19,13 +24,42 @@ States: live (in use), stale (its owner died), orphan (a kernel object whose
 file or runtime directory is gone, or a file whose kernel object is gone),
 foreign (another user's, or without our record: listed, never touched).
 
-The runtime directory is $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else
-/tmp/syncomm-UID. Kernel objects (board segments in /dev/shm, gate semaphore
-sets) carry a record of their runtime directory and name, so those whose
-directory is gone are listed (and cleaned) too, for the current user.";
+Kernel objects (board segments in /dev/shm, gate semaphore sets) carry a record
+of their runtime directory and name, so those whose directory is gone are
+listed (and cleaned) too, for the current user. docs/ADMIN.md describes the
+--json output.
+
+`syncomm man` and `syncomm completions` make the manual pages and the shell
+completions of every program (docs/MANUALS.md).";
+
+const EXAMPLES: &str = "
+  syncomm ls                          # every object, one line each with its state
+  syncomm clean --dry-run             # what clean would remove
+  syncomm top --interval 500ms        # a live view, twice a second; Ctrl-C to stop
+  syncomm man gate | man -l -         # read gate's manual page without installing it
+  syncomm completions bash --dir ~/.local/share/bash-completion/completions   # install them";
+
+const EXIT_STATUS: &[&str] = &[
+    "  0      done",
+    "  1      failure: clean left stale or orphaned objects it could not remove, or man or",
+    "         completions could not run a program or write a file",
+    syncomm_cli::help::EXIT_USAGE,
+];
+
+const ENVIRONMENT: &[&str] = &[
+    "  SYNCOMM_DIR  the runtime directory to look at (objects of vanished directories are found too)",
+    "               [default: $XDG_RUNTIME_DIR/syncomm, else /tmp/syncomm-$UID]",
+    syncomm_cli::help::ENV_RUST_LOG,
+];
 
 #[derive(Parser)]
-#[command(name = "syncomm", version, about = ABOUT, after_help = "Examples:\n  syncomm ls\n  syncomm clean --dry-run\n  syncomm top --interval 500ms\n\nSYNCOMM_DIR selects the runtime directory; docs/ADMIN.md describes the --json output.")]
+#[command(
+    name = "syncomm",
+    version,
+    about = "See every object the syncomm programs made, clean up stale ones, watch them live",
+    long_about = ABOUT,
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, ENVIRONMENT)
+)]
 struct Args {
     #[command(subcommand)]
     cmd: Cmd,
@@ -36,7 +70,7 @@ enum Cmd {
     /// List every object, one line each with its state.
     Ls {
         /// Only objects of this name.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "NAME")]
         name: Option<Name>,
         /// One JSON object per line: the directory first, then each object.
         #[arg(long)]
@@ -48,7 +82,7 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
         /// Only objects of this name.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "NAME")]
         name: Option<Name>,
         /// One JSON object per line for each object handled.
         #[arg(long)]
@@ -63,9 +97,57 @@ enum Cmd {
         #[arg(long, value_name = "N")]
         count: Option<u64>,
         /// Only objects of this name.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "NAME")]
         name: Option<Name>,
     },
+    /// Print the manual pages of the programs, or write them into a directory.
+    #[command(after_help = "Examples:
+  syncomm man gate | man -l -                  # read one page without installing it
+  syncomm man --dir ~/.local/share/man/man1    # every program's pages, as PROGRAM.1")]
+    Man {
+        /// Write PROGRAM.1 (and PROGRAM-SUBCOMMAND.1) into DIR and print their
+        /// paths, instead of printing the pages.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Only these programs [default: every one].
+        #[arg(value_name = "PROGRAM", value_parser = PossibleValuesParser::new(PROGRAMS.iter().copied()))]
+        programs: Vec<String>,
+    },
+    /// Print the shell completion scripts of the programs, or write them into a directory.
+    #[command(after_help = "Examples:
+  source <(syncomm completions bash)       # complete every program in this shell
+  syncomm completions bash --dir ~/.local/share/bash-completion/completions
+  syncomm completions zsh --dir ~/.zfunc   # _PROGRAM files, for a directory in $fpath")]
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: Shell,
+        /// Write one file per program into DIR (the name the shell looks for:
+        /// bash PROGRAM, zsh _PROGRAM, fish PROGRAM.fish) and print their paths.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Only these programs [default: every one].
+        #[arg(value_name = "PROGRAM", value_parser = PossibleValuesParser::new(PROGRAMS.iter().copied()))]
+        programs: Vec<String>,
+    },
+}
+
+/// The programs named, or all of them.
+fn chosen(programs: &[String]) -> Vec<&str> {
+    if programs.is_empty() {
+        PROGRAMS.to_vec()
+    } else {
+        programs.iter().map(String::as_str).collect()
+    }
+}
+
+/// Prints what a generator returned.
+fn print_bytes(bytes: &[u8]) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(0)
 }
 
 fn scope(name: Option<Name>) -> Scope {
@@ -166,6 +248,21 @@ fn main() -> ExitCode {
                 }
                 Ok(0)
             }
+            Cmd::Man { dir, programs } => print_bytes(&man_pages_of(
+                &programs_dir()?,
+                &chosen(&programs),
+                dir.as_deref(),
+            )?),
+            Cmd::Completions {
+                shell,
+                dir,
+                programs,
+            } => print_bytes(&completions_of(
+                &programs_dir()?,
+                &chosen(&programs),
+                shell,
+                dir.as_deref(),
+            )?),
             Cmd::Top {
                 interval,
                 count,

@@ -21,20 +21,31 @@ use syncomm_common::{parse_duration, Name};
 use syncomm_worker::server::{parse_size, DEFAULT_MAX_CONNS};
 use syncomm_worker::{Client, Config, Server, Value};
 
-const EXAMPLES: &str = "\
-Examples:
-  worker serve --workers 2 &          # start a pool of 2 children
-  worker call add 2 3                 # prints 5
-  worker call --json factor 360       # {\"function\":\"factor\",...,\"result\":[2,2,2,3,3,5]}
-  worker call div 1 0                 # worker: div failed: division by zero (exit 1)
-  worker list                         # the functions, with their signatures
+const EXAMPLES: &str = "
+  worker serve --workers 2 & sleep 1    # a pool of 2 children serving the name \"default\"
+  worker call add 2 3                   # prints 5
+  worker call --json factor 360         # {\"function\":\"factor\",...,\"result\":[2,2,2,3,3,5]}
+  worker call div 1 0                   # worker: div failed: division by zero (exit 1)
+  worker list                           # the functions, with their signatures";
 
-Runtime directory: $SYNCOMM_DIR, else $XDG_RUNTIME_DIR/syncomm, else
-/tmp/syncomm-UID; programs that should meet must use the same one.
-`syncomm ls` lists what is in it, `syncomm clean` removes what is stale.";
+const EXIT_STATUS: &[&str] = &[
+    "  0      the call answered, the list printed, or the pool stopped at SIGINT/SIGTERM",
+    "  1      the call failed, no pool serves NAME, or the pool could not start",
+    syncomm_cli::help::EXIT_USAGE,
+];
 
 #[derive(Parser)]
-#[command(name = "worker", version, about = "Send function calls to a supervised pool of worker processes", after_help = EXAMPLES)]
+#[command(
+    name = "worker",
+    version,
+    about = "Send function calls to a supervised pool of worker processes",
+    long_about = "Send function calls to a supervised pool of worker processes.
+
+`worker serve` runs the pool on a local socket in the runtime directory;
+`worker call` and `worker list` talk to it. `syncomm ls` lists what is in the
+runtime directory, `syncomm clean` removes what is stale.",
+    after_help = syncomm_cli::help::after_help(EXAMPLES, EXIT_STATUS, syncomm_cli::help::ENV)
+)]
 struct Cli {
     /// Child mode (started by `worker serve`): read request frames on stdin,
     /// write response frames on stdout.
@@ -49,35 +60,37 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the pool: listen on the local socket, supervise W children.
-    #[command(after_help = "Example:\n  worker serve --name calc --workers 4 --task-timeout 5s")]
+    /// Run the pool: listen on the local socket, supervise --workers children.
+    #[command(
+        after_help = "Examples:\n  worker serve --name calc --workers 4 --task-timeout 5s   # a call running over 5 s: its child is replaced"
+    )]
     Serve {
         #[command(flatten)]
         name: NameArg,
         /// Number of child processes (default: number of CPUs).
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         workers: Option<usize>,
         /// Kill and replace a child whose call runs longer than this (e.g. 5s; 0 or inf: no limit).
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
         task_timeout: Option<Duration>,
         /// Largest request frame body accepted from a caller, in bytes.
-        #[arg(long, default_value_t = DEFAULT_MAX_FRAME)]
+        #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_FRAME)]
         max_frame: u32,
         /// Bytes buffered in total (callers' frames, queued calls, unread
         /// answers) past which the server stops reading callers, e.g. 64MiB.
-        #[arg(long, value_parser = parse_size, default_value = "256MiB")]
+        #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "256MiB")]
         max_buffered: usize,
         /// Most connections served at once; more are told the server is busy
         /// [default: 4096, or what the open-file limit allows].
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         max_conns: Option<usize>,
         /// Close a connection with nothing in flight that completes no
         /// request for this long (0: never).
-        #[arg(long, value_parser = parse_duration, default_value = "60s")]
+        #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "60s")]
         idle_timeout: Duration,
         /// At SIGINT/SIGTERM, wait at most this long for the calls running;
         /// then their callers get a "shutting down" error.
-        #[arg(long, value_parser = parse_duration, default_value = "30s")]
+        #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "30s")]
         drain_timeout: Duration,
         /// The program to start as each child instead of this one (tests of
         /// a misbehaving child); it gets the same arguments.
@@ -86,18 +99,18 @@ enum Cmd {
     },
     /// Send one call and print its result.
     #[command(
-        after_help = "Example:\n  worker call fib 90\n  worker call --json upper 'hello world'"
+        after_help = "Examples:\n  worker call fib 90                    # prints 2880067194370816120\n  worker call --json upper 'hello world'   # {\"function\":\"upper\",...,\"result\":\"HELLO WORLD\"}"
     )]
     Call {
         #[command(flatten)]
         common: CommonArgs,
         /// Give up when no answer comes within this long (0 or inf: no limit).
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
         timeout: Option<Duration>,
         /// The function (see `worker list`).
         function: String,
         /// Its arguments; each is read as the function's parameter type.
-        #[arg(allow_hyphen_values = true)]
+        #[arg(value_name = "ARG", allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// List the functions the pool offers, with their signatures.

@@ -183,7 +183,7 @@ fn usage_errors_exit_125_with_a_clear_message() {
         (&["-s", "NOPE", "1", "true"], "'NOPE': invalid signal"),
         (&["-s", "99", "1", "true"], "'99': invalid signal"),
         (&["5"], "<COMMAND>"),
-        (&[], "<DURATION>"),
+        (&[], "<DUR>"),
         (&["--bogus", "1", "true"], "--bogus"),
         (&["--pid", "abc", "1"], "invalid pid 'abc'"),
         (&["--pid", "-5", "1"], "invalid pid '-5'"),

@@ -30,6 +30,7 @@ pub fn bin(name: &str) -> PathBuf {
         "discover" => env!("CARGO_BIN_EXE_discover"),
         "syncomm-bench" => env!("CARGO_BIN_EXE_syncomm-bench"),
         "syncomm" => env!("CARGO_BIN_EXE_syncomm"),
+        "syncomm-chaos" => env!("CARGO_BIN_EXE_syncomm-chaos"),
         other => panic!("unknown binary {other}"),
     };
     PathBuf::from(p)

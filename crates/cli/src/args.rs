@@ -62,7 +62,10 @@ pub fn run_dir() -> Result<RunDir, RunDirError> {
 /// Parses the command line into `T`. `--help` and `--version` print and exit
 /// 0 as usual; any other parser error is the usual one-line usage error,
 /// `PROGRAM: WHY (try --help)`, exit 2, instead of clap's multi-line block.
+/// With `SYNCOMM_GENERATE` set, the program makes its manual page, a
+/// completion script or a parse-only check instead ([`crate::generate`]).
 pub fn parse<T: clap::Parser>() -> Result<T, Fail> {
+    crate::generate::intercept::<T>();
     T::try_parse().map_err(|e| {
         use clap::error::ErrorKind;
         match e.kind() {
@@ -75,7 +78,7 @@ pub fn parse<T: clap::Parser>() -> Result<T, Fail> {
 }
 
 /// The first line of a clap error, without its `error: ` prefix, with a hint.
-fn one_line(rendered: &str) -> String {
+pub(crate) fn one_line(rendered: &str) -> String {
     let first = rendered
         .lines()
         .find(|l| !l.trim().is_empty())

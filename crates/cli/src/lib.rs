@@ -15,16 +15,24 @@
 //!   `#[derive(Args)]` structs to `#[command(flatten)]`, and [`run_dir`]:
 //!   the runtime directory named by the environment (`SYNCOMM_DIR`), the
 //!   one place it is read.
+//! - [`help`]: the one layout of every program's `--help` (Examples, Exit
+//!   status, Environment).
+//! - [`generate`]: manual pages, shell completions and a parse-only check,
+//!   made by each program from its own clap definition (`SYNCOMM_GENERATE`).
 //!
 //! ## Why these crates
 //! - `anyhow`: binaries report error chains; the runner in [`exit`] prints them.
 //! - `clap`: argument parsing with `--help` and `--version` for free.
+//! - `clap_mangen`, `clap_complete`: manual pages and shell completions from
+//!   the same clap definitions, so they never disagree with `--help`.
 //! - `serde_json`: `--json` output that scripts can parse.
 //! - `tracing-subscriber`: the filter (`RUST_LOG`) and format of log lines.
 #![deny(missing_docs)]
 
 pub mod args;
 pub mod exit;
+pub mod generate;
+pub mod help;
 pub mod log;
 pub mod output;
 pub mod progress;

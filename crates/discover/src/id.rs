@@ -1,4 +1,4 @@
-//! Member ids (`--as ID`): validated once, ordered the way people count.
+//! Member ids (`--id ID`): validated once, ordered the way people count.
 //!
 //! An id is 1 to 64 of `A-Z a-z 0-9 . _ -`. That keeps it one word in the
 //! registry's text format (no spaces, no newlines) and safe to print.

@@ -94,7 +94,7 @@ pub enum Error {
     #[error("--members {0} is out of range (1 to {MAX_MEMBERS})")]
     BadMembers(usize),
     /// Our id is held by a live process.
-    #[error("id {id} is already taken by pid {pid}, which is still running; choose another --as")]
+    #[error("id {id} is already taken by pid {pid}, which is still running; choose another --id")]
     IdTaken {
         /// The id.
         id: MemberId,
