@@ -64,6 +64,7 @@ struct Args {
 fn main() -> ExitCode {
     syncomm_cli::run("ping-client", || {
         let args = syncomm_cli::parse::<Args>()?;
+        syncomm_cli::output::enable(args.json);
         if args.count == Some(0) {
             return Err(Fail::usage("-c COUNT must be at least 1").into());
         }
@@ -128,7 +129,7 @@ fn main() -> ExitCode {
             }
             let report = flood(&cfg, &shutdown);
             if args.json {
-                syncomm_cli::output::write_json_line(&mut out, &report.json())?;
+                syncomm_cli::output::write_line(&mut out, report.json())?;
             } else {
                 for line in report.lines() {
                     writeln!(out, "{line}")?;

@@ -14,10 +14,14 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use syncomm_common::jsonl::{round, Line};
 use syncomm_common::shutdown::Shutdown;
 
 use crate::protocol;
 use crate::Endpoint;
+
+/// The program whose JSON lines these are.
+const PROGRAM: &str = "ping-client";
 
 /// A connected stream to a ping server, TCP or local.
 #[derive(Debug)]
@@ -345,16 +349,18 @@ impl Summary {
         s
     }
 
-    fn json(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "sent": self.sent,
-            "received": self.received,
-            "loss_percent": self.loss_percent(),
-        });
-        if let Some((min, avg, max, mdev)) = self.rtt() {
-            v["rtt_ms"] = serde_json::json!({"min": min, "avg": avg, "max": max, "mdev": mdev});
-        }
-        v
+    /// The summary as one JSON line (`summary`, see docs/JSON.md).
+    fn json(&self) -> Line {
+        let rtt = self.rtt();
+        let ms = |pick: fn((f64, f64, f64, f64)) -> f64| rtt.map(|r| round(pick(r), 3));
+        Line::new(PROGRAM, "summary")
+            .field("sent", self.sent)
+            .field("received", self.received)
+            .field("loss_percent", round(self.loss_percent(), 3))
+            .field("rtt_min_ms", ms(|r| r.0))
+            .field("rtt_avg_ms", ms(|r| r.1))
+            .field("rtt_max_ms", ms(|r| r.2))
+            .field("rtt_mdev_ms", ms(|r| r.3))
     }
 }
 
@@ -417,10 +423,11 @@ pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::R
                 let ms = rtt.as_secs_f64() * 1e3;
                 sum.add(ms);
                 if cfg.json {
-                    json_line(
-                        out,
-                        &serde_json::json!({"seq": seq, "bytes": expected.len(), "rtt_ms": ms}),
-                    )?;
+                    Line::new(PROGRAM, "reply")
+                        .field("seq", seq)
+                        .field("bytes", expected.len())
+                        .field("rtt_ms", round(ms, 3))
+                        .write_to(out)?;
                 } else {
                     writeln!(
                         out,
@@ -433,7 +440,10 @@ pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::R
                 conn = None;
                 let why = e.to_string();
                 if cfg.json {
-                    json_line(out, &serde_json::json!({"seq": seq, "error": why}))?;
+                    Line::new(PROGRAM, "lost")
+                        .field("seq", seq)
+                        .field("error", &why)
+                        .write_to(out)?;
                 } else {
                     writeln!(out, "no reply from {ep}: seq={seq}: {why}")?;
                 }
@@ -450,7 +460,7 @@ pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::R
         );
     }
     if cfg.json {
-        json_line(out, &sum.json())?;
+        sum.json().write_to(out)?;
     } else {
         writeln!(out, "--- {ep} ping statistics ---")?;
         writeln!(out, "{}", sum.line())?;
@@ -472,12 +482,6 @@ pub fn wait_or_shutdown(shutdown: &Shutdown, d: Duration) {
         let mut fds = [PollFd::new(shutdown.wake_fd(), PollFlags::POLLIN)];
         let _ = poll(&mut fds, ms);
     }
-}
-
-/// Writes `v` as one line of JSON.
-fn json_line(out: &mut dyn Write, v: &serde_json::Value) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, v)?;
-    out.write_all(b"\n")
 }
 
 #[cfg(test)]
