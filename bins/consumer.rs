@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use syncomm_board::consumer::{consume, ConsumerOptions, Outcome};
-use syncomm_cli::output::print_json;
+use syncomm_cli::output::{self, emit, event};
 use syncomm_cli::CommonArgs;
 use syncomm_cli::Fail;
 use syncomm_common::duration::format_duration;
@@ -50,6 +50,7 @@ struct Args {
 fn main() -> ExitCode {
     syncomm_cli::run("consumer", || {
         let a = syncomm_cli::parse::<Args>()?;
+        output::enable(a.common.json);
         let name = a.common.name()?;
         let shutdown = syncomm_common::shutdown::Shutdown::install()?;
         let opts = ConsumerOptions {
@@ -59,17 +60,22 @@ fn main() -> ExitCode {
             timeout: a.timeout,
         };
         let outcome = consume(&opts, &shutdown)?;
-        if a.common.json {
-            print_json(&outcome)?;
-        }
         match outcome {
             Outcome::Found {
                 value,
                 after,
                 recent,
-                ..
+                wakeup_ns,
             } => {
-                if !a.common.json {
+                if a.common.json {
+                    emit(
+                        event("found")
+                            .field("value", value)
+                            .field("after", after)
+                            .field("recent", &recent)
+                            .field("wakeup_ns", wakeup_ns),
+                    )?;
+                } else {
                     writeln!(
                         std::io::stdout().lock(),
                         "Lucky number {value} found after {after} values: {recent:?}"
@@ -83,6 +89,10 @@ fn main() -> ExitCode {
                 }
                 None => format!("the producer ended after {total} values without {value}"),
             })
+            .with_field("outcome", "producer_ended")
+            .with_field("value", value)
+            .with_field("total", total)
+            .with_field("producer_pid", died)
             .into()),
             Outcome::TimedOut { value, total } => Err(Fail::failed(format!(
                 "timed out after {} waiting for {value} ({})",
@@ -96,6 +106,9 @@ fn main() -> ExitCode {
                     ),
                 }
             ))
+            .with_field("outcome", "timed_out")
+            .with_field("value", value)
+            .with_field("total", total)
             .into()),
             Outcome::LockHeld { value, producer } => Err(Fail::failed(format!(
                 "timed out after {} waiting for {value}: the board's lock stayed held{}",
@@ -106,8 +119,21 @@ fn main() -> ExitCode {
                     None => String::new(),
                 }
             ))
+            .with_field("outcome", "lock_held")
+            .with_field("value", value)
+            .with_field("producer_pid", producer)
             .into()),
-            Outcome::Interrupted => Ok(shutdown.exit_code()),
+            Outcome::Interrupted => {
+                if a.common.json {
+                    emit(
+                        event("interrupted")
+                            .field("value", a.until)
+                            .field("signal", shutdown.signal())
+                            .field("exit_code", shutdown.exit_code()),
+                    )?;
+                }
+                Ok(shutdown.exit_code())
+            }
         }
     })
 }

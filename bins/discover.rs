@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use syncomm_cli::CommonArgs;
-use syncomm_cli::Fail;
+use syncomm_cli::{output, Fail};
 use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::{parse_duration, Name};
@@ -69,16 +69,10 @@ struct Args {
     list: bool,
 }
 
-/// `--json` output of a member: `{"id":"a","found":["a","b"]}`.
-#[derive(serde::Serialize)]
-struct FoundJson<'a> {
-    id: &'a str,
-    found: Vec<&'a str>,
-}
-
 fn main() -> ExitCode {
     syncomm_cli::run("discover", || {
         let args = syncomm_cli::parse::<Args>()?;
+        output::enable(args.common.json);
         let name = args.common.name()?;
         if args.list {
             return list(&syncomm_cli::run_dir()?, &name, args.common.json);
@@ -113,16 +107,15 @@ fn main() -> ExitCode {
             }
             Fail::with_code(e.exit_code(), msg)
         })?;
-        let mut out = std::io::stdout().lock();
+        let group: Vec<&str> = found.group.iter().map(|i| i.as_str()).collect();
         if args.common.json {
-            let group: Vec<&str> = found.group.iter().map(|i| i.as_str()).collect();
-            let v = FoundJson {
-                id: found.id.as_str(),
-                found: group,
-            };
-            syncomm_cli::output::write_json_line(&mut out, &v)?;
+            output::emit(
+                output::event("found")
+                    .field("id", found.id.as_str())
+                    .field("found", &group),
+            )?;
         } else {
-            let group: Vec<&str> = found.group.iter().map(|i| i.as_str()).collect();
+            let mut out = std::io::stdout().lock();
             writeln!(out, "{} found: [{}]", found.id, group.join(", "))?;
             out.flush()?;
         }
@@ -132,13 +125,25 @@ fn main() -> ExitCode {
 
 fn list(dir: &RunDir, name: &Name, json: bool) -> anyhow::Result<u8> {
     let listing = syncomm_discover::list(dir, name).map_err(|e| Fail::failed(e.to_string()))?;
-    let mut out = std::io::stdout().lock();
     if json {
+        output::emit(
+            output::event("group")
+                .field("name", name.as_str())
+                .field("members", listing.members)
+                .field("present", listing.live.len())
+                .field("closed", listing.closed),
+        )?;
         for m in &listing.live {
-            syncomm_cli::output::write_json_line(&mut out, m)?;
+            output::emit(
+                output::event("member")
+                    .field("id", &m.id)
+                    .field("member_pid", m.pid)
+                    .field("state", m.state),
+            )?;
         }
         return Ok(0);
     }
+    let mut out = std::io::stdout().lock();
     if listing.live.is_empty() {
         writeln!(out, "{name}: no members")?;
     } else {

@@ -59,7 +59,10 @@ struct Args {
 
 fn main() -> ExitCode {
     syncomm_cli::run(PROGRAM, || {
+        // stdout carries the records: JSON goes to stderr.
+        output::to_stderr();
         let args = syncomm_cli::parse::<Args>()?;
+        output::enable(args.json);
         if args.list {
             for (spec, help) in LIST {
                 println!("{spec:<12} {help}");
@@ -87,11 +90,15 @@ fn main() -> ExitCode {
             let shutdown = Shutdown::install()?;
             chain::run_chain(&specs, &shutdown)?
         };
-        for line in report.complaints() {
+        let complaints = report.complaints();
+        for line in &complaints {
             eprintln!("{PROGRAM}: {line}");
         }
         if args.json {
-            output::eprint_json(&report)?;
+            output::emit(output::event("report").fields(&report))?;
+            if !complaints.is_empty() {
+                output::emit_error(&complaints.join("; "), report.exit_code(), &[]);
+            }
         }
         Ok(report.exit_code())
     })

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use syncomm_cli::Fail;
+use syncomm_cli::{output, Fail};
 use syncomm_common::duration::format_duration;
 use syncomm_common::rundir::RunDir;
 use syncomm_common::shutdown::Shutdown;
@@ -89,8 +89,9 @@ struct Args {
     #[arg(long, conflicts_with_all = ["command", "timeout", "hold", "id"])]
     remove: bool,
 
-    /// With --status: print one JSON object.
-    #[arg(long, requires = "status")]
+    /// One JSON line per event: the status, the removal, the demo's two
+    /// lines; with COMMAND, only a failure before it runs.
+    #[arg(long)]
     json: bool,
 
     /// The command to run while holding a slot.
@@ -104,6 +105,7 @@ struct Args {
 fn main() -> ExitCode {
     syncomm_cli::run("gate", || {
         let args = syncomm_cli::parse::<Args>()?;
+        output::enable(args.json);
         if args.status {
             status(&args)
         } else if args.remove {
@@ -119,7 +121,7 @@ fn status(args: &Args) -> anyhow::Result<u8> {
     let gate = Gate::open(&dir, &args.name)?.ok_or_else(|| not_there(&dir, &args.name))?;
     let st = gate.status()?;
     if args.json {
-        syncomm_cli::output::print_json(&st)?;
+        output::emit(output::event("status").fields(&st))?;
     } else {
         print_status(&st)?;
     }
@@ -162,7 +164,11 @@ fn not_there(dir: &RunDir, name: &Name) -> anyhow::Error {
 fn remove(args: &Args) -> anyhow::Result<u8> {
     let dir = syncomm_cli::run_dir()?;
     if Gate::remove(&dir, &args.name)? {
-        println!("gate: removed semaphore {}", args.name);
+        if args.json {
+            output::emit(output::event("removed").field("name", args.name.as_str()))?;
+        } else {
+            println!("gate: removed semaphore {}", args.name);
+        }
         Ok(0)
     } else {
         Err(not_there(&dir, &args.name))
@@ -207,6 +213,8 @@ fn take(args: &Args) -> anyhow::Result<u8> {
                 plural(gate.slots(), "slot"),
                 dir.path().display()
             ))
+            .with_field("name", args.name.as_str())
+            .with_field("timeout_ms", output::ms(args.timeout.unwrap_or_default()))
             .into());
         }
         Acquire::Interrupted => return Ok(shutdown.exit_code()),
@@ -243,15 +251,32 @@ fn demo(args: &Args, gate: &Gate, slot: u16, shutdown: &Shutdown) -> anyhow::Res
         .hold
         .unwrap_or_else(|| Duration::from_millis(rand::random::<u64>() % 3001));
     let mut out = std::io::stdout();
-    writeln!(out, "{id} starting critical section")?;
-    out.flush()?;
+    if args.json {
+        output::emit(
+            output::event("started")
+                .field("id", &id)
+                .field("slot", slot)
+                .ms("hold_ms", hold),
+        )?;
+    } else {
+        writeln!(out, "{id} starting critical section")?;
+        out.flush()?;
+    }
     shutdown.sleep(hold);
     if shutdown.requested() {
         gate.release(slot)?;
         return Ok(shutdown.exit_code());
     }
-    writeln!(out, "{id} finished critical section")?;
-    out.flush()?;
+    if args.json {
+        output::emit(
+            output::event("finished")
+                .field("id", &id)
+                .field("slot", slot),
+        )?;
+    } else {
+        writeln!(out, "{id} finished critical section")?;
+        out.flush()?;
+    }
     gate.release(slot)?;
     Ok(0)
 }

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use syncomm_cli::output;
 use syncomm_guard::{
-    die_by_signal, parse_limit, parse_signal, run_command, watch_pid, Ending, Options, EXIT_FAILED,
+    die_by_signal, parse_limit, parse_signal, run_command, watch_pid, Ended, Ending, Options,
+    Outcome, EXIT_FAILED,
 };
 
 const EXAMPLES: &str = "
@@ -95,6 +97,11 @@ struct Cli {
     #[arg(long, overrides_with = "tree")]
     no_tree: bool,
 
+    /// At the end, one JSON line on stderr: how COMMAND ended, whether the
+    /// deadline passed, the signals sent, the time taken (stdout is COMMAND's).
+    #[arg(long)]
+    json: bool,
+
     /// Watch this running process (not a child) instead of running COMMAND;
     /// exit 0 if it ends in time, 124 if it had to be signalled.
     #[arg(long, value_name = "PID", value_parser = pid, allow_hyphen_values = true, conflicts_with_all = ["command", "preserve_status", "foreground"])]
@@ -116,10 +123,14 @@ struct Cli {
 
 fn main() -> ExitCode {
     syncomm_cli::generate::intercept::<Cli>();
+    output::set_program("guard");
+    // stdout is the command's: guard's JSON goes to stderr.
+    output::to_stderr();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    output::enable(cli.json);
     let opts = Options {
         duration: cli.duration.0,
         signal: cli.signal,
@@ -137,13 +148,65 @@ fn main() -> ExitCode {
         None => run_command(&cli.command, &opts),
     };
     match outcome {
-        Ok(Ending::Exit(code)) => ExitCode::from(code),
-        Ok(Ending::Raise(sig)) => ExitCode::from(die_by_signal(sig)),
+        Ok(o) => {
+            if cli.json {
+                let command = (cli.pid.is_none()).then_some(&cli.command);
+                let _ = output::emit(ended_line(&o, command));
+            }
+            match o.ending {
+                Ending::Exit(code) => ExitCode::from(code),
+                Ending::Raise(sig) => ExitCode::from(die_by_signal(sig)),
+            }
+        }
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "guard: {e}");
+            output::emit_error(&e.to_string(), e.exit_code(), &[]);
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// The `ended` line of `--json` (see docs/JSON.md).
+fn ended_line(o: &Outcome, command: Option<&Vec<OsString>>) -> output::Line {
+    let command: Option<Vec<String>> =
+        command.map(|c| c.iter().map(|a| a.to_string_lossy().into_owned()).collect());
+    let (code, signal) = match o.status {
+        Some(Ended::Exited(code)) => (Some(code), None),
+        Some(Ended::Signaled { signal, .. }) => (None, Some(signal)),
+        None => (None, None),
+    };
+    let exit_code = match o.ending {
+        Ending::Exit(code) => i32::from(code),
+        Ending::Raise(sig) => 128 + sig,
+    };
+    output::event("ended")
+        .field("command", command)
+        .field("command_pid", o.pid)
+        .field("command_exit_code", code)
+        .field("command_signal", signal)
+        .field("timed_out", o.timed_out)
+        .field("signals_sent", &o.signals_sent)
+        .ms("elapsed_ms", o.elapsed)
+        .field("exit_code", exit_code)
+}
+
+/// Whether `--json` is among guard's own options (before DURATION, or a
+/// `--`): only read when the arguments did not parse.
+fn asked_for_json() -> bool {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        match a.to_str() {
+            Some("--json") => return true,
+            Some("--") => return false,
+            Some("-s" | "--signal" | "-k" | "--kill-after" | "--pid") => {
+                args.next();
+            }
+            Some(o) if o.starts_with('-') && o.len() > 1 => {}
+            // DURATION: what follows is the command's.
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Clap's errors exit 125 here, as timeout(1)'s do; --help and --version exit 0.
@@ -169,6 +232,9 @@ fn usage_error(e: clap::Error) -> ExitCode {
             joined.strip_prefix("error: ").unwrap_or(&joined).to_owned()
         }
     };
-    let _ = writeln!(std::io::stderr(), "guard: {message} (try 'guard --help')");
+    let message = format!("{message} (try 'guard --help')");
+    let _ = writeln!(std::io::stderr(), "guard: {message}");
+    output::enable(asked_for_json());
+    output::emit_error(&message, EXIT_FAILED, &[]);
     ExitCode::from(EXIT_FAILED)
 }

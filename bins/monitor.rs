@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use syncomm_board::monitor::{monitor, stop, MonitorEnd, MonitorOptions, Report};
-use syncomm_cli::output::print_json;
+use syncomm_cli::output::{self, emit, event};
 use syncomm_cli::CommonArgs;
 use syncomm_cli::Fail;
 use syncomm_common::duration::parse_refresh;
@@ -96,10 +96,19 @@ fn human(r: &Report) -> String {
 fn main() -> ExitCode {
     syncomm_cli::run("monitor", || {
         let a = syncomm_cli::parse::<Args>()?;
+        output::enable(a.common.json);
         let name = a.common.name()?;
         let dir = syncomm_cli::run_dir()?;
         if a.stop {
             let pid = stop(&dir, &name)?;
+            if a.common.json {
+                emit(
+                    event("stopped")
+                        .field("name", name.as_str())
+                        .field("producer_pid", pid),
+                )?;
+                return Ok(0);
+            }
             writeln!(
                 std::io::stdout().lock(),
                 "cleared active on board {:?} (producer pid {pid})",
@@ -123,7 +132,12 @@ fn main() -> ExitCode {
             |r| {
                 let mut out = std::io::stdout().lock();
                 if json {
-                    print_json(r)
+                    emit(
+                        event("snapshot")
+                            .field("name", &r.name)
+                            .field("values_per_s", r.values_per_s.map(|v| output::round(v, 1)))
+                            .fields(&r.snapshot),
+                    )
                 } else if watch {
                     // Back to the line's start, erase it, draw the snapshot.
                     let (width, _) = syncomm_sys::tty::size(&out);

@@ -90,6 +90,7 @@ fn main() -> ExitCode {
         let mut args = syncomm_cli::parse::<Args>()?;
         // -W 0, like inf, is no limit: wait for each answer as long as it takes.
         args.timeout = duration::limit(Some(args.timeout)).unwrap_or(MAX_DURATION);
+        syncomm_cli::output::enable(args.json);
         if args.count == Some(0) {
             return Err(Fail::usage("-c COUNT must be at least 1").into());
         }
@@ -168,7 +169,7 @@ fn main() -> ExitCode {
             let report = flood(&cfg, &shutdown);
             drop(progress);
             if args.json {
-                syncomm_cli::output::write_json_line(&mut out, &report.json())?;
+                syncomm_cli::output::write_line(&mut out, report.json())?;
             } else {
                 for line in report.lines() {
                     writeln!(out, "{line}")?;

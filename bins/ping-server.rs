@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use syncomm_cli::Fail;
-use syncomm_common::logsink::{json_note, text_note, LogSink, DEFAULT_FLUSH_LIMIT};
+use syncomm_cli::{output, Fail};
+use syncomm_common::logsink::{json_note, text_note, LogSink, NoteFn, DEFAULT_FLUSH_LIMIT};
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::status;
 use syncomm_common::{parse_duration, Name};
@@ -62,7 +62,7 @@ struct Args {
     /// Event loops (threads) sharing the work [default: one per CPU].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// One JSON object per line: `{"listening":...}`, then one per logged event.
+    /// One JSON object per line: a `listening` event, then one per logged event.
     #[arg(long)]
     json: bool,
     /// Do not log each request.
@@ -76,6 +76,7 @@ const DEFAULT_MAX_CONNS: usize = 4096;
 fn main() -> ExitCode {
     syncomm_cli::run("ping-server", || {
         let args = syncomm_cli::parse::<Args>()?;
+        output::enable(args.json);
         if args.threads == Some(0) {
             return Err(Fail::usage("--threads must be at least 1").into());
         }
@@ -133,23 +134,31 @@ fn main() -> ExitCode {
         let sink = LogSink::start(
             std::io::stdout(),
             LOG_BACKLOG,
-            if args.json { json_note } else { text_note },
+            if args.json {
+                Box::new(json_note("ping-server")) as NoteFn
+            } else {
+                Box::new(text_note)
+            },
         );
         let mut out = sink.handle().writer();
         if let Some(addr) = server.tcp_addr() {
             match args.json {
-                true => json_line(
+                true => output::write_line(
                     &mut out,
-                    serde_json::json!({"listening": addr.to_string(), "transport": "tcp"}),
+                    output::event("listening")
+                        .field("transport", "tcp")
+                        .field("address", addr.to_string()),
                 )?,
                 false => writeln!(out, "listening on {addr}")?,
             }
         }
         if let Some(path) = server.local_path() {
             match args.json {
-                true => json_line(
+                true => output::write_line(
                     &mut out,
-                    serde_json::json!({"listening": path, "transport": "local"}),
+                    output::event("listening")
+                        .field("transport", "local")
+                        .field("address", path),
                 )?,
                 false => writeln!(out, "listening on local socket {}", path.display())?,
             }
@@ -161,9 +170,11 @@ fn main() -> ExitCode {
         if let Ok(stats) = &result {
             if !args.quiet {
                 let _ = match args.json {
-                    true => json_line(
+                    true => output::write_line(
                         &mut out,
-                        serde_json::json!({"event": "stopped", "connections": stats.accepted, "requests": stats.requests}),
+                        output::event("stopped")
+                            .field("connections", stats.accepted)
+                            .field("requests", stats.requests),
                     ),
                     false => writeln!(
                         out,
@@ -178,10 +189,6 @@ fn main() -> ExitCode {
         result?;
         Ok(0)
     })
-}
-
-fn json_line(out: &mut impl Write, v: serde_json::Value) -> std::io::Result<()> {
-    syncomm_cli::output::write_json_line(out, &v)
 }
 
 /// Starts the status record `ping.NAME.status` (NAME: the local socket's
@@ -204,7 +211,7 @@ fn status_record(server: &Server, shutdown: &Shutdown) -> Option<status::Publish
     // published there only if the directory is usable.
     let path = status::path(&syncomm_cli::run_dir().ok()?, "ping", &name);
     let transport = match (tcp.is_some(), local.is_some()) {
-        (true, true) => "tcp+local",
+        (true, true) => "tcp_and_local",
         (true, false) => "tcp",
         _ => "local",
     };

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use serde_json::json;
 use syncomm_board::producer::{produce, ProducerOptions, StopReason};
-use syncomm_cli::output::print_json;
+use syncomm_cli::output::{self, emit, event};
 use syncomm_cli::progress::ProgressLine;
 use syncomm_cli::CommonArgs;
 use syncomm_cli::Fail;
@@ -82,6 +81,7 @@ fn rate(per_s: f64) -> String {
 fn main() -> ExitCode {
     syncomm_cli::run("producer", || {
         let a = syncomm_cli::parse::<Args>()?;
+        output::enable(a.common.json);
         let name = a.common.name()?;
         let opts = ProducerOptions {
             dir: syncomm_cli::run_dir()?,
@@ -107,9 +107,14 @@ fn main() -> ExitCode {
             &shutdown,
             |board, origin, total| {
                 let _ = if json {
-                    print_json(&json!({"event": "ready", "name": board.name().as_str(),
-                        "origin": origin, "capacity": board.capacity(), "total": total,
-                        "segment": board.os_id()}))
+                    emit(
+                        event("ready")
+                            .field("name", board.name().as_str())
+                            .field("origin", origin)
+                            .field("capacity", board.capacity())
+                            .field("total", total)
+                            .field("segment", board.os_id()),
+                    )
                 } else {
                     writeln!(
                         std::io::stdout().lock(),
@@ -126,7 +131,7 @@ fn main() -> ExitCode {
             },
             || {
                 let _ = if json {
-                    print_json(&json!({"event": "holding_lock"}))
+                    emit(event("holding_lock"))
                 } else {
                     writeln!(
                         std::io::stdout().lock(),
@@ -142,7 +147,16 @@ fn main() -> ExitCode {
         drop(progress);
         let report = report?;
         if json {
-            print_json(&json!({"event": "done", "report": report}))?;
+            emit(
+                event("done")
+                    .field("name", &report.name)
+                    .field("origin", report.origin)
+                    .field("appended", report.appended)
+                    .field("total", report.total)
+                    .field("elapsed_ms", output::round(report.seconds * 1e3, 3))
+                    .field("values_per_s", output::round(report.values_per_s, 1))
+                    .field("reason", report.reason),
+            )?;
         } else {
             writeln!(
                 std::io::stdout().lock(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use syncomm_cli::progress::ProgressLine;
-use syncomm_cli::Fail;
+use syncomm_cli::{output, Fail};
 use syncomm_common::parse_duration;
 use syncomm_common::shutdown::Shutdown;
 use syncomm_scribe::{Expect, VerifyError, WriteOptions, WriteOutcome};
@@ -85,14 +85,15 @@ struct Args {
     #[arg(long, conflicts_with = "verify")]
     fsync: bool,
 
-    /// With --verify: print the summary as one JSON object.
-    #[arg(long, requires = "verify")]
+    /// One JSON line: what was appended, or the summary of --verify.
+    #[arg(long)]
     json: bool,
 }
 
 fn main() -> ExitCode {
     syncomm_cli::run("scribe", || {
         let args = syncomm_cli::parse::<Args>()?;
+        output::enable(args.json);
         match (&args.verify, &args.file) {
             (Some(path), _) => verify(path, &args),
             (None, Some(path)) => write(path, &args),
@@ -123,6 +124,12 @@ fn write(path: &Path, args: &Args) -> anyhow::Result<u8> {
         progress: Some(Arc::default()),
     };
     let shutdown = Shutdown::install().context("installing signal handlers")?;
+    let line = |event: &str, written: u64| {
+        output::event(event)
+            .field("file", path)
+            .field("id", &opts.id)
+            .field("lines", written)
+    };
     // On a terminal: a line counting the lines written (on stderr).
     let progress = opts
         .progress
@@ -131,12 +138,24 @@ fn write(path: &Path, args: &Args) -> anyhow::Result<u8> {
     let outcome = syncomm_scribe::append_lines(path, &opts, &shutdown);
     drop(progress);
     match outcome? {
-        WriteOutcome::Done => Ok(0),
+        WriteOutcome::Done => {
+            if args.json {
+                output::emit(line("appended", opts.count))?;
+            }
+            Ok(0)
+        }
         WriteOutcome::Interrupted { written } => {
             eprintln!(
                 "scribe: interrupted after {written} of {} lines (each written whole)",
                 opts.count
             );
+            if args.json {
+                output::emit(
+                    line("interrupted", written)
+                        .field("signal", shutdown.signal())
+                        .field("exit_code", shutdown.exit_code()),
+                )?;
+            }
             Ok(shutdown.exit_code())
         }
     }
@@ -150,21 +169,22 @@ fn verify(path: &Path, args: &Args) -> anyhow::Result<u8> {
     match syncomm_scribe::verify_file(path, expect) {
         Ok(s) => {
             if args.json {
-                syncomm_cli::output::print_json(&serde_json::json!({
-                    "ok": true, "lines": s.lines, "writers": s.writers,
-                }))?;
+                output::emit(
+                    output::event("verified")
+                        .field("file", path)
+                        .field("lines", s.lines)
+                        .field("writers", s.writers),
+                )?;
             } else {
                 println!("{} lines from {} writers: ok", s.lines, s.writers);
             }
             Ok(0)
         }
         Err(VerifyError::Bad { path, problem }) => {
-            if args.json {
-                syncomm_cli::output::print_json(&serde_json::json!({
-                    "ok": false, "problem": problem.to_string(),
-                }))?;
-            }
-            Err(Fail::failed(format!("{}: {problem}", path.display())).into())
+            Err(Fail::failed(format!("{}: {problem}", path.display()))
+                .with_field("file", path.display().to_string())
+                .with_field("problem", problem.to_string())
+                .into())
         }
         Err(e) => Err(Fail::failed(e.to_string()).into()),
     }

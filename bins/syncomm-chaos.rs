@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use syncomm_cli::output;
 
 const EXAMPLES: &str = "
   syncomm-chaos --seconds 60              # a short run (its seed is printed)
@@ -53,9 +54,20 @@ struct Args {
     only: Vec<String>,
 }
 
+/// The one-line error, on stderr, and as an `error` line with `--json`.
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("syncomm-chaos: {message}");
+    output::emit_error(message, code, &[]);
+    ExitCode::from(code)
+}
+
 fn main() -> ExitCode {
-    syncomm_cli::generate::intercept::<Args>();
-    let a = Args::parse();
+    output::set_program("syncomm-chaos");
+    let a = match syncomm_cli::parse::<Args>() {
+        Ok(a) => a,
+        Err(f) => return fail(&f.message, f.code),
+    };
+    output::enable(a.json);
     let seed = a.seed.unwrap_or_else(|| {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -68,10 +80,7 @@ fn main() -> ExitCode {
             .and_then(|p| p.parent().map(|d| d.to_owned()))
     }) {
         Some(b) => b,
-        None => {
-            eprintln!("syncomm-chaos: cannot find the programs' directory (use --bins DIR)");
-            return ExitCode::from(2);
-        }
+        None => return fail("cannot find the programs' directory (use --bins DIR)", 2),
     };
     if !a.json {
         eprintln!(
@@ -88,13 +97,12 @@ fn main() -> ExitCode {
     };
     let report = match syncomm_chaos::run(&cfg) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("syncomm-chaos: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(&e.to_string(), 2),
     };
     if a.json {
-        println!("{}", report.json());
+        if output::emit(output::event("report").fields(&report.json())).is_err() {
+            return ExitCode::from(1);
+        }
     } else {
         print!("{}", report.table());
     }

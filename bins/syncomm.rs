@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
+use syncomm_admin::model::Listing;
 use syncomm_admin::top::{self, TopOptions};
 use syncomm_admin::{scan, Scope, State};
 use syncomm_cli::generate::{completions_of, man_pages_of, programs_dir, Shell, PROGRAMS};
-use syncomm_cli::output::print_json;
+use syncomm_cli::output::{self, emit, event, Line};
 use syncomm_cli::Fail;
 use syncomm_common::duration::parse_refresh;
 use syncomm_common::Name;
@@ -93,6 +94,9 @@ enum Cmd {
         /// Time between refreshes (at least 10ms).
         #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_refresh)]
         interval: Duration,
+        /// One JSON object per refresh, even on a terminal.
+        #[arg(long)]
+        json: bool,
         /// Stop after N refreshes.
         #[arg(long, value_name = "N")]
         count: Option<u64>,
@@ -159,19 +163,25 @@ fn scope(name: Option<Name>) -> Scope {
     s
 }
 
+/// The `dir` line of `ls --json` and `clean --json`: the runtime directory.
+fn dir_line(listing: &Listing) -> Line {
+    event("dir")
+        .field("dir", &listing.dir)
+        .field("dir_source", listing.dir_source.to_ascii_lowercase())
+        .field("dir_exists", listing.dir_exists)
+}
+
 fn main() -> ExitCode {
     syncomm_cli::run("syncomm", || {
         let args = syncomm_cli::parse::<Args>()?;
         match args.cmd {
             Cmd::Ls { name, json } => {
+                output::enable(json);
                 let listing = scan(&scope(name));
                 if json {
-                    print_json(&serde_json::json!({
-                        "dir": listing.dir, "dir_source": listing.dir_source,
-                        "dir_exists": listing.dir_exists,
-                    }))?;
+                    emit(dir_line(&listing))?;
                     for o in &listing.objects {
-                        print_json(o)?;
+                        emit(event("object").fields(o))?;
                     }
                 } else {
                     println!("{}", listing.header());
@@ -189,16 +199,25 @@ fn main() -> ExitCode {
                 name,
                 json,
             } => {
+                output::enable(json);
                 let scope = scope(name);
                 let listing = scan(&scope);
-                if !json {
+                if json {
+                    emit(dir_line(&listing))?;
+                } else {
                     println!("{}", listing.header());
                 }
                 let outcomes = syncomm_admin::clean::clean(&listing, dry_run);
                 let mut failed = 0;
                 for o in &outcomes {
                     if json {
-                        print_json(o)?;
+                        emit(
+                            event("removal")
+                                .field("object", &o.object)
+                                .field("removed", o.removed)
+                                .field("dry_run", dry_run)
+                                .field("error", &o.error),
+                        )?;
                         failed += usize::from(o.error.is_some());
                         continue;
                     }
@@ -265,9 +284,11 @@ fn main() -> ExitCode {
             )?),
             Cmd::Top {
                 interval,
+                json,
                 count,
                 name,
             } => {
+                output::enable(json);
                 if interval.is_zero() {
                     return Err(Fail::usage("--interval must be above 0").into());
                 }
@@ -277,6 +298,7 @@ fn main() -> ExitCode {
                         scope: scope(name),
                         interval,
                         count,
+                        json,
                     },
                     &shutdown,
                 )?;

@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use syncomm_cli::output;
+use syncomm_cli::CommonArgs;
 use syncomm_cli::Fail;
-use syncomm_cli::{CommonArgs, NameArg};
 use syncomm_common::duration;
 use syncomm_common::frame::DEFAULT_MAX_FRAME;
-use syncomm_common::logsink::{text_note, LogSink, DEFAULT_FLUSH_LIMIT};
+use syncomm_common::logsink::{json_note, text_note, LogSink, DEFAULT_FLUSH_LIMIT};
 use syncomm_common::shutdown::Shutdown;
 use syncomm_common::status;
 use syncomm_common::{parse_duration, Name};
-use syncomm_worker::server::{parse_size, DEFAULT_MAX_CONNS};
+use syncomm_worker::server::{parse_size, LogFn, DEFAULT_MAX_CONNS};
 use syncomm_worker::{Client, Config, Server, Value};
 
 const EXAMPLES: &str = "
@@ -66,7 +67,7 @@ enum Cmd {
     )]
     Serve {
         #[command(flatten)]
-        name: NameArg,
+        common: CommonArgs,
         /// Number of child processes (default: number of CPUs).
         #[arg(long, value_name = "N")]
         workers: Option<usize>,
@@ -130,7 +131,7 @@ fn main() -> ExitCode {
         }
         match cli.command {
             Some(Cmd::Serve {
-                name,
+                common,
                 workers,
                 task_timeout,
                 max_frame,
@@ -140,7 +141,8 @@ fn main() -> ExitCode {
                 drain_timeout,
                 child_program,
             }) => serve(Serve {
-                name: name.name()?,
+                json: common.json,
+                name: common.name()?,
                 workers,
                 task_timeout,
                 max_frame,
@@ -156,10 +158,14 @@ fn main() -> ExitCode {
                 function,
                 args,
             }) => {
+                output::enable(common.json);
                 refuse_late_options(&function, &args)?;
                 call(&common.name()?, timeout, common.json, &function, &args)
             }
-            Some(Cmd::List { common }) => list(&common.name()?, common.json),
+            Some(Cmd::List { common }) => {
+                output::enable(common.json);
+                list(&common.name()?, common.json)
+            }
             None => {
                 Err(Fail::usage("a command is required: serve, call or list (see --help)").into())
             }
@@ -187,6 +193,7 @@ fn refuse_late_options(function: &str, args: &[String]) -> Result<(), Fail> {
 
 /// `worker serve`'s options.
 struct Serve {
+    json: bool,
     name: Name,
     workers: Option<usize>,
     task_timeout: Option<Duration>,
@@ -199,6 +206,7 @@ struct Serve {
 }
 
 fn serve(opts: Serve) -> anyhow::Result<u8> {
+    output::enable(opts.json);
     let name = opts.name.clone();
     let name = &name;
     let workers = opts
@@ -255,9 +263,24 @@ fn serve(opts: Serve) -> anyhow::Result<u8> {
     let shutdown = Shutdown::install().context("installing signal handlers")?;
     // The log goes through a sink that never blocks: a stalled or closed
     // stdout costs log lines (dropped and counted), never service or shutdown.
-    let sink = LogSink::start(std::io::stdout(), SERVE_LOG_BACKLOG, text_note);
+    let sink = if opts.json {
+        LogSink::start(std::io::stdout(), SERVE_LOG_BACKLOG, json_note("worker"))
+    } else {
+        LogSink::start(std::io::stdout(), SERVE_LOG_BACKLOG, text_note)
+    };
+    let mut out = sink.handle().writer();
+    let log: LogFn = if opts.json {
+        Box::new(move |e| {
+            let _ = output::write_line(&mut out, output::tagged(e));
+        })
+    } else {
+        Box::new(move |e| {
+            use std::io::Write;
+            let _ = writeln!(out, "{e}");
+        })
+    };
     let status_path = status::path(&cfg.dir, "worker", name);
-    let result = Server::start(cfg, Box::new(sink.handle().writer())).and_then(|server| {
+    let result = Server::start(cfg, log).and_then(|server| {
         // The status record `syncomm ls` and `syncomm top` read; removed on exit.
         let live = server.live();
         let _status = status::Publisher::start("worker", name, status_path, &shutdown, move |m| {
@@ -293,27 +316,21 @@ fn call(
     words: &[String],
 ) -> anyhow::Result<u8> {
     let args = syncomm_worker::registry::parse_args(function, words);
+    let json_args = || args.iter().map(to_json).collect::<Vec<_>>();
     let mut client = connect(name, timeout)?;
     let outcome = client
         .call(function, &args)
         .with_context(|| format!("{function} failed"))?;
-    if json {
-        let mut obj = serde_json::json!({
-            "function": function,
-            "args": args.iter().map(to_json).collect::<Vec<_>>(),
-        });
-        match &outcome {
-            Ok(v) => obj["result"] = to_json(v),
-            Err(e) => {
-                obj["error"] = e.message.clone().into();
-                obj["error_kind"] = format!("{:?}", e.kind).into();
-            }
-        }
-        syncomm_cli::output::print_json(&obj)?;
-    }
     match outcome {
         Ok(v) => {
-            if !json {
+            if json {
+                output::emit(
+                    output::event("result")
+                        .field("function", function)
+                        .field("args", json_args())
+                        .field("result", to_json(&v)),
+                )?;
+            } else {
                 use std::io::Write;
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "{v}")?;
@@ -321,7 +338,11 @@ fn call(
             }
             Ok(0)
         }
-        Err(e) => Err(Fail::failed(format!("{function} failed: {e}")).into()),
+        Err(e) => Err(Fail::failed(format!("{function} failed: {e}"))
+            .with_field("function", function)
+            .with_field("args", json_args())
+            .with_field("error_kind", e.kind.as_str())
+            .into()),
     }
 }
 
@@ -355,7 +376,7 @@ fn list(name: &Name, json: bool) -> anyhow::Result<u8> {
                 offered.iter().any(|l| l.starts_with(sig))
             })
             .collect();
-        syncomm_cli::output::print_json(&serde_json::json!({ "functions": functions }))?;
+        output::emit(output::event("functions").field("functions", functions))?;
     } else {
         use std::io::Write;
         let mut out = std::io::stdout().lock();

@@ -123,10 +123,13 @@ fn every_kind_live_then_stale_then_orphan_then_cleaned() {
     let n = unique_name("k");
     let crowd = start_crowd(&env, &n);
     let (head, objs) = ls(&env);
-    assert_eq!(head["dir_source"], "SYNCOMM_DIR");
+    assert_eq!(head["event"], "dir");
+    assert_eq!(head["dir_source"], "syncomm_dir");
     assert_eq!(Path::new(head["dir"].as_str().unwrap()), env.dir());
     let board = object(&objs, "board", &n);
-    assert_eq!(board["pid"], crowd.producer.pid());
+    assert_eq!(board["event"], "object");
+    assert_eq!(board["owner_pid"], crowd.producer.pid());
+    assert_eq!(board["info"]["producer_pid"], crowd.producer.pid());
     assert_eq!(board["info"]["producer_alive"], true);
     let gate = object(&objs, "gate", &n);
     assert_eq!(gate["info"]["holders"][0]["command"], "sleep 60");
@@ -141,10 +144,10 @@ fn every_kind_live_then_stale_then_orphan_then_cleaned() {
     wait_until("the worker's record counts the call", || {
         let (_, objs) = ls(&env);
         let w = object(&objs, "worker", &n);
-        w["pid"] == crowd.worker.pid() && w["info"]["workers"] == 1 && w["info"]["calls"] == 1
+        w["owner_pid"] == crowd.worker.pid() && w["info"]["workers"] == 1 && w["info"]["calls"] == 1
     });
     let ping = object(&objs, "ping", &n);
-    assert_eq!(ping["pid"], crowd.ping.pid());
+    assert_eq!(ping["owner_pid"], crowd.ping.pid());
     assert_eq!(ping["info"]["transport"], "local");
     assert!(ping["info"]["address"].as_str().unwrap().ends_with(".sock"));
 
@@ -327,10 +330,11 @@ fn top_prints_json_lines_when_not_a_terminal() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(frames.len(), 3);
+    assert_eq!(frames[2]["event"], "frame");
     let row = &frames[2]["live"][0];
     assert_eq!(row["kind"], "board");
-    assert_eq!(row["rate_unit"], "values/s");
-    assert!(row["rate"].as_f64().unwrap() > 0.0, "{row}");
+    assert_eq!(row["rate_of"], "values");
+    assert!(row["rate_per_s"].as_f64().unwrap() > 0.0, "{row}");
 }
 
 /// `top` in a real terminal (tmux): the live board appears with a rate that

@@ -18,19 +18,26 @@ fn member(env: &Env, name: &str, id: &str, m: usize, extra: &[&str]) -> Proc {
     Proc::spawn(c)
 }
 
-/// The live members `--list --json` reports: (id, pid, state).
+/// The live members `--list --json` reports: (id, pid, state), from its
+/// `member` lines (after the `group` line).
 fn listed(env: &Env, name: &str) -> Vec<(String, i32, String)> {
     let mut c = env.cmd("discover");
     c.args(["--list", "--json", "--name", name]);
     let out = run(c);
     assert!(out.status.success(), "--list: {}", text(&out.stderr));
-    text(&out.stdout)
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines[0]["event"], "group", "{lines:?}");
+    assert_eq!(lines[0]["present"], lines.len() - 1, "{lines:?}");
+    lines[1..]
+        .iter()
+        .map(|v| {
+            assert_eq!(v["event"], "member");
             (
                 v["id"].as_str().unwrap().to_owned(),
-                v["pid"].as_i64().unwrap() as i32,
+                v["member_pid"].as_i64().unwrap() as i32,
                 v["state"].as_str().unwrap().to_owned(),
             )
         })
@@ -313,10 +320,10 @@ fn later_groups_and_size_mismatch() {
     assert_found(&x.finish(), "x", "x, y");
     let out = y.finish();
     assert!(out.status.success());
-    assert_eq!(
-        text(&out.stdout),
-        "{\"id\":\"y\",\"found\":[\"x\",\"y\"]}\n"
-    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(v["event"], "found");
+    assert_eq!(v["id"], "y");
+    assert_eq!(v["found"], serde_json::json!(["x", "y"]));
     let a = member(&env, &name, "a", 3, &[]);
     wait_listed(&env, &name, &["a"]);
     let out = member(&env, &name, "z", 2, &[]).finish();

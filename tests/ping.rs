@@ -489,8 +489,9 @@ fn flood_prints_its_figures() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["event"], "flood");
     assert_eq!(v["requests"], 200);
-    assert!(v["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(v["latency_p99_ms"].as_f64().unwrap() > 0.0);
 }
 
 /// Usage errors exit 2 with a message.
@@ -635,8 +636,9 @@ fn server_json_output() {
     let mut proc = Proc::spawn(c);
     let out = proc.stdout_lines();
     let first: serde_json::Value = serde_json::from_str(&out.next_line().unwrap()).unwrap();
+    assert_eq!(first["event"], "listening");
     assert_eq!(first["transport"], "tcp");
-    let addr = first["listening"].as_str().unwrap().to_owned();
+    let addr = first["address"].as_str().unwrap().to_owned();
     let mut conn = Conn::new(TcpStream::connect(&addr).unwrap());
     assert_eq!(conn.ask("ping abc\n"), "pong abc\n");
     let line: serde_json::Value = serde_json::from_str(&out.next_line().unwrap()).unwrap();
@@ -649,6 +651,7 @@ fn server_json_output() {
     proc.signal(Signal::SIGTERM);
     let last: serde_json::Value =
         serde_json::from_str(&out.wait_for(|l| l.contains("stopped"))).unwrap();
+    assert_eq!(last["event"], "stopped");
     assert_eq!(last["requests"], 1);
     assert_eq!(proc.wait_timeout(HANG).code(), Some(0));
 }

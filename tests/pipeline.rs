@@ -214,6 +214,7 @@ fn json_summary_counts_records_per_stage() {
     let err = text(&out.stderr);
     let last = err.lines().last().expect("a summary line");
     let v: serde_json::Value = serde_json::from_str(last).expect("JSON summary");
+    assert_eq!(v["event"], "report");
     assert_eq!(v["ok"], true);
     let counts: Vec<(u64, u64)> = v["stages"]
         .as_array()
@@ -225,12 +226,26 @@ fn json_summary_counts_records_per_stage() {
     assert_eq!(v["stages"][1]["spec"], "add 1");
     assert_eq!(v["stages"][1]["status"], "ok");
 
+    // A failure: the report, then the error line, last.
     let out = filter(&["--json", "pass", "mul 2"], b"1\nx\n");
-    let v: serde_json::Value =
-        serde_json::from_str(text(&out.stderr).lines().last().unwrap()).unwrap();
+    let err = text(&out.stderr);
+    let json: Vec<serde_json::Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let [v, e] = json.as_slice() else {
+        panic!("expected a report and an error line: {err}")
+    };
+    assert_eq!(v["event"], "report");
     assert_eq!(v["ok"], false);
     assert_eq!(v["stages"][1]["status"], "failed");
     assert_eq!(v["stages"][1]["error"], "line 2: \"x\" is not an integer");
+    assert_eq!(e["event"], "error");
+    assert_eq!(e["exit_code"], 1);
+    assert_eq!(
+        e["error"],
+        "stage 2 'mul 2' failed: line 2: \"x\" is not an integer"
+    );
 }
 
 /// Records flow through the chain while input is still open: the first
@@ -373,6 +388,7 @@ fn failing_stage_stops_idle_upstream_stages() {
         Some("filter: stage 2 'mul 2' failed: line 2: \"four\" is not an integer")
     );
     let v: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(v["event"], "report");
     assert_eq!(v["stages"][0]["status"], "stopped");
     assert_eq!(text(&out.stdout), "8\n");
     drop(stdin);

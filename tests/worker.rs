@@ -112,6 +112,7 @@ fn call_prints_results_and_errors() {
 
     let out = call(&["--json", "factor", "12"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["event"], "result");
     assert_eq!(v["function"], "factor");
     assert_eq!(v["result"], serde_json::json!([2, 2, 3]));
 

@@ -123,7 +123,9 @@ pub struct Object {
     pub files: Vec<PathBuf>,
     /// The kernel object, if any (`/dev/shm/...`, `sem key 0x... id N`).
     pub kernel: Option<String>,
-    /// The process that owns it, if one does.
+    /// The process that owns it, if one does (`owner_pid` in JSON: `pid`
+    /// is the process that writes a JSON line).
+    #[serde(rename = "owner_pid")]
     pub pid: Option<i32>,
     /// Kind-specific figures.
     pub info: serde_json::Map<String, serde_json::Value>,

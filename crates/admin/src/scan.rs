@@ -285,7 +285,7 @@ fn board_info(o: &mut Object, seg: &SegmentInfo) {
     if let Some(b) = &seg.board {
         o.info.insert("total".into(), json!(b.total));
         o.info.insert("active".into(), json!(b.active));
-        o.info.insert("producer".into(), json!(b.producer_pid));
+        o.info.insert("producer_pid".into(), json!(b.producer_pid));
         o.info
             .insert("producer_alive".into(), json!(b.producer_alive));
         o.info.insert("waiters".into(), json!(b.waiters));
@@ -666,7 +666,7 @@ fn server_object(kind: Kind, name: &str, g: &Group) -> Object {
             };
             o.pid = Some(st.pid);
             let mut info: Map<String, Value> = st.stats.clone();
-            info.insert("updated_ms".into(), json!(st.updated_ms));
+            info.insert("updated_ts_ms".into(), json!(st.updated_ms));
             o.info = info;
             o
         }

@@ -2,19 +2,21 @@
 //!
 //! On a terminal it redraws the screen (plain ANSI: alternate screen, cursor
 //! home, clear) every interval and quits on `q` or Ctrl-C, restoring the
-//! terminal. With stdout not a terminal it prints one JSON line per interval:
-//! `{"time_ms":…,"dir":…,"live":[…],"stale":N,"orphan":N,"foreign":N}`.
+//! terminal. With stdout not a terminal (or with `--json`) it prints one JSON
+//! line per interval, a `frame` event of `syncomm` (see docs/JSON.md):
+//! `{"program":"syncomm","event":"frame",…,"dir":…,"live":[…],"stale":N,"orphan":N,"foreign":N}`.
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, LocalFlags, SetArg};
 use serde::Serialize;
 use serde_json::json;
+use syncomm_common::jsonl::Line;
 use syncomm_common::shutdown::Shutdown;
 
 use crate::model::{Kind, Listing, Object, State};
@@ -29,15 +31,19 @@ pub struct TopOptions {
     pub interval: Duration,
     /// Stop after this many refreshes (none: until `q`, Ctrl-C or SIGTERM).
     pub count: Option<u64>,
+    /// JSON lines even on a terminal (they are the output whenever stdout
+    /// is not a terminal).
+    pub json: bool,
 }
 
-/// The counter whose growth `top` shows as a rate, per kind.
+/// The counter whose growth `top` shows as a rate, per kind: what it
+/// counts (`values`, `calls`, `pings`) and its value.
 fn counter(o: &Object) -> Option<(&'static str, f64)> {
     let get = |k: &str| o.info.get(k).and_then(|v| v.as_f64());
     match o.kind {
-        Kind::Board => get("total").map(|v| ("values/s", v)),
-        Kind::Worker => get("calls").map(|v| ("calls/s", v)),
-        Kind::Ping => get("pings").map(|v| ("pings/s", v)),
+        Kind::Board => get("total").map(|v| ("values", v)),
+        Kind::Worker => get("calls").map(|v| ("calls", v)),
+        Kind::Ping => get("pings").map(|v| ("pings", v)),
         _ => None,
     }
 }
@@ -48,17 +54,15 @@ pub struct Row {
     /// The object.
     #[serde(flatten)]
     pub object: Object,
-    /// Its rate (`values/s`, `calls/s`, `pings/s`) since the last refresh.
-    pub rate: Option<f64>,
-    /// The rate's unit.
-    pub rate_unit: Option<&'static str>,
+    /// Its rate per second since the last refresh (rounded to 0.1).
+    pub rate_per_s: Option<f64>,
+    /// What the rate counts: `values`, `calls` or `pings`.
+    pub rate_of: Option<&'static str>,
 }
 
 /// One refresh.
 #[derive(Debug, Clone, Serialize)]
 pub struct Frame {
-    /// Wall-clock time, ms since the Unix epoch.
-    pub time_ms: u64,
     /// The runtime directory.
     pub dir: PathBuf,
     /// Every live object.
@@ -99,7 +103,7 @@ impl Rates {
                 if let Some((t, prev)) = self.last.get(&key) {
                     let dt = now.duration_since(*t).as_secs_f64();
                     if dt > 0.0 && v >= *prev {
-                        rate = Some((v - prev) / dt);
+                        rate = Some(syncomm_common::jsonl::round((v - prev) / dt, 1));
                     }
                 }
                 unit = Some(u);
@@ -107,15 +111,12 @@ impl Rates {
             }
             live.push(Row {
                 object: o,
-                rate,
-                rate_unit: unit,
+                rate_per_s: rate,
+                rate_of: unit,
             });
         }
         self.last = seen;
         Frame {
-            time_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
             dir: listing.dir,
             live,
             stale,
@@ -147,10 +148,10 @@ pub fn render(f: &Frame, interval: Duration) -> Vec<String> {
     }
     for r in &f.live {
         let mut line = r.object.line();
-        if let Some(u) = r.rate_unit {
-            match r.rate {
-                Some(rate) => line = format!("{line}  [{rate:.1} {u}]"),
-                None => line = format!("{line}  [- {u}]"),
+        if let Some(u) = r.rate_of {
+            match r.rate_per_s {
+                Some(rate) => line = format!("{line}  [{rate:.1} {u}/s]"),
+                None => line = format!("{line}  [- {u}/s]"),
             }
         }
         v.push(line);
@@ -192,7 +193,7 @@ impl Drop for RawMode {
 
 /// Runs `top` until `q`, a shutdown signal, or `count` refreshes.
 pub fn run(opts: &TopOptions, shutdown: &Shutdown) -> io::Result<()> {
-    let tty = io::stdout().is_terminal();
+    let tty = io::stdout().is_terminal() && !opts.json;
     let stdin_tty = io::stdin().is_terminal();
     let _raw = (tty && stdin_tty).then(|| RawMode::enter(io::stdin().as_fd()));
     let mut rates = Rates::default();
@@ -212,8 +213,8 @@ pub fn run(opts: &TopOptions, shutdown: &Shutdown) -> io::Result<()> {
             }
             out.write_all(screen.as_bytes())?;
         } else {
-            serde_json::to_writer(&mut out, &frame).map_err(io::Error::other)?;
-            out.write_all(b"\n")?;
+            let line = Line::new("syncomm", "frame").fields(&frame).into_string();
+            out.write_all(line.as_bytes())?;
         }
         out.flush()?;
         drop(out);

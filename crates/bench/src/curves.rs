@@ -194,7 +194,7 @@ fn ping_curve(ctx: &Ctx) -> Vec<Curve> {
     let rate = series("ping-server", &conns, trials(ctx), &mut failed, |c, _| {
         let n = (c as usize).to_string();
         let v = ping::flood_json(ctx, &addr, &["--clients", &n], secs)?;
-        let p99 = v["latency_ms"]["p99"].as_f64().context("no p99")? * 1e3;
+        let p99 = v["latency_p99_ms"].as_f64().context("no p99")? * 1e3;
         match p99s.iter_mut().find(|(x, _)| *x == c) {
             Some((_, v)) => v.push(p99),
             None => p99s.push((c, vec![p99])),

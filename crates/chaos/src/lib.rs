@@ -155,7 +155,8 @@ impl Report {
         s
     }
 
-    /// The same as JSON.
+    /// The same as JSON: the fields of `syncomm-chaos --json`'s `report`
+    /// line (docs/JSON.md).
     pub fn json(&self) -> serde_json::Value {
         let rows: Vec<serde_json::Value> = self
             .rows
@@ -179,13 +180,13 @@ impl Report {
                     "violations": r.tally.violations,
                     "leaks": r.tally.leaks,
                     "notes": r.tally.notes,
-                    "seconds": r.seconds,
+                    "elapsed_ms": (r.seconds * 1e6).round() / 1e3,
                 })
             })
             .collect();
         serde_json::json!({
             "seed": self.seed,
-            "seconds": self.seconds,
+            "duration_s": self.seconds,
             "interrupted": self.interrupted,
             "violations": self.violations(),
             "leaks": self.leaks(),

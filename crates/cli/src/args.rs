@@ -61,7 +61,8 @@ pub fn run_dir() -> Result<RunDir, RunDirError> {
 
 /// Parses the command line into `T`. `--help` and `--version` print and exit
 /// 0 as usual; any other parser error is the usual one-line usage error,
-/// `PROGRAM: WHY (try --help)`, exit 2, instead of clap's multi-line block.
+/// `PROGRAM: WHY (try --help)`, exit 2, instead of clap's multi-line block
+/// (and an `error` JSON line too when `--json` is among the arguments).
 /// With `SYNCOMM_GENERATE` set, the program makes its manual page, a
 /// completion script or a parse-only check instead ([`crate::generate`]).
 pub fn parse<T: clap::Parser>() -> Result<T, Fail> {
@@ -72,7 +73,10 @@ pub fn parse<T: clap::Parser>() -> Result<T, Fail> {
             ErrorKind::DisplayHelp
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
-            _ => Fail::usage(one_line(&e.render().to_string())),
+            _ => {
+                crate::output::enable(crate::output::asked_for_json(std::env::args_os()));
+                Fail::usage(one_line(&e.render().to_string()))
+            }
         }
     })
 }

@@ -7,7 +7,9 @@
 //! | 2 | usage error: bad arguments, bad name |
 //!
 //! `guard` follows `timeout(1)` instead (124..=127, 128+N) and returns its
-//! codes itself. Errors are printed as one line, `PROGRAM: what failed: why`.
+//! codes itself. Errors are printed as one line, `PROGRAM: what failed: why`;
+//! with `--json` also as the last JSON line, an `error` event (see
+//! [`crate::output`]).
 //! A broken pipe is a quiet success when it is stdout that broke, so
 //! `program | head -1` never complains; a broken pipe on anything else (a
 //! socket to a server that went away, a pipe to a child) is an error like
@@ -34,6 +36,9 @@ pub struct Fail {
     pub code: u8,
     /// The one-line message, without the program name.
     pub message: String,
+    /// Fields the `error` JSON line carries besides `error` and `exit_code`
+    /// (snake_case keys: see docs/JSON.md).
+    pub fields: Vec<(String, serde_json::Value)>,
 }
 
 impl Fail {
@@ -52,7 +57,14 @@ impl Fail {
         Fail {
             code,
             message: message.into(),
+            fields: Vec::new(),
         }
+    }
+
+    /// Adds a field to the `error` JSON line.
+    pub fn with_field(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.fields.push((key.to_owned(), value.into()));
+        self
     }
 }
 
@@ -114,9 +126,12 @@ pub fn describe(err: &anyhow::Error) -> (u8, String) {
 ///
 /// `body` returns the exit code on success (usually 0). On error the chain is
 /// printed as `program: a: b: c` and the process exits with the code of the
-/// first [`Fail`] in the chain, else 1. A broken pipe exits 0 silently when
-/// stdout's reader has gone ([`stdout_is_broken`]).
-pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<u8>) -> ExitCode {
+/// first [`Fail`] in the chain, else 1; with JSON output on
+/// ([`crate::output::enable`]) the error is also written as an `error` line.
+/// A broken pipe exits 0 silently when stdout's reader has gone
+/// ([`stdout_is_broken`]).
+pub fn run(program: &'static str, body: impl FnOnce() -> anyhow::Result<u8>) -> ExitCode {
+    crate::output::set_program(program);
     crate::log::init_logging();
     match body() {
         Ok(code) => ExitCode::from(code),
@@ -124,6 +139,12 @@ pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<u8>) -> ExitCode
         Err(err) => {
             let (code, message) = describe(&err);
             eprintln!("{program}: {message}");
+            let fields = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<Fail>())
+                .map(|f| f.fields.as_slice())
+                .unwrap_or_default();
+            crate::output::emit_error(&message, code, fields);
             ExitCode::from(code)
         }
     }

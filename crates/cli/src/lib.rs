@@ -8,7 +8,8 @@
 //! ## Contents
 //! - [`exit`]: the exit-code scheme and the `main` runner every binary uses:
 //!   one-line errors `PROGRAM: what failed: why`, a broken pipe is a quiet success.
-//! - [`output`]: `--json` output, one JSON object per line.
+//! - [`output`]: `--json` output, one JSON object per line in one envelope
+//!   (`program`, `event`, `pid`, `ts_ms`), and the `error` line of a failure.
 //! - [`progress`]: a status line redrawn in place on a terminal, for long work.
 //! - [`log`]: the stderr log subscriber (`RUST_LOG`) the runner installs.
 //! - [`args`]: the options the programs share (`--name`, `--json`), as clap

@@ -21,6 +21,8 @@
 //!   reader stalls or goes away.
 //! - [`frame`]: frames on pipes and sockets: a little-endian `u32` length and a
 //!   bincode 2 body.
+//! - [`jsonl`]: the one envelope of every `--json` line (`program`, `event`,
+//!   `pid`, `ts_ms`, then the event's fields), and its rounding rules.
 //!
 //! The OS wrappers (opening runtime files, binding Unix sockets, locks,
 //! `/proc`) live in `syncomm-sys`.
@@ -38,6 +40,7 @@
 pub mod attribution;
 pub mod duration;
 pub mod frame;
+pub mod jsonl;
 pub mod logsink;
 pub mod name;
 pub mod rundir;

@@ -29,7 +29,7 @@ pub const DEFAULT_BACKLOG: usize = 256 * 1024;
 pub const DEFAULT_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
 /// Words the note about dropped lines: `(N log lines dropped: output too slow)`.
-pub type NoteFn = fn(u64) -> String;
+pub type NoteFn = Box<dyn Fn(u64) -> String + Send + Sync>;
 
 /// The default note, a text line.
 pub fn text_note(n: u64) -> String {
@@ -37,9 +37,14 @@ pub fn text_note(n: u64) -> String {
     format!("({n} log {lines} dropped: output too slow)\n")
 }
 
-/// The note as one JSON object: `{"event":"log_dropped","lines":N}`.
-pub fn json_note(n: u64) -> String {
-    format!("{{\"event\":\"log_dropped\",\"lines\":{n}}}\n")
+/// The note as one JSON line of `program` (see [`crate::jsonl`]):
+/// `{"program":…,"event":"log_dropped",…,"lines":N}`.
+pub fn json_note(program: &'static str) -> impl Fn(u64) -> String + Send + Sync {
+    move |n| {
+        crate::jsonl::Line::new(program, "log_dropped")
+            .field("lines", n)
+            .into_string()
+    }
 }
 
 struct State {
@@ -189,7 +194,11 @@ pub struct LogSink {
 impl LogSink {
     /// Starts the writer thread on `out` with a backlog of at most
     /// `capacity` bytes; `note` words the count of dropped lines.
-    pub fn start(out: impl Write + Send + 'static, capacity: usize, note: NoteFn) -> LogSink {
+    pub fn start(
+        out: impl Write + Send + 'static,
+        capacity: usize,
+        note: impl Fn(u64) -> String + Send + Sync + 'static,
+    ) -> LogSink {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: Vec::new(),
@@ -204,7 +213,7 @@ impl LogSink {
             work: Condvar::new(),
             progress: Condvar::new(),
             capacity,
-            note,
+            note: Box::new(note),
         });
         let for_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new()

@@ -53,6 +53,7 @@ pub mod tree;
 
 pub use run::{run_command, watch_pid};
 pub use signals::{parse_signal, signal_name};
+pub use syncomm_sys::pidfd::Ended;
 
 /// Exit code: the deadline passed.
 pub const EXIT_TIMEDOUT: u8 = 124;
@@ -104,6 +105,26 @@ pub enum Ending {
     Exit(u8),
     /// Die of this signal, as the command did (see [`die_by_signal`]).
     Raise(i32),
+}
+
+/// How a guarded command (or watched process) went, for `guard --json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// How `guard` should end.
+    pub ending: Ending,
+    /// The command's pid (with `--pid`, the watched process's).
+    pub pid: i32,
+    /// How the command ended (`None` with `--pid`: not our child, its
+    /// status is its parent's to collect).
+    pub status: Option<pidfd::Ended>,
+    /// Whether the deadline passed.
+    pub timed_out: bool,
+    /// Every signal sent to it, in order: at the deadline, `--kill-after`'s
+    /// KILL, and those passed on from guard's own (not the final clean-up
+    /// of what it left behind).
+    pub signals_sent: Vec<i32>,
+    /// From its start (with `--pid`, from the start of the watch) to its end.
+    pub elapsed: Duration,
 }
 
 /// What went wrong in `guard` itself.

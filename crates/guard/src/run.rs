@@ -22,7 +22,7 @@ use nix::unistd::Pid;
 use crate::pidfd::{Ended, PidFd};
 use crate::signals::{self, signal_name, Inbox, FORWARDED, JOB_CONTROL};
 use crate::{spawn, tree};
-use crate::{Ending, GuardError, Options};
+use crate::{Ending, GuardError, Options, Outcome};
 
 /// What woke the loop.
 enum Wake {
@@ -141,12 +141,12 @@ fn display_name(command: &[OsString]) -> String {
         .unwrap_or_default()
 }
 
-/// Runs `command` under `opts` and says how `guard` should end.
+/// Runs `command` under `opts` and says how it went and how `guard` should end.
 ///
 /// Meant for the `guard` process itself: it changes process-wide state
 /// (signal mask and dispositions, subreaper) and forks, so call it from a
 /// single-threaded program.
-pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, GuardError> {
+pub fn run_command(command: &[OsString], opts: &Options) -> Result<Outcome, GuardError> {
     let name = display_name(command);
     let sys = |what: &'static str| move |e: Errno| GuardError::System(what, e.into());
 
@@ -177,6 +177,7 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
     let group = (!opts.foreground).then_some(pid);
 
     let mut clock = Clock::new(opts, start);
+    let mut sent = Vec::new();
     let target = format!("command '{name}'");
     let deliver = |sig: i32| {
         // The command itself, in case it made itself a group leader elsewhere.
@@ -206,6 +207,7 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
                 let sig = clock.expire();
                 verbose_send(opts, sig, &target);
                 clock.sent();
+                sent.push(sig);
                 deliver(sig);
             }
             Wake::Signal => {
@@ -230,6 +232,7 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
                     }
                     verbose_send(opts, sig, &target);
                     clock.sent();
+                    sent.push(sig);
                     deliver(sig);
                 }
             }
@@ -246,11 +249,19 @@ pub fn run_command(command: &[OsString], opts: &Options) -> Result<Ending, Guard
     let status = pidfd
         .reap()
         .map_err(|e| GuardError::System("collecting the command's status", e))?;
+    let elapsed = start.elapsed();
     if opts.tree {
         tree::kill_leftovers();
     }
     verbose_result(opts, clock.timed_out);
-    Ok(ending(status, clock.timed_out, opts.preserve_status))
+    Ok(Outcome {
+        ending: ending(status, clock.timed_out, opts.preserve_status),
+        pid: pid.as_raw(),
+        status: Some(status),
+        timed_out: clock.timed_out,
+        signals_sent: sent,
+        elapsed,
+    })
 }
 
 /// timeout(1)'s rules for its own exit status.
@@ -286,7 +297,7 @@ fn ending(status: Ended, timed_out: bool, preserve: bool) -> Ending {
 /// Watches the running process `pid` (not our child) under `opts`.
 ///
 /// Ends with 0 if it ended in time, 124 if it had to be signalled.
-pub fn watch_pid(pid: Pid, opts: &Options) -> Result<Ending, GuardError> {
+pub fn watch_pid(pid: Pid, opts: &Options) -> Result<Outcome, GuardError> {
     if pid == Pid::this() {
         return Err(GuardError::Watch(
             pid,
@@ -294,7 +305,9 @@ pub fn watch_pid(pid: Pid, opts: &Options) -> Result<Ending, GuardError> {
         ));
     }
     let pidfd = PidFd::open(pid).map_err(|e| GuardError::Watch(pid, e))?;
-    let mut clock = Clock::new(opts, Instant::now());
+    let start = Instant::now();
+    let mut clock = Clock::new(opts, start);
+    let mut sent = Vec::new();
     let target = format!("process {pid}");
     loop {
         match wait(&pidfd, None, clock.due).map_err(|e| GuardError::System("waiting", e.into()))? {
@@ -305,7 +318,7 @@ pub fn watch_pid(pid: Pid, opts: &Options) -> Result<Ending, GuardError> {
                 verbose_send(opts, sig, &target);
                 clock.sent();
                 match pidfd.send_signal(sig) {
-                    Ok(()) => {}
+                    Ok(()) => sent.push(sig),
                     // It ended just now, on its own.
                     Err(e) if e.raw_os_error() == Some(libc::ESRCH) => break,
                     Err(e) => return Err(GuardError::Watch(pid, e)),
@@ -314,9 +327,16 @@ pub fn watch_pid(pid: Pid, opts: &Options) -> Result<Ending, GuardError> {
         }
     }
     verbose_result(opts, clock.timed_out);
-    Ok(Ending::Exit(if clock.timed_out {
-        crate::EXIT_TIMEDOUT
-    } else {
-        0
-    }))
+    Ok(Outcome {
+        ending: Ending::Exit(if clock.timed_out {
+            crate::EXIT_TIMEDOUT
+        } else {
+            0
+        }),
+        pid: pid.as_raw(),
+        status: None,
+        timed_out: clock.timed_out,
+        signals_sent: sent,
+        elapsed: start.elapsed(),
+    })
 }

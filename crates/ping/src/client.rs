@@ -16,10 +16,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use syncomm_common::jsonl::{round, Line};
 use syncomm_common::shutdown::Shutdown;
 
 use crate::protocol;
 use crate::Endpoint;
+
+/// The program whose JSON lines these are.
+const PROGRAM: &str = "ping-client";
 
 /// A connected stream to a ping server, TCP or local.
 #[derive(Debug)]
@@ -352,16 +356,18 @@ impl Summary {
         s
     }
 
-    fn json(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "sent": self.sent,
-            "received": self.received,
-            "loss_percent": self.loss_percent(),
-        });
-        if let Some((min, avg, max, mdev)) = self.rtt() {
-            v["rtt_ms"] = serde_json::json!({"min": min, "avg": avg, "max": max, "mdev": mdev});
-        }
-        v
+    /// The summary as one JSON line (`summary`, see docs/JSON.md).
+    fn json(&self) -> Line {
+        let rtt = self.rtt();
+        let ms = |pick: fn((f64, f64, f64, f64)) -> f64| rtt.map(|r| round(pick(r), 3));
+        Line::new(PROGRAM, "summary")
+            .field("sent", self.sent)
+            .field("received", self.received)
+            .field("loss_percent", round(self.loss_percent(), 3))
+            .field("rtt_min_ms", ms(|r| r.0))
+            .field("rtt_avg_ms", ms(|r| r.1))
+            .field("rtt_max_ms", ms(|r| r.2))
+            .field("rtt_mdev_ms", ms(|r| r.3))
     }
 }
 
@@ -424,10 +430,11 @@ pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::R
                 let ms = rtt.as_secs_f64() * 1e3;
                 sum.add(ms);
                 if cfg.json && !cfg.quiet {
-                    json_line(
-                        out,
-                        &serde_json::json!({"seq": seq, "bytes": expected.len(), "rtt_ms": ms}),
-                    )?;
+                    Line::new(PROGRAM, "reply")
+                        .field("seq", seq)
+                        .field("bytes", expected.len())
+                        .field("rtt_ms", round(ms, 3))
+                        .write_to(out)?;
                 } else if !cfg.quiet {
                     writeln!(
                         out,
@@ -440,7 +447,10 @@ pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::R
                 conn = None;
                 let why = e.to_string();
                 if cfg.json && !cfg.quiet {
-                    json_line(out, &serde_json::json!({"seq": seq, "error": why}))?;
+                    Line::new(PROGRAM, "lost")
+                        .field("seq", seq)
+                        .field("error", &why)
+                        .write_to(out)?;
                 } else if !cfg.quiet {
                     writeln!(out, "no reply from {ep}: seq={seq}: {why}")?;
                 }
@@ -464,7 +474,7 @@ pub fn ping(cfg: &PingConfig, shutdown: &Shutdown, out: &mut dyn Write) -> io::R
         }
     }
     if cfg.json {
-        json_line(out, &sum.json())?;
+        sum.json().write_to(out)?;
     } else {
         writeln!(out, "--- {ep} ping statistics ---")?;
         writeln!(out, "{}", sum.line())?;
@@ -497,12 +507,6 @@ pub fn wait_or_shutdown(shutdown: &Shutdown, d: Duration) {
         let mut fds = [PollFd::new(shutdown.wake_fd(), PollFlags::POLLIN)];
         let _ = poll(&mut fds, ms);
     }
-}
-
-/// Writes `v` as one line of JSON.
-fn json_line(out: &mut dyn Write, v: &serde_json::Value) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, v)?;
-    out.write_all(b"\n")
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use syncomm_common::jsonl::{round, Line};
 use syncomm_common::shutdown::Shutdown;
 
 use crate::client::{ping_once, wait_or_shutdown, PingError, Stream};
@@ -91,21 +92,19 @@ impl FloodReport {
         ]
     }
 
-    /// The report as one JSON object.
-    pub fn json(&self) -> serde_json::Value {
+    /// The report as one JSON line of `ping-client` (`flood`, see docs/JSON.md).
+    pub fn json(&self) -> Line {
         let h = &self.latency;
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        serde_json::json!({
-            "requests": self.ok,
-            "errors": self.errors,
-            "seconds": self.elapsed.as_secs_f64(),
-            "requests_per_s": self.per_second(),
-            "latency_ms": {
-                "p50": ms(h.quantile(0.5)), "p90": ms(h.quantile(0.9)),
-                "p99": ms(h.quantile(0.99)), "max": ms(h.max()),
-            },
-            "first_error": self.first_error,
-        })
+        Line::new("ping-client", "flood")
+            .field("requests", self.ok)
+            .field("errors", self.errors)
+            .ms("elapsed_ms", self.elapsed)
+            .field("requests_per_s", round(self.per_second(), 1))
+            .ms("latency_p50_ms", h.quantile(0.5))
+            .ms("latency_p90_ms", h.quantile(0.9))
+            .ms("latency_p99_ms", h.quantile(0.99))
+            .ms("latency_max_ms", h.max())
+            .field("first_error", &self.first_error)
     }
 }
 

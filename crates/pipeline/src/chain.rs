@@ -63,7 +63,7 @@ pub const PIPE_SIZE: i32 = 1024 * 1024;
 
 /// How one stage ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "kebab-case")]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum Status {
     /// Input ended; everything processed and written.
     Ok,

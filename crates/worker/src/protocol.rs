@@ -293,6 +293,21 @@ pub enum CallErrorKind {
     ShuttingDown,
 }
 
+impl CallErrorKind {
+    /// The kind as one snake_case word (`worker call --json` names it so).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallErrorKind::UnknownFunction => "unknown_function",
+            CallErrorKind::BadArguments => "bad_arguments",
+            CallErrorKind::Failed => "failed",
+            CallErrorKind::Panicked => "panicked",
+            CallErrorKind::WorkerDied => "worker_died",
+            CallErrorKind::Timeout => "timeout",
+            CallErrorKind::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
 impl CallError {
     /// An error of `kind` saying `message`.
     pub fn new(kind: CallErrorKind, message: impl Into<String>) -> CallError {

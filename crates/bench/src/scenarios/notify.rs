@@ -407,7 +407,7 @@ fn append_once(ctx: &Ctx, i: usize, count: u64) -> anyhow::Result<f64> {
     }
     let report = report.context("producer printed no report")?;
     let v: serde_json::Value = serde_json::from_str(&report)?;
-    v["report"]["values_per_s"]
+    v["values_per_s"]
         .as_f64()
         .context("no values_per_s in the producer's report")
 }

@@ -119,13 +119,18 @@ pub(crate) fn flood_json(
         .stderr(Stdio::inherit())
         .output()
         .context("running ping-client --flood")?;
-    serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "reading ping-client --json ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    // The `flood` line (an `error` line may follow it when nothing was answered).
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "flood")
+        .with_context(|| {
+            format!(
+                "reading ping-client --json ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
 }
 
 /// Measures the ping scenario's figures.

@@ -177,7 +177,8 @@ pub fn run(ctx: &mut Ctx) {
                 if let Some(snap) = m
                     .stdout()
                     .lines()
-                    .find_map(|l| serde_json::from_str::<J>(l).ok())
+                    .filter_map(|l| serde_json::from_str::<J>(l).ok())
+                    .find(|j| j["event"] == "snapshot")
                 {
                     let snap_found = take_found_before(&mut found, since);
                     check_snapshot(ctx, &snap, &mut last_total, &mut last_repairs, snap_found);
@@ -296,7 +297,11 @@ fn snapshot(ctx: &mut Ctx, board: &str) -> Option<J> {
     }
     ctx.check_no_crash(&mut p);
     let out = p.stdout();
-    let snap = out.lines().find_map(|l| serde_json::from_str(l).ok());
+    // A failed monitor's line is an `error` event, not a snapshot.
+    let snap = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<J>(l).ok())
+        .find(|j| j["event"] == "snapshot");
     snap
 }
 

@@ -2,10 +2,14 @@
 
 use std::io::{self, Write};
 
+use syncomm_common::jsonl::{now_ms, Line};
 use syncomm_common::logsink::LogHandle;
 
 use super::connection::Peer;
 use crate::protocol::MAX_LINE;
+
+/// The program whose JSON lines these are.
+const PROGRAM: &str = "ping-server";
 
 /// A loop hands its log lines over once they reach this many bytes, even mid-turn.
 const LOG_TURN: usize = 64 * 1024;
@@ -28,6 +32,8 @@ pub(super) enum Event {
 /// One loop's end of the request log: the lines of the current turn.
 pub(super) struct LogSender {
     json: bool,
+    /// Our pid, for the JSON lines (read once: `getpid` is a system call).
+    pid: u32,
     buf: Vec<u8>,
     sink: LogHandle,
 }
@@ -36,6 +42,7 @@ impl LogSender {
     pub(super) fn new(sink: LogHandle, json: bool) -> LogSender {
         LogSender {
             json,
+            pid: std::process::id(),
             buf: Vec::with_capacity(4096),
             sink,
         }
@@ -53,24 +60,26 @@ impl LogSender {
         }
     }
 
-    /// Adds one line about `event` from `peer`, as text (the seed's wording) or JSON.
+    /// Adds one line about `event` from `peer`, as text (the seed's wording)
+    /// or JSON (in the envelope of `syncomm_common::jsonl`).
     pub(super) fn event(&mut self, event: Event, peer: Peer) {
         if self.json {
-            let mut v = match event {
-                Event::Ping(bytes) => {
-                    serde_json::json!({"event": "ping", "payload_bytes": bytes.unwrap_or(0)})
-                }
-                Event::Unknown => serde_json::json!({"event": "unknown_request"}),
-                Event::TooLong => serde_json::json!({"event": "line_too_long"}),
-                Event::Busy => serde_json::json!({"event": "busy"}),
-                Event::Idle => serde_json::json!({"event": "idle_timeout"}),
+            let name = match event {
+                Event::Ping(_) => "ping",
+                Event::Unknown => "unknown_request",
+                Event::TooLong => "line_too_long",
+                Event::Busy => "busy",
+                Event::Idle => "idle_timeout",
             };
-            match peer {
-                Peer::Tcp(addr) => v["peer"] = addr.to_string().into(),
-                Peer::Local(pid) => v["peer_pid"] = pid.into(),
+            let mut line = Line::stamped(PROGRAM, name, self.pid, now_ms());
+            if let Event::Ping(bytes) = event {
+                line.add("payload_bytes", &bytes.unwrap_or(0));
             }
-            let _ = serde_json::to_writer(&mut *self, &v);
-            let _ = self.write_all(b"\n");
+            match peer {
+                Peer::Tcp(addr) => line.add("peer", &addr.to_string()),
+                Peer::Local(pid) => line.add("peer_pid", &pid),
+            }
+            self.buf.extend_from_slice(line.into_string().as_bytes());
         } else {
             self.text_event(event, peer);
         }

@@ -13,7 +13,7 @@ use syncomm_common::duration::format_duration;
 use syncomm_common::frame;
 
 use super::dispatch::Job;
-use super::{Config, ServeError, Server, READ_LIMIT, SHUTDOWN_GRACE};
+use super::{Config, LogEvent, ServeError, Server, READ_LIMIT, SHUTDOWN_GRACE};
 use crate::protocol::{CallError, CallErrorKind, Response};
 use crate::wire::{Fill, InBuf, OutBuf};
 
@@ -120,13 +120,9 @@ impl Server {
         let w = &mut self.workers[i];
         // Already dead, or closed its stdout, or overdue: make sure it is gone.
         let _ = kill(Pid::from_raw(w.pid), Signal::SIGKILL);
-        let how = match w.process.wait() {
-            Ok(status) => match (status.signal(), status.code()) {
-                (Some(sig), _) => format!("died from signal {sig}"),
-                (None, Some(code)) => format!("exited with status {code}"),
-                _ => "ended".to_owned(),
-            },
-            Err(e) => format!("could not be reaped ({e})"),
+        let (worker_signal, worker_exit_code, reap_error) = match w.process.wait() {
+            Ok(status) => (status.signal(), status.code(), None),
+            Err(e) => (None, None, Some(e.to_string())),
         };
         if !matches!(ending, Ending::Misbehaved(_)) {
             // Answers it wrote before it died are still in the pipe: they
@@ -136,7 +132,7 @@ impl Server {
         let w = &mut self.workers[i];
         let who = format!("worker {} (pid {})", w.index, w.pid);
         let mut jobs = std::mem::take(&mut w.running);
-        let index = w.index;
+        let (index, worker_pid) = (w.index, w.pid);
         let mut front = jobs.pop_front();
         if let (Ending::TimedOut { job, .. }, Some(f)) = (&ending, &front) {
             if f.req.id != *job {
@@ -149,19 +145,20 @@ impl Server {
         for job in jobs.into_iter().rev() {
             self.pending.push_front(job);
         }
-        let line = match (&ending, front) {
+        let event = match (&ending, front) {
             (Ending::TimedOut { limit, .. }, Some(job)) => {
-                let line = format!(
-                    "{who} ran {} past the task timeout of {}: killed",
-                    job.req.function,
-                    format_duration(*limit)
-                );
+                let event = LogEvent::TaskTimeout {
+                    index,
+                    worker_pid,
+                    function: job.req.function.clone(),
+                    task_timeout: *limit,
+                };
                 let msg = format!(
                     "timed out after {} ({who} was killed and replaced)",
                     format_duration(*limit)
                 );
                 self.answer(job, Err(CallError::new(CallErrorKind::Timeout, msg)));
-                line
+                event
             }
             (Ending::Misbehaved(why), front) => {
                 if let Some(job) = front {
@@ -171,21 +168,35 @@ impl Server {
                     );
                     self.answer(job, Err(CallError::new(CallErrorKind::WorkerDied, msg)));
                 }
-                format!("{who} broke the protocol ({why}): killed")
+                LogEvent::WorkerMisbehaved {
+                    index,
+                    worker_pid,
+                    reason: why.clone(),
+                }
             }
-            (_, Some(job)) => {
-                let msg = format!("{who} {how} while running {}", job.req.function);
-                self.answer(
-                    job,
-                    Err(CallError::new(CallErrorKind::WorkerDied, msg.clone())),
-                );
-                msg
+            (_, front) => {
+                let event = LogEvent::WorkerEnded {
+                    index,
+                    worker_pid,
+                    function: front.as_ref().map(|job| job.req.function.clone()),
+                    worker_exit_code,
+                    worker_signal,
+                    reap_error,
+                };
+                if let Some(job) = front {
+                    // The caller is told what the log says.
+                    let msg = event.to_string();
+                    self.answer(job, Err(CallError::new(CallErrorKind::WorkerDied, msg)));
+                }
+                event
             }
-            (_, None) => format!("{who} {how} while idle"),
         };
-        self.say(line);
+        self.say(event);
         let fresh = spawn_worker(&self.cfg, index)?;
-        self.say(format!("worker {index} started (pid {})", fresh.pid));
+        self.say(LogEvent::WorkerStarted {
+            index,
+            worker_pid: fresh.pid,
+        });
         self.workers[i] = fresh;
         Ok(())
     }

@@ -8,7 +8,7 @@ use syncomm_common::frame::{self, FrameError};
 
 use super::dispatch::Job;
 use super::{
-    Server, MAX_IN_FLIGHT_PER_CONN, MAX_UNSENT_PER_CONN, READ_LIMIT, SMALL_CALL_ALLOWANCE,
+    LogEvent, Server, MAX_IN_FLIGHT_PER_CONN, MAX_UNSENT_PER_CONN, READ_LIMIT, SMALL_CALL_ALLOWANCE,
 };
 use crate::protocol::{CallError, CallErrorKind, Request, Response, ToClient};
 use crate::registry;
@@ -17,8 +17,8 @@ use crate::wire::{Fill, InBuf, OutBuf};
 /// One caller's connection.
 pub(super) struct Conn {
     pub(super) stream: UnixStream,
-    /// Who is at the other end, for log lines: `pid 123, uid 1000`.
-    pub(super) peer: String,
+    /// Who is at the other end, for log lines: pid and uid, if the kernel said.
+    pub(super) peer: Option<(i32, u32)>,
     pub(super) inbuf: InBuf,
     pub(super) outbuf: OutBuf,
     /// Calls accepted and not yet answered.
@@ -147,14 +147,16 @@ impl Server {
             FrameError::Malformed(_) => format!("{err} (expected a Request frame)"),
             _ => err.to_string(),
         };
-        let line = format!(
-            "connection {id} ({}) broke the protocol: {msg}; closed",
-            c.peer
-        );
+        let event = LogEvent::ProtocolError {
+            connection: id,
+            peer_pid: c.peer.map(|p| p.0),
+            peer_uid: c.peer.map(|p| p.1),
+            reason: msg.clone(),
+        };
         let _ = c.outbuf.push(&ToClient::ConnectionError(msg));
         c.doomed = true;
         c.inbuf.clear();
-        self.say(line);
+        self.say(event);
     }
 
     /// Bytes buffered in total: every connection's and child pipe's buffers
@@ -231,10 +233,10 @@ impl Server {
             }
         }
         if closed > 0 {
-            let s = if closed == 1 { "" } else { "s" };
-            self.say(format!(
-                "closed {closed} idle connection{s} (no request for {limit})"
-            ));
+            self.say(LogEvent::IdleClosed {
+                connections: closed,
+                idle_timeout: idle,
+            });
         }
     }
 }

@@ -15,7 +15,7 @@ use super::children::spawn_worker;
 use super::config::io_err;
 use super::connection::sweep_every;
 use super::dispatch::Job;
-use super::{ServeError, Server, SHUTDOWN_GRACE};
+use super::{LogEvent, ServeError, Server, SHUTDOWN_GRACE};
 use crate::protocol::{CallError, CallErrorKind};
 
 /// What a turn of the poll loop watches.
@@ -85,7 +85,7 @@ impl Server {
             self.live.connections.store(self.conns.len(), r);
         }
         self.stop_children();
-        self.say("stopped".to_owned());
+        self.say(LogEvent::Stopped);
         Ok(())
     }
 
@@ -105,16 +105,10 @@ impl Server {
         self.drop_orphaned_children();
         let in_flight =
             self.pending.len() + self.workers.iter().map(|w| w.running.len()).sum::<usize>();
-        let sig = match shutdown.signal() {
-            Some(s) => Signal::try_from(s)
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or(s.to_string()),
-            None => "request".to_owned(),
-        };
-        let calls = if in_flight == 1 { "call" } else { "calls" };
-        self.say(format!(
-            "stopping ({sig}): finishing {in_flight} {calls} in flight"
-        ));
+        self.say(LogEvent::Stopping {
+            signal: shutdown.signal(),
+            in_flight,
+        });
     }
 
     /// One `poll(2)`: which descriptors are ready.
@@ -226,15 +220,18 @@ impl Server {
             for job in std::mem::take(&mut w.running) {
                 self.retire(job.cost);
             }
-            let calls = if n == 1 { "call" } else { "calls" };
-            self.say(format!(
-                "worker {} (pid {}) killed: the callers of its {n} {calls} left",
-                w.index, w.pid
-            ));
+            self.say(LogEvent::CallersLeft {
+                index: w.index,
+                worker_pid: w.pid,
+                calls: n,
+            });
             if !self.pending.is_empty() {
                 // Calls with callers still wait: they need this place.
                 if let Ok(fresh) = spawn_worker(&self.cfg, w.index) {
-                    self.say(format!("worker {} started (pid {})", w.index, fresh.pid));
+                    self.say(LogEvent::WorkerStarted {
+                        index: w.index,
+                        worker_pid: fresh.pid,
+                    });
                     self.workers.insert(i, fresh);
                     i += 1;
                 }
@@ -269,11 +266,10 @@ impl Server {
             }
         }
         if abandoned > 0 {
-            let calls = if abandoned == 1 { "call" } else { "calls" };
-            self.say(format!(
-                "drain timeout ({}): {abandoned} {calls} abandoned",
-                format_duration(self.cfg.drain_timeout)
-            ));
+            self.say(LogEvent::DrainTimeout {
+                drain_timeout: self.cfg.drain_timeout,
+                abandoned,
+            });
         }
     }
 }

@@ -76,10 +76,8 @@ impl Server {
                         &stream,
                         nix::sys::socket::sockopt::PeerCredentials,
                     )
-                    .map_or_else(
-                        |_| "peer unknown".to_owned(),
-                        |c| format!("pid {}, uid {}", c.pid(), c.uid()),
-                    );
+                    .ok()
+                    .map(|c| (c.pid(), c.uid()));
                     self.conns.insert(
                         self.next_conn,
                         Conn {

@@ -57,9 +57,9 @@ mod connection;
 mod dispatch;
 mod event_loop;
 mod listener;
+mod log;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -72,6 +72,10 @@ use dispatch::Job;
 
 pub use config::{parse_size, raise_nofile_limit, reserved_fds, Config, ServeError};
 pub use listener::{bind, socket_path};
+pub use log::LogEvent;
+
+/// Where the server's log events go (see [`Server::start`]).
+pub type LogFn = Box<dyn FnMut(&LogEvent) + Send>;
 
 /// Jobs a child holds at once (one running, the rest waiting in its pipe).
 pub const PIPELINE_DEPTH: usize = 8;
@@ -164,21 +168,18 @@ pub struct Server {
     privileged: Option<u64>,
     /// When idle connections were last looked for.
     swept: Instant,
-    log: Box<dyn Write>,
+    log: LogFn,
 }
 
 impl Server {
-    /// Binds the socket and starts the children. `log` receives one line per
-    /// event (children started and replaced, shutdown).
-    pub fn start(cfg: Config, mut log: Box<dyn Write>) -> Result<Server, ServeError> {
+    /// Binds the socket and starts the children. `log` receives each event
+    /// (children started and replaced, callers closed, shutdown); its
+    /// `Display` is the text line.
+    pub fn start(cfg: Config, mut log: LogFn) -> Result<Server, ServeError> {
         let path = socket_path(&cfg.dir, &cfg.name);
         let (listener, took_over, socket_id) = bind(&cfg.name, &path)?;
         if took_over {
-            let _ = writeln!(
-                log,
-                "removed stale socket {} (its server is gone)",
-                path.display()
-            );
+            log(&LogEvent::StaleSocketRemoved { path: path.clone() });
         }
         let mut server = Server {
             live: Arc::new(LiveStats::default()),
@@ -203,16 +204,17 @@ impl Server {
         };
         for index in 1..=server.cfg.workers {
             let w = spawn_worker(&server.cfg, index)?;
-            server.say(format!("worker {index} started (pid {})", w.pid));
+            server.say(LogEvent::WorkerStarted {
+                index,
+                worker_pid: w.pid,
+            });
             server.workers.push(w);
         }
-        let n = server.workers.len();
-        server.say(format!(
-            "serving {} at {} ({n} {})",
-            server.cfg.name,
-            server.path.display(),
-            if n == 1 { "worker" } else { "workers" }
-        ));
+        server.say(LogEvent::Serving {
+            name: server.cfg.name.to_string(),
+            socket: server.path.clone(),
+            workers: server.workers.len(),
+        });
         Ok(server)
     }
 
@@ -226,9 +228,8 @@ impl Server {
         self.live.clone()
     }
 
-    fn say(&mut self, line: String) {
-        let _ = writeln!(self.log, "{line}");
-        let _ = self.log.flush();
+    fn say(&mut self, event: LogEvent) {
+        (self.log)(&event);
     }
 }
 
