@@ -28,8 +28,8 @@ run_data_sharing() {
 }
 
 panes_data_sharing() {
-  echo "producer --name share --interval 1ms"
-  echo "monitor --name share --interval 250ms"
-  echo "monitor --name share --interval 1s --json"
-  echo "sleep 15; monitor --name share --stop"
+  pane "producer" "producer --name share --interval 1ms"
+  pane "monitor" "monitor --name share --interval 250ms"
+  pane "monitor --json" "monitor --name share --interval 1s --json"
+  pane "monitor --stop (after 15 s)" "sleep 15; monitor --name share --stop"
 }

@@ -36,7 +36,7 @@ run_discover() {
 }
 
 panes_discover() {
-  echo "discover --name demo --as carol --members 3"
-  echo "discover --name demo --as alice --members 3"
-  echo "sleep 1; discover --list --name demo; discover --name demo --as bob --members 3"
+  pane "carol" "discover --name demo --as carol --members 3"
+  pane "alice" "discover --name demo --as alice --members 3"
+  pane "bob" "sleep 1; discover --list --name demo; discover --name demo --as bob --members 3"
 }

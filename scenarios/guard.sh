@@ -4,9 +4,9 @@
 about_guard() { echo "guard: a command that finishes in time, one that overruns and is killed with its whole tree, a watched pid"; }
 
 panes_guard() {
-  echo "guard -v 5 sh -c 'echo working; sleep 2; echo done'"
-  echo "guard -v 3 sh -c '(setsid sleep 300 &); echo stuck, with a daemon; exec sleep 300'"
-  echo "watch -n 0.5 'ps -o pid,ppid,pgid,sid,args -C sleep,guard'"
+  pane "in time" "guard -v 5 sh -c 'echo working; sleep 2; echo done'"
+  pane "overrun, with a daemon" "guard -v 3 sh -c '(setsid sleep 300 &); echo stuck, with a daemon; exec sleep 300'"
+  pane "this session's processes" "watch -n 0.5 session-ps -o pid,ppid,pgid,sid,args"
 }
 
 # running PID: the process exists and is not a zombie.

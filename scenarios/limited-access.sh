@@ -53,7 +53,7 @@ run_limited_access() {
 panes_limited_access() {
   local i
   for i in 1 2 3 4; do
-    echo "gate --name demo --slots 2 --id $i --hold 3s; gate --name demo --slots 2 --id $i --hold 2s"
+    pane "gate $i" "gate --name demo --slots 2 --id $i --hold 3s; gate --name demo --slots 2 --id $i --hold 2s"
   done
-  echo "for i in \$(seq 30); do clear; gate --name demo --status; sleep 0.5; done; gate --name demo --remove"
+  pane "gate --status" "for i in \$(seq 30); do clear; gate --name demo --status; sleep 0.5; done; gate --name demo --remove"
 }

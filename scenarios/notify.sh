@@ -33,8 +33,10 @@ run_notify() {
 }
 
 panes_notify() {
-  echo "consumer --name notify --until 22"
-  echo "consumer --name notify --until 99 --timeout 2m"
-  echo "sleep 2; producer --name notify --interval 20ms --count 3000"
-  echo "monitor --name notify --interval 500ms"
+  pane "consumer 22" "consumer --name notify --until 22"
+  pane "consumer 99" "consumer --name notify --until 99 --timeout 2m"
+  # As ./launch notify: a producer killed (kill -9) while it holds the board's
+  # robust mutex mid-append, and a new producer that repairs the board and goes on.
+  pane "producer: kill -9 holding the lock, then repair" 'sleep 2; producer --name notify --seed 7 --interval 20ms --hold-lock 60s --hold-after 150 > >(tee "$WORK/producer1") 2>&1 & p=$!; until grep -q "holding the board lock" "$WORK/producer1" 2>/dev/null; do sleep 0.1; done; sleep 3; echo "# kill -9 $p: it holds the board lock mid-append"; kill -9 $p; wait $p 2>/dev/null; sleep 2; echo "# a new producer: EOWNERDEAD, it repairs the board and goes on"; producer --name notify --interval 20ms --count 1000'
+  pane "monitor" 'for i in 1 2; do monitor --name notify --interval 500ms; echo "# monitor exited $?"; done'
 }

@@ -47,8 +47,8 @@ run_ping() {
 }
 
 panes_ping() {
-  echo "ping-server --local demo"
-  echo "sleep 1; ping-client --local demo -c 20 -i 500ms"
-  echo "sleep 1; ping-client -c 20 -s 16"
-  echo "sleep 3; ping-client --flood --clients 8 --duration 5s"
+  pane "ping-server" "ping-server --local demo"
+  pane "ping-client, local socket" "sleep 1; ping-client --local demo -c 20 -i 500ms"
+  pane "ping-client, TCP" "sleep 1; ping-client -c 20 -s 16"
+  pane "flood" "sleep 3; ping-client --flood --clients 8 --duration 5s"
 }

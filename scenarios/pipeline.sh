@@ -4,9 +4,9 @@
 about_pipeline() { echo "filter: a chain of stage processes joined by pipe(2); failures named, head -1 quiet, no orphans"; }
 
 panes_pipeline() {
-  echo "seq 1 5 | filter 'add 1' 'mul 2' neg; seq 1 3000000 | filter --json 'add 1' 'mul 2' neg | tail -n 2"
-  echo "yes hello | filter upper 'delay 300ms' 'grep HELLO' --json"
-  echo "watch -n 0.5 'ps -o pid,ppid,args -C filter'"
+  pane "filter" "seq 1 5 | filter 'add 1' 'mul 2' neg; seq 1 3000000 | filter --json 'add 1' 'mul 2' neg | tail -n 2"
+  pane "records one by one" "yes hello | filter upper 'delay 300ms' 'grep HELLO' --json"
+  pane "this session's processes" "watch -n 0.5 session-ps -o pid,ppid,args"
 }
 
 # running PID: the process exists and is not a zombie.

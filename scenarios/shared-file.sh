@@ -31,8 +31,9 @@ run_shared_file() {
 }
 
 panes_shared_file() {
-  echo "scribe --file $WORK/shared.txt --id 1 --count 20 --hold 150ms && tail -n 5 $WORK/shared.txt"
-  echo "scribe --file $WORK/shared.txt --id 2 --count 20 --hold 150ms && tail -n 5 $WORK/shared.txt"
-  echo "scribe --file $WORK/shared.txt --id 3 --count 20 --hold 150ms && tail -n 5 $WORK/shared.txt"
-  echo "sleep 12; scribe --verify $WORK/shared.txt --writers 3 --count 20"
+  local i
+  for i in 1 2 3; do
+    pane "writer $i" "scribe --file $WORK/shared.txt --id $i --count 20 --hold 150ms && tail -n 5 $WORK/shared.txt"
+  done
+  pane "verify" "sleep 12; scribe --verify $WORK/shared.txt --writers 3 --count 20"
 }

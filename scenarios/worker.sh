@@ -66,7 +66,8 @@ run_worker() {
 }
 
 panes_worker() {
-  echo "worker serve --name demo --workers 2 --task-timeout 2s"
-  echo "sleep 1; worker list --name demo; worker call --name demo add 2 3; worker call --name demo abort; worker call --name demo fib 90; worker call --name demo sleep_ms 5000"
-  echo "sleep 1; for i in \$(seq 1 20); do worker call --name demo mul \$i \$i; sleep 0.3; done"
+  pane "worker serve" "worker serve --name demo --workers 2 --task-timeout 2s"
+  # Each call is echoed with its answer (or its error line).
+  pane "calls" 'sleep 1; worker list --name demo; call() { printf "worker call %s  ->  %s\n" "$*" "$(worker call --name demo "$@" 2>&1)"; }; call add 2 3; call abort; call fib 90; call sleep_ms 5000; call add 40 2'
+  pane "20 calls" 'sleep 1; for i in $(seq 1 20); do printf "worker call mul %s %s  ->  %s\n" $i $i "$(worker call --name demo mul $i $i 2>&1)"; sleep 0.3; done'
 }
