@@ -38,7 +38,7 @@ const EXIT_STATUS: &[&str] = &[
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// Time between snapshots (at least 10ms).
+    /// Time between snapshots (at least 1ms).
     #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_refresh)]
     interval: Duration,
     /// Print one snapshot and exit (a missing board is an error).

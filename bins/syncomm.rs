@@ -91,7 +91,7 @@ enum Cmd {
     },
     /// A live view of every live object with rates; JSON lines when stdout is not a terminal.
     Top {
-        /// Time between refreshes (at least 10ms).
+        /// Time between refreshes (at least 1ms).
         #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_refresh)]
         interval: Duration,
         /// One JSON object per refresh, even on a terminal.

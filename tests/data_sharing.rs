@@ -34,8 +34,12 @@ fn cmd(env: &Env, bin: &str, name: &str, args: &[&str]) -> Command {
 }
 
 fn assert_consistent(snap: &serde_json::Value, capacity: u64) {
-    let total = snap["total"].as_u64().unwrap();
-    let counts = snap["counts"].as_array().unwrap();
+    let total = snap["total"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no total in {snap}"));
+    let counts = snap["counts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no counts in {snap}"));
     assert_eq!(counts.len(), 101);
     let sum: u64 = counts.iter().map(|c| c.as_u64().unwrap()).sum();
     assert_eq!(sum, total, "counts sum to the total in {snap}");

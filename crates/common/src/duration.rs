@@ -69,7 +69,7 @@ fn unit_nanos(unit: &str) -> Option<u128> {
 
 /// The shortest refresh interval of a live display (`monitor --interval`,
 /// `syncomm top --interval`): shorter would only burn a CPU redrawing.
-pub const MIN_REFRESH: Duration = Duration::from_millis(10);
+pub const MIN_REFRESH: Duration = Duration::from_millis(1);
 
 /// A limit on something running, as given on the command line: `0` and
 /// `inf` (anything at [`MAX_DURATION`]) are no limit.
@@ -83,7 +83,7 @@ pub fn parse_refresh(s: &str) -> Result<Duration, DurationError> {
     if d < MIN_REFRESH {
         return Err(DurationError {
             given: s.to_owned(),
-            why: "a refresh interval must be at least 10ms",
+            why: "a refresh interval must be at least 1ms",
         });
     }
     Ok(d)
@@ -198,8 +198,8 @@ mod tests {
             Some(Duration::from_secs(2))
         );
         assert!(parse_refresh("0").is_err());
-        assert!(parse_refresh("9.999ms").is_err());
-        assert_eq!(parse_refresh("10ms"), Ok(MIN_REFRESH));
+        assert!(parse_refresh("0.999ms").is_err());
+        assert_eq!(parse_refresh("1ms"), Ok(MIN_REFRESH));
     }
 
     #[test]
