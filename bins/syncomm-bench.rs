@@ -239,9 +239,17 @@ fn main() -> ExitCode {
             }
         }
 
+        // Each step on one line redrawn in place on a terminal; only what
+        // could not be measured is printed otherwise.
+        let mut status = syncomm_cli::progress::StatusLine::stderr();
         let report = suite::run(&opts, &mut |what| {
-            let _ = writeln!(std::io::stderr(), "syncomm-bench: {what}");
+            if what.contains("not measured") {
+                status.note(&format!("syncomm-bench: {what}"));
+            } else {
+                status.step(&format!("syncomm-bench: {what}"));
+            }
         });
+        status.clear();
 
         let json_path = out_dir.join("results.json");
         let svg_path = out_dir.join("ratios.svg");

@@ -60,6 +60,13 @@ fn quick_run_prints_a_well_formed_table_and_writes_json_and_svg() {
         out.status,
         text(&out.stderr)
     );
+    // Steps are shown in place on a terminal only: piped, stderr has no step lines.
+    let err = text(&out.stderr);
+    assert!(
+        !err.lines()
+            .any(|l| l.starts_with("syncomm-bench: one-cpu: ")),
+        "step lines on a pipe: {err}"
+    );
 
     let (header, rows) = main_table(&stdout);
     assert_eq!(

@@ -82,6 +82,56 @@ impl Drop for ProgressLine {
     }
 }
 
+/// A status line for work made of named steps (the benchmark suite): each
+/// step replaces the last in place on a terminal and is not shown
+/// elsewhere; a note (a warning) is always printed, on a line of its own.
+pub struct StatusLine {
+    terminal: bool,
+    drawn: bool,
+}
+
+impl StatusLine {
+    /// A status line on stderr.
+    pub fn stderr() -> StatusLine {
+        StatusLine {
+            terminal: std::io::stderr().is_terminal(),
+            drawn: false,
+        }
+    }
+
+    /// Shows `text` as the current step (on a terminal only).
+    pub fn step(&mut self, text: &str) {
+        if self.terminal {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K{text}");
+            let _ = err.flush();
+            self.drawn = true;
+        }
+    }
+
+    /// Prints `text` on a line of its own, terminal or not.
+    pub fn note(&mut self, text: &str) {
+        self.clear();
+        eprintln!("{text}");
+    }
+
+    /// Erases the current step.
+    pub fn clear(&mut self) {
+        if self.drawn {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
+            self.drawn = false;
+        }
+    }
+}
+
+impl Drop for StatusLine {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
 /// The text of the line: `producer: 1.25 M values, 2.10 M values/s, 0.6s`.
 pub fn line(program: &str, unit: &str, n: u64, total: Option<u64>, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
