@@ -8,14 +8,14 @@ about_discover() {
 
 # One member of the demo group; its output is kept in $WORK/ID.out for the checks.
 _discover_member() {
-  discover --name demo --as "$1" --members 5 --timeout 30s | tee "$WORK/$1.out"
+  discover --name demo --id "$1" --members 5 --timeout 30s | tee "$WORK/$1.out"
 }
 
 run_discover() {
   local rc=0 victim i
   say "members arrive in the order eve, carol, alice, dave; dave is then killed with SIGKILL"
   for id in eve carol alice; do start "$id" _discover_member "$id"; done
-  discover --name demo --as dave --members 5 --timeout 30s >/dev/null 2>&1 &
+  discover --name demo --id dave --members 5 --timeout 30s >/dev/null 2>&1 &
   victim=$!
   for ((i = 0; i < 600; i++)); do   # wait (at most 30 s) until dave is registered
     discover --list --name demo 2>/dev/null | grep -q '^dave' && break
@@ -36,7 +36,7 @@ run_discover() {
 }
 
 panes_discover() {
-  pane "carol" "discover --name demo --as carol --members 3"
-  pane "alice" "discover --name demo --as alice --members 3"
-  pane "bob" "sleep 1; discover --list --name demo; discover --name demo --as bob --members 3"
+  pane "carol" "discover --name demo --id carol --members 3"
+  pane "alice" "discover --name demo --id alice --members 3"
+  pane "bob" "sleep 1; discover --list --name demo; discover --name demo --id bob --members 3"
 }

@@ -53,7 +53,7 @@ pub(crate) fn members(ctx: &Ctx, round: usize, m: usize) -> Vec<Command> {
     (0..m)
         .map(|i| {
             let mut c = ctx.cmd("discover");
-            c.args(["--name", &name, "--as", &format!("p{i}")]);
+            c.args(["--name", &name, "--id", &format!("p{i}")]);
             c.args(["--members", &m.to_string(), "--timeout", "60s"]);
             c
         })

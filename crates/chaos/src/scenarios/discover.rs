@@ -51,7 +51,7 @@ fn spawn_member(ctx: &mut Ctx, name: &str, id: &str, m: u64, nofile: bool) -> Op
     c.args([
         "--name",
         name,
-        "--as",
+        "--id",
         id,
         "--members",
         &m.to_string(),
@@ -153,7 +153,7 @@ fn round_once(ctx: &mut Ctx, name: &str, round: u64, faults: bool) {
     for mb in &mut members {
         let Some(st) = mb.p.wait_for(Duration::from_secs(2)) else {
             ctx.violation(format!(
-                "discover --as {} --timeout {TIMEOUT:?} hung",
+                "discover --id {} --timeout {TIMEOUT:?} hung",
                 mb.id
             ));
             all_met = false;
@@ -178,7 +178,7 @@ fn round_once(ctx: &mut Ctx, name: &str, round: u64, faults: bool) {
             let err = mb.p.stderr();
             ctx.check(!err.trim().is_empty(), || {
                 format!(
-                    "discover --as {} failed ({}) without a word",
+                    "discover --id {} failed ({}) without a word",
                     mb.id,
                     os::describe(st)
                 )
