@@ -24,7 +24,8 @@ const EXAMPLES: &str = "
 
 const EXIT_STATUS: &[&str] = &[
     "  0      the group met (--list: the members were listed)",
-    "  1      --timeout passed, or the id is held by a live process",
+    "  1      --timeout passed, the id is held by a live process, or the group",
+    "         waits for a different --members",
     syncomm_cli::help::EXIT_USAGE,
     "  128+N  stopped by signal N (the entry is removed first)",
 ];

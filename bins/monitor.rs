@@ -56,17 +56,30 @@ struct Args {
     watch: bool,
 }
 
-/// The snapshot on one line that fits `width` columns, for `--watch`.
+/// The snapshot on one line that fits `width` columns, for `--watch`: the
+/// figures, then as many of the most recent values as fit, newest last.
 fn compact(r: &Report, width: usize) -> String {
-    let mut line = human(r);
-    if line.chars().count() >= width {
-        line = line
-            .chars()
-            .take(width.saturating_sub(2))
-            .collect::<String>()
-            + "…";
+    let full = human(r);
+    if full.chars().count() < width {
+        return full;
     }
-    line
+    let head = full.split("recent [").next().unwrap_or("").to_owned() + "recent […";
+    let mut newest: Vec<String> = Vec::new();
+    let mut used = head.chars().count() + 1;
+    for v in r.snapshot.recent.iter().rev() {
+        let item = v.to_string();
+        if used + 2 + item.len() >= width {
+            break;
+        }
+        used += 2 + item.len();
+        newest.push(item);
+    }
+    newest.reverse();
+    if newest.is_empty() {
+        head + "]"
+    } else {
+        format!("{head}, {}]", newest.join(", "))
+    }
 }
 
 fn human(r: &Report) -> String {

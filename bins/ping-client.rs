@@ -20,7 +20,8 @@ const EXAMPLES: &str = "
   ping-client -c 3                                 # three pings to 127.0.0.1:7878
   ping-client --local demo -c 5 -i 200ms -s 32     # five pings with 32 bytes each, local socket \"demo\"
   ping-client --flood --clients 32 --duration 5s   # 32 connections as fast as they can, for 5 s
-  ping-client --flood --reconnect -c 10000         # 10000 requests, a new connection for each";
+  ping-client --flood --reconnect -c 10000         # 10000 requests, a new connection for each
+  ping-client -q -c 100 -i 0                       # only the first line and the statistics";
 
 const EXIT_STATUS: &[&str] = &[
     "  0      every ping was answered (Ctrl-C ends the run with its summary, like ping(8))",
@@ -39,6 +40,9 @@ const ENVIRONMENT: &[&str] = &[
 /// With --flood, --clients connections ping as fast as they can (for
 /// --duration, or until -c requests in all) and one report gives requests/s
 /// and latency percentiles.
+///
+/// While it pings, SIGQUIT (Ctrl-\ on a terminal) prints the statistics so
+/// far on stderr and the pings go on, as in ping(8).
 #[derive(Parser, Debug)]
 #[command(
     name = "ping-client",
@@ -79,8 +83,7 @@ struct Args {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
-    /// Quiet: only the first line and the statistics at the end (SIGQUIT,
-    /// Ctrl-\, prints the statistics so far at any time).
+    /// Quiet: only the first line and the statistics at the end.
     #[arg(short = 'q', long)]
     quiet: bool,
 }

@@ -25,9 +25,41 @@ use syncomm_worker::{Client, Config, Server, Value};
 const EXAMPLES: &str = "
   worker serve --workers 2 & sleep 1    # a pool of 2 children serving the name \"default\"
   worker call add 2 3                   # prints 5
-  worker call --json factor 360         # {\"function\":\"factor\",...,\"result\":[2,2,2,3,3,5]}
+  worker call --json factor 360         # {\"program\":\"worker\",\"event\":\"result\",...,\"result\":[2,2,2,3,3,5]}
   worker call div 1 0                   # worker: div failed: division by zero (exit 1)
   worker list                           # the functions, with their signatures";
+
+const SERVE_EXAMPLES: &str = "
+  worker serve --name calc --workers 4 --task-timeout 5s & sleep 1   # a call over 5 s: its child is replaced
+  worker serve --json --workers 2 & sleep 1                         # the log as JSON lines";
+
+const SERVE_EXIT: &[&str] = &[
+    "  0      stopped at SIGINT/SIGTERM after finishing the calls in flight",
+    "  1      the pool could not start (another pool serves NAME, the runtime directory...)",
+    syncomm_cli::help::EXIT_USAGE,
+    "  128+N  a second signal N during the drain: stopped at once",
+];
+
+const CALL_EXAMPLES: &str = "
+  worker call fib 90                          # prints 2880067194370816120
+  worker call --json upper 'hello world'      # {\"program\":\"worker\",\"event\":\"result\",...,\"result\":\"HELLO WORLD\"}
+  worker call --timeout 2s sleep_ms 5000      # worker: sleep_ms failed: no answer within 2s (exit 1)";
+
+const CALL_EXIT: &[&str] = &[
+    "  0      the call answered; its result is printed",
+    "  1      the call failed (its error is printed), timed out, or no pool serves NAME",
+    syncomm_cli::help::EXIT_USAGE,
+];
+
+const LIST_EXAMPLES: &str = "
+  worker list                  # the functions, with their signatures
+  worker list --name calc      # those of the pool serving calc";
+
+const LIST_EXIT: &[&str] = &[
+    "  0      the list printed",
+    "  1      no pool serves NAME",
+    syncomm_cli::help::EXIT_USAGE,
+];
 
 const EXIT_STATUS: &[&str] = &[
     "  0      the call answered, the list printed, or the pool stopped at SIGINT/SIGTERM",
@@ -62,9 +94,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the pool: listen on the local socket, supervise --workers children.
-    #[command(
-        after_help = "Examples:\n  worker serve --name calc --workers 4 --task-timeout 5s   # a call running over 5 s: its child is replaced"
-    )]
+    #[command(after_help = syncomm_cli::help::after_help(SERVE_EXAMPLES, SERVE_EXIT, syncomm_cli::help::ENV))]
     Serve {
         #[command(flatten)]
         common: CommonArgs,
@@ -99,9 +129,7 @@ enum Cmd {
         child_program: Option<std::path::PathBuf>,
     },
     /// Send one call and print its result.
-    #[command(
-        after_help = "Examples:\n  worker call fib 90                    # prints 2880067194370816120\n  worker call --json upper 'hello world'   # {\"function\":\"upper\",...,\"result\":\"HELLO WORLD\"}"
-    )]
+    #[command(after_help = syncomm_cli::help::after_help(CALL_EXAMPLES, CALL_EXIT, syncomm_cli::help::ENV))]
     Call {
         #[command(flatten)]
         common: CommonArgs,
@@ -115,6 +143,7 @@ enum Cmd {
         args: Vec<String>,
     },
     /// List the functions the pool offers, with their signatures.
+    #[command(after_help = syncomm_cli::help::after_help(LIST_EXAMPLES, LIST_EXIT, syncomm_cli::help::ENV))]
     List {
         #[command(flatten)]
         common: CommonArgs,
