@@ -14,23 +14,9 @@ use std::collections::BTreeSet;
 use common::{run, text, Env};
 use syncomm_cli::help::{entries, sections};
 
-/// Every program of the package.
-const PROGRAMS: &[&str] = &[
-    "producer",
-    "consumer",
-    "monitor",
-    "worker",
-    "filter",
-    "ping-server",
-    "ping-client",
-    "guard",
-    "scribe",
-    "gate",
-    "discover",
-    "syncomm",
-    "syncomm-bench",
-    "syncomm-chaos",
-];
+/// Every program of the package: the generator's own list (`tests/man_completions.rs`
+/// checks it against Cargo.toml's `[[bin]]`s).
+use syncomm_cli::generate::PROGRAMS;
 
 /// The placeholders a help may use, one spelling per kind of value.
 const PLACEHOLDERS: &[&str] = &[
