@@ -15,21 +15,6 @@ use syncomm_common::Name;
 
 use crate::Fail;
 
-/// `--name`, for the programs that meet at a rendezvous name.
-#[derive(Args, Debug, Clone)]
-pub struct NameArg {
-    /// Rendezvous name: 1 to 64 of A-Z a-z 0-9 . _ -
-    #[arg(long = "name", value_name = "NAME", default_value = DEFAULT_NAME)]
-    pub name: String,
-}
-
-impl NameArg {
-    /// The name, validated: a bad one is a usage error.
-    pub fn name(&self) -> Result<Name, Fail> {
-        parse_name(&self.name)
-    }
-}
-
 /// `--name` and `--json`, the options most programs share.
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {

@@ -38,5 +38,5 @@ pub mod log;
 pub mod output;
 pub mod progress;
 
-pub use args::{parse, run_dir, CommonArgs, NameArg};
+pub use args::{parse, run_dir, CommonArgs};
 pub use exit::{run, Fail};
