@@ -1,7 +1,6 @@
 //! `ping-client`: pings a `ping-server` like ping(8), or floods it.
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -140,7 +139,7 @@ fn main() -> ExitCode {
                 limit,
                 reconnect: args.reconnect,
                 payload: args.payload,
-                progress: Some(Arc::default()),
+                progress: syncomm_cli::progress::counter(),
             };
             let mut out = std::io::stdout().lock();
             if !args.json {

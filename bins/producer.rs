@@ -2,7 +2,6 @@
 //! random values 0..=100 to it, waking the consumers whose value appeared.
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -93,11 +92,11 @@ fn main() -> ExitCode {
             fresh: a.fresh,
             keep: a.keep,
             hold_lock: a.hold_lock.map(|d| (a.hold_after, d)),
-            progress: Some(Arc::default()),
+            progress: syncomm_cli::progress::counter(),
         };
         let shutdown = syncomm_common::shutdown::Shutdown::install()?;
         let json = a.common.json;
-        // On a terminal: a line counting the values (on stderr).
+        // On a terminal: a line counting the values (on stderr); no counter otherwise.
         let progress = opts
             .progress
             .clone()

@@ -2,7 +2,6 @@
 //! verify such a file. See the `syncomm-scribe` crate for the mechanism.
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -121,7 +120,7 @@ fn write(path: &Path, args: &Args) -> anyhow::Result<u8> {
         message: args.message.clone(),
         hold: args.hold.unwrap_or(Duration::ZERO),
         fsync: args.fsync,
-        progress: Some(Arc::default()),
+        progress: syncomm_cli::progress::counter(),
     };
     let shutdown = Shutdown::install().context("installing signal handlers")?;
     let line = |event: &str, written: u64| {

@@ -16,6 +16,13 @@ use std::time::{Duration, Instant};
 /// How often the line is redrawn.
 const REDRAW: Duration = Duration::from_millis(250);
 
+/// A counter for the work to count into, when there is a terminal to show
+/// it on (stderr); `None` otherwise, so that work whose output goes to a
+/// pipe or a file pays nothing for progress in its loop.
+pub fn counter() -> Option<Arc<AtomicU64>> {
+    std::io::stderr().is_terminal().then(Arc::default)
+}
+
 /// A running progress line; erased and stopped on [`ProgressLine::finish`] or drop.
 pub struct ProgressLine {
     stop: Arc<AtomicBool>,
