@@ -342,53 +342,23 @@ fn top_prints_json_lines_when_not_a_terminal() {
 #[test]
 fn top_in_a_terminal_shows_live_objects_and_rates_and_quits_on_q() {
     let _s = serial();
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("tmux not installed: skipped");
-        return;
-    }
     let env = Env::new();
+    let Some(t) = Tmux::server(&env) else {
+        return;
+    };
     let n = unique_name("tt");
     let mut c = env.cmd("producer");
     c.args(["--name", &n, "--interval", "1ms"]);
     let _p = Proc::spawn(c);
     wait_state(&env, "board", &n, "live");
     let session = unique_name("syncomm-top");
-    let socket = env.dir().join("tmux.sock");
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .expect("tmux")
-    };
-    struct Kill<F: Fn()>(F);
-    impl<F: Fn()> Drop for Kill<F> {
-        fn drop(&mut self) {
-            (self.0)()
-        }
-    }
-    let _k = Kill(|| {
-        let _ = tmux(&["kill-server"]);
-    });
     let cmd = format!(
         "SYNCOMM_DIR='{}' '{}' top --interval 300ms",
         env.dir().display(),
         bin("syncomm").display()
     );
-    let out = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "200",
-        "-y",
-        "40",
-        &cmd,
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let capture = || text(&tmux(&["capture-pane", "-p", "-t", &session]).stdout);
+    t.session(&session, 200, 40, &cmd);
+    let capture = || t.screen(&session);
     let rate_of = |screen: &str| -> Option<String> {
         let line = screen
             .lines()
@@ -405,9 +375,9 @@ fn top_in_a_terminal_shows_live_objects_and_rates_and_quits_on_q() {
     wait_until("the rate changes", || {
         rate_of(&capture()).is_some_and(|r| Some(&r) != first.as_ref() && !r.starts_with('-'))
     });
-    tmux(&["send-keys", "-t", &session, "q"]);
+    t.run(&["send-keys", "-t", &session, "q"]);
     wait_until("top quits on q", || {
-        !tmux(&["has-session", "-t", &session]).status.success()
+        !t.run(&["has-session", "-t", &session]).status.success()
     });
 }
 
@@ -537,11 +507,10 @@ fn timeouts_and_not_found_name_the_runtime_directory() {
 /// one line when they start waiting, naming what and where.
 #[test]
 fn on_a_terminal_waiting_programs_say_what_and_where() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("tmux not installed: skipped");
-        return;
-    }
     let env = Env::new();
+    let Some(t) = Tmux::server(&env) else {
+        return;
+    };
     let n = unique_name("tty");
     let dir = env.dir().display().to_string();
     let mut c = env.cmd("gate");
@@ -552,24 +521,6 @@ fn on_a_terminal_waiting_programs_say_what_and_where() {
         c.args(["--name", &n, "--status", "--json"]);
         let out = run(c);
         serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|v| v["free"] == 0)
-    });
-    let socket = env.dir().join("tmux.sock");
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .expect("tmux")
-    };
-    struct Kill<F: Fn()>(F);
-    impl<F: Fn()> Drop for Kill<F> {
-        fn drop(&mut self) {
-            (self.0)()
-        }
-    }
-    let _k = Kill(|| {
-        let _ = tmux(&["kill-server"]);
     });
     let cases = [
         (
@@ -599,20 +550,9 @@ fn on_a_terminal_waiting_programs_say_what_and_where() {
             "SYNCOMM_DIR='{dir}' '{}' {args}; sleep 60",
             bin(prog).display()
         );
-        let out = tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            &session,
-            "-x",
-            "250",
-            "-y",
-            "20",
-            &cmd,
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        t.session(&session, 250, 20, &cmd);
         wait_until(&format!("{prog} says where it waits"), || {
-            text(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).contains(want.as_str())
+            t.screen(&session).contains(want.as_str())
         });
     }
 }

@@ -4,69 +4,21 @@
 //! statistics on SIGQUIT (as ping(8) on Ctrl-\); `monitor --watch`.
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
 use common::*;
 use nix::sys::signal::Signal;
 
-/// A tmux server of our own (its own socket), killed on drop.
-struct Tmux {
-    socket: PathBuf,
-    session: String,
-}
-
-impl Tmux {
-    /// Starts `cmd` (a shell command line) in a new 150x20 session; `None`
-    /// when tmux is not installed.
-    fn start(env: &Env, cmd: &str) -> Option<Tmux> {
-        if Command::new("tmux").arg("-V").output().is_err() {
-            eprintln!("tmux not installed: skipped");
-            return None;
-        }
-        let t = Tmux {
-            socket: env.dir().join("tmux.sock"),
-            session: unique_name("progress"),
-        };
-        let cmd = format!("export SYNCOMM_DIR='{}'; {cmd}", env.dir().display());
-        let out = t.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            &t.session,
-            "-x",
-            "150",
-            "-y",
-            "20",
-            &cmd,
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        Some(t)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux")
-    }
-
-    /// The screen, as text.
-    fn screen(&self) -> String {
-        text(
-            &self
-                .run(&["capture-pane", "-p", "-t", &self.session])
-                .stdout,
-        )
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
+/// Starts `cmd` in a 150x20 session of a tmux server of the test's own, with
+/// the test's runtime directory; `None` when tmux is not installed.
+fn terminal(env: &Env, cmd: &str) -> Option<(Tmux, String)> {
+    let t = Tmux::server(env)?;
+    let session = unique_name("progress");
+    t.session(
+        &session,
+        150,
+        20,
+        &format!("export SYNCOMM_DIR='{}'; {cmd}", env.dir().display()),
+    );
+    Some((t, session))
 }
 
 fn bin_path(name: &str) -> String {
@@ -89,23 +41,27 @@ fn progress_lines_draw_on_a_terminal_and_are_erased_at_the_end() {
         file.display(),
         bin_path("producer"),
     );
-    let Some(t) = Tmux::start(&env, &cmd) else {
+    let Some((t, session)) = terminal(&env, &cmd) else {
         return;
     };
     wait_until("scribe's progress line", || {
-        let s = t.screen();
+        let s = t.screen(&session);
         s.contains("scribe: ") && s.contains("/4000 lines (")
     });
-    wait_until("scribe to end", || t.screen().contains("SCRIBE-DONE"));
+    wait_until("scribe to end", || {
+        t.screen(&session).contains("SCRIBE-DONE")
+    });
     wait_until("producer's progress line", || {
-        t.screen()
+        t.screen(&session)
             .lines()
             .any(|l| l.starts_with("producer: ") && l.contains("values/s"))
     });
     // Ctrl-C: the producer stops, says what it appended, erases the line.
-    t.run(&["send-keys", "-t", &t.session, "C-c"]);
-    wait_until("producer to end", || t.screen().contains("PRODUCER-DONE"));
-    let screen = t.screen();
+    t.run(&["send-keys", "-t", &session, "C-c"]);
+    wait_until("producer to end", || {
+        t.screen(&session).contains("PRODUCER-DONE")
+    });
+    let screen = t.screen(&session);
     assert!(
         !screen.contains("scribe: "),
         "scribe's line erased:\n{screen}"
@@ -215,7 +171,7 @@ fn monitor_watch_redraws_one_line_in_place() {
         "{} --name {n} --watch --interval 100ms; sleep 60",
         bin_path("monitor")
     );
-    let Some(t) = Tmux::start(&env, &cmd) else {
+    let Some((t, session)) = terminal(&env, &cmd) else {
         return;
     };
     let total_line = |screen: &str| -> Vec<String> {
@@ -227,11 +183,11 @@ fn monitor_watch_redraws_one_line_in_place() {
     };
     let mut first = Vec::new();
     wait_until("a snapshot", || {
-        first = total_line(&t.screen());
+        first = total_line(&t.screen(&session));
         !first.is_empty()
     });
     wait_until("the snapshot to change in place", || {
-        let now = total_line(&t.screen());
+        let now = total_line(&t.screen(&session));
         assert!(now.len() <= 1, "one snapshot line at a time: {now:?}");
         now.len() == 1 && now != first
     });

@@ -347,3 +347,56 @@ pub fn expect_connection_error(mut s: std::os::unix::net::UnixStream) -> String 
     );
     msg
 }
+
+/// A tmux server of the test's own (its socket in the test's runtime
+/// directory), for programs that must see a terminal; killed on drop.
+pub struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    /// A server for `env`; `None` (the test is skipped, and says so) when
+    /// tmux is not installed.
+    pub fn server(env: &Env) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            eprintln!("tmux not installed: skipped");
+            return None;
+        }
+        Some(Tmux {
+            socket: env.dir().join("tmux.sock"),
+        })
+    }
+
+    /// Runs `tmux ARGS` against this server.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux")
+    }
+
+    /// Starts `cmd` (a shell command line) in a new detached session of
+    /// `width` x `height`.
+    pub fn session(&self, name: &str, width: u16, height: u16, cmd: &str) {
+        let (w, h) = (width.to_string(), height.to_string());
+        let out = self.run(&["new-session", "-d", "-s", name, "-x", &w, "-y", &h, cmd]);
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            text(&out.stderr)
+        );
+    }
+
+    /// What session `name` shows, as text.
+    pub fn screen(&self, name: &str) -> String {
+        text(&self.run(&["capture-pane", "-p", "-t", name]).stdout)
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
