@@ -156,8 +156,7 @@ fn find_peers(given: Option<PathBuf>, bin_dir: &Path) -> Result<PathBuf, String>
 
 fn main() -> ExitCode {
     syncomm_cli::run("syncomm-bench", || {
-        syncomm_cli::generate::intercept::<Args>();
-        let args = Args::parse();
+        let args = syncomm_cli::parse::<Args>()?;
         if let Some(kind) = args.floor_peer {
             floor::peer_main(&kind)?;
             return Ok(0);

@@ -3,20 +3,9 @@ mod common;
 
 use common::{run, text, Env};
 
-/// The scenario programs (every one answers --help and --version).
-const PROGRAMS: &[&str] = &[
-    "producer",
-    "consumer",
-    "monitor",
-    "filter",
-    "worker",
-    "ping-server",
-    "ping-client",
-    "guard",
-    "scribe",
-    "gate",
-    "discover",
-];
+/// Every program of the package (the generator's list, checked against
+/// Cargo.toml's `[[bin]]`s by `tests/man_completions.rs`).
+use syncomm_cli::generate::PROGRAMS;
 
 /// Every binary answers `--help` and `--version` with exit 0.
 #[test]
@@ -48,7 +37,7 @@ fn every_binary_has_help_and_version() {
 #[test]
 fn an_unknown_option_is_one_line_and_a_usage_error() {
     let env = Env::new();
-    for &b in PROGRAMS.iter().chain(&["syncomm"]) {
+    for &b in PROGRAMS {
         let mut c = env.cmd(b);
         c.arg("--no-such-option");
         let out = run(c);
