@@ -86,9 +86,7 @@ fn human(r: &Report) -> String {
     let s = &r.snapshot;
     let rate = match r.values_per_s {
         None => "-".to_owned(),
-        Some(v) if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
-        Some(v) if v >= 1e3 => format!("{:.1} k/s", v / 1e3),
-        Some(v) => format!("{v:.0}/s"),
+        Some(v) => format!("{}/s", syncomm_cli::progress::human(v)),
     };
     format!(
         "total {}  rate {}  active {}  producer {}{}  repairs {}  recent {:?}",

@@ -68,13 +68,7 @@ struct Args {
 }
 
 fn rate(per_s: f64) -> String {
-    if per_s >= 1e6 {
-        format!("{:.2} M values/s", per_s / 1e6)
-    } else if per_s >= 1e3 {
-        format!("{:.1} k values/s", per_s / 1e3)
-    } else {
-        format!("{per_s:.0} values/s")
-    }
+    format!("{} values/s", syncomm_cli::progress::human(per_s))
 }
 
 fn main() -> ExitCode {

@@ -46,7 +46,7 @@ fn progress_lines_draw_on_a_terminal_and_are_erased_at_the_end() {
     };
     wait_until("scribe's progress line", || {
         let s = t.screen(&session);
-        s.contains("scribe: ") && s.contains("/4000 lines (")
+        s.contains("scribe: ") && s.contains("/4.0 k lines (")
     });
     wait_until("scribe to end", || {
         t.screen(&session).contains("SCRIBE-DONE")

@@ -155,11 +155,11 @@ pub fn line(program: &str, unit: &str, n: u64, total: Option<u64>, elapsed: Dura
     format!("{program}: {count}, {} {unit}/s, {secs:.1}s", human(rate))
 }
 
-/// `950`, `12.3 k`, `4.56 M`.
-fn human(v: f64) -> String {
+/// A count or rate in short form: `950`, `12.3 k`, `4.56 M` (the unit follows).
+pub fn human(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2} M", v / 1e6)
-    } else if v >= 1e4 {
+    } else if v >= 1e3 {
         format!("{:.1} k", v / 1e3)
     } else {
         format!("{v:.0}")
@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn the_line_says_count_rate_and_share() {
         let l = line("scribe", "lines", 500, Some(2000), Duration::from_secs(2));
-        assert_eq!(l, "scribe: 500/2000 lines (25%), 250 lines/s, 2.0s");
+        assert_eq!(l, "scribe: 500/2.0 k lines (25%), 250 lines/s, 2.0s");
         let l = line(
             "producer",
             "values",
