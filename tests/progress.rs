@@ -149,7 +149,8 @@ fn ping_client_quiet_and_statistics_on_sigquit() {
 }
 
 /// `monitor --watch` on a terminal redraws one snapshot in place: the
-/// total changes on screen while there is only ever one snapshot line.
+/// total changes on screen while there is only ever one snapshot line, cut
+/// to the pane's width from the oldest recent values.
 #[test]
 fn monitor_watch_redraws_one_line_in_place() {
     let env = Env::new();
@@ -191,4 +192,15 @@ fn monitor_watch_redraws_one_line_in_place() {
         assert!(now.len() <= 1, "one snapshot line at a time: {now:?}");
         now.len() == 1 && now != first
     });
+    // 64 recent values do not fit in 150 columns: the oldest are cut, the
+    // line ends with the newest and fits the pane.
+    let line = total_line(&t.screen(&session))
+        .pop()
+        .expect("a snapshot line");
+    let line = line.trim_end();
+    assert!(
+        line.contains(" recent […, ") && line.ends_with(']'),
+        "{line}"
+    );
+    assert!(line.chars().count() < 150, "{line}");
 }
