@@ -90,7 +90,7 @@ pub fn run(ctx: &mut Ctx) {
             restart_at = Instant::now() + ctx.rng.ms(0, 500);
         }
         if server.is_none() && Instant::now() >= restart_at {
-            server = start_server(ctx, &name);
+            server = start_server(ctx, &name, true);
         }
         if let Some(s) = server.as_mut() {
             if s.addr.is_none() {
@@ -139,12 +139,12 @@ pub fn run(ctx: &mut Ctx) {
         Some(s) if s.p.status_known_running() => s,
         Some(mut s) => {
             ended(ctx, &mut s, &sock);
-            match start_plain(ctx, &name) {
+            match start_server(ctx, &name, false) {
                 Some(s) => s,
                 None => return,
             }
         }
-        None => match start_plain(ctx, &name) {
+        None => match start_server(ctx, &name, false) {
             Some(s) => s,
             None => return,
         },
@@ -162,36 +162,26 @@ pub fn run(ctx: &mut Ctx) {
     ended(ctx, &mut s, &sock);
 }
 
-/// A server without any fault, for the end.
-fn start_plain(ctx: &mut Ctx, name: &str) -> Option<Server> {
+/// Starts `ping-server`. `faulty`: a restart of the scenario, with a short
+/// idle timeout and sometimes a low descriptor limit; otherwise the
+/// fault-free server of the end.
+fn start_server(ctx: &mut Ctx, name: &str, faulty: bool) -> Option<Server> {
     let mut c = ctx.cmd("ping-server");
     c.args(["--tcp", "127.0.0.1:0", "--local", name, "--quiet"]);
-    let p = ctx.spawn(c, "ping-server-last", None)?;
-    Some(Server {
-        p,
-        addr: None,
-        ended_by_us: false,
-        nofile: false,
-    })
-}
-
-fn start_server(ctx: &mut Ctx, name: &str) -> Option<Server> {
-    let mut c = ctx.cmd("ping-server");
-    c.args([
-        "--tcp",
-        "127.0.0.1:0",
-        "--local",
-        name,
-        "--quiet",
-        "--idle-timeout",
-        "3s",
-    ]);
-    let nofile = ctx.rng.chance(0.1);
+    if faulty {
+        c.args(["--idle-timeout", "3s"]);
+        ctx.fault(Fault::Restart);
+    }
+    let nofile = faulty && ctx.rng.chance(0.1);
     if nofile {
         ctx.fault(Fault::Nofile);
     }
-    ctx.fault(Fault::Restart);
-    let p = ctx.spawn(c, "ping-server", nofile.then_some(32))?;
+    let tag = if faulty {
+        "ping-server"
+    } else {
+        "ping-server-last"
+    };
+    let p = ctx.spawn(c, tag, nofile.then_some(32))?;
     Some(Server {
         p,
         addr: None,

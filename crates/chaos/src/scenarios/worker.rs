@@ -72,7 +72,7 @@ pub fn run(ctx: &mut Ctx) {
             restart_at = Instant::now() + ctx.rng.ms(0, 500);
         }
         if server.is_none() && Instant::now() >= restart_at {
-            server = start_server(ctx, &name);
+            server = start_server(ctx, &name, true);
         }
         calls.retain_mut(|c| !finish_call(ctx, c));
         if calls.len() < 4 {
@@ -104,12 +104,12 @@ pub fn run(ctx: &mut Ctx) {
         Some(s) if s.p.status_known_running() => s,
         Some(mut s) => {
             ended(ctx, &mut s);
-            match start_plain(ctx, &name) {
+            match start_server(ctx, &name, false) {
                 Some(s) => s,
                 None => return,
             }
         }
-        None => match start_plain(ctx, &name) {
+        None => match start_server(ctx, &name, false) {
             Some(s) => s,
             None => return,
         },
@@ -141,8 +141,9 @@ pub fn run(ctx: &mut Ctx) {
     });
 }
 
-/// A server without any fault, for the end.
-fn start_plain(ctx: &mut Ctx, name: &str) -> Option<Server> {
+/// Starts `worker serve`. `faulty`: a restart of the scenario, sometimes
+/// under a low descriptor limit; otherwise the fault-free server of the end.
+fn start_server(ctx: &mut Ctx, name: &str, faulty: bool) -> Option<Server> {
     let mut c = ctx.cmd("worker");
     c.args([
         "serve",
@@ -153,32 +154,19 @@ fn start_plain(ctx: &mut Ctx, name: &str) -> Option<Server> {
         "--task-timeout",
         "2s",
     ]);
-    let p = ctx.spawn(c, "worker-serve-last", None)?;
-    Some(Server {
-        p,
-        ended_by_us: false,
-        nofile: false,
-        crash_reported: false,
-    })
-}
-
-fn start_server(ctx: &mut Ctx, name: &str) -> Option<Server> {
-    let mut c = ctx.cmd("worker");
-    c.args([
-        "serve",
-        "--name",
-        name,
-        "--workers",
-        "2",
-        "--task-timeout",
-        "2s",
-    ]);
-    let nofile = ctx.rng.chance(0.1);
+    let nofile = faulty && ctx.rng.chance(0.1);
     if nofile {
         ctx.fault(Fault::Nofile);
     }
-    ctx.fault(Fault::Restart);
-    let p = ctx.spawn(c, "worker-serve", nofile.then_some(24))?;
+    if faulty {
+        ctx.fault(Fault::Restart);
+    }
+    let tag = if faulty {
+        "worker-serve"
+    } else {
+        "worker-serve-last"
+    };
+    let p = ctx.spawn(c, tag, nofile.then_some(24))?;
     Some(Server {
         p,
         ended_by_us: false,
