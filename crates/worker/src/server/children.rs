@@ -5,8 +5,10 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::sys::epoll::EpollFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use syncomm_common::duration::format_duration;
@@ -31,6 +33,11 @@ pub(super) struct Worker {
     pub(super) running: VecDeque<Job>,
     /// When the front job started running.
     pub(super) head_since: Instant,
+    /// Unique to this child in the server's life (slots are reused).
+    pub(super) serial: u64,
+    /// What its stdout and stdin are registered for (see `readiness`).
+    pub(super) stdout_watched: Option<EpollFlags>,
+    pub(super) stdin_watched: Option<EpollFlags>,
 }
 
 /// How a child left.
@@ -53,6 +60,7 @@ impl Server {
     /// how the read ended and, if the child broke the protocol, how.
     pub(super) fn read_answers(&mut self, i: usize) -> (io::Result<Fill>, Option<String>) {
         let max_answer = crate::protocol::max_answer(self.cfg.max_frame);
+        let now = self.now;
         let w = &mut self.workers[i];
         let fill = w.inbuf.fill(&mut w.stdout, READ_LIMIT);
         let mut done = Vec::new();
@@ -64,7 +72,7 @@ impl Server {
                     Ok(resp) if w.running.front().is_some_and(|j| j.req.id == resp.id) => {
                         let job = w.running.pop_front().expect("front checked");
                         // The next job starts now.
-                        w.head_since = Instant::now();
+                        w.head_since = now;
                         done.push((job, resp.result));
                     }
                     Ok(resp) => {
@@ -100,13 +108,15 @@ impl Server {
         let Some(limit) = self.cfg.task_timeout else {
             return Ok(());
         };
-        let overdue = |w: &Worker| !w.running.is_empty() && w.head_since.elapsed() >= limit;
+        let overdue = |w: &Worker, now: Instant| {
+            !w.running.is_empty() && now.duration_since(w.head_since) >= limit
+        };
         for i in 0..self.workers.len() {
-            if overdue(&self.workers[i]) {
-                // An answer may have arrived since poll returned: take it
+            if overdue(&self.workers[i], self.now) {
+                // An answer may have arrived since the wait returned: take it
                 // first (a child replaced meanwhile is not overdue).
                 self.worker_readable(i)?;
-                if overdue(&self.workers[i]) {
+                if overdue(&self.workers[i], self.now) {
                     let job = self.workers[i].running[0].req.id;
                     self.replace(i, Ending::TimedOut { limit, job })?;
                 }
@@ -198,6 +208,8 @@ impl Server {
             worker_pid: fresh.pid,
         });
         self.workers[i] = fresh;
+        // Starting a child takes a while: the turn's clock moves on.
+        self.now = Instant::now();
         Ok(())
     }
 
@@ -227,6 +239,9 @@ impl Server {
         }
     }
 }
+
+/// The next child's serial number.
+static SERIAL: AtomicU64 = AtomicU64::new(0);
 
 /// Starts the child for slot `index`: the child command with its stdin and
 /// stdout as pipes, killed by the kernel if this process dies.
@@ -263,5 +278,8 @@ pub(super) fn spawn_worker(cfg: &Config, index: usize) -> Result<Worker, ServeEr
         outbuf: OutBuf::default(),
         running: VecDeque::new(),
         head_since: Instant::now(),
+        serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+        stdout_watched: None,
+        stdin_watched: None,
     })
 }

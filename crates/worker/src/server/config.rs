@@ -58,7 +58,7 @@ impl Config {
 }
 
 /// Descriptors the server needs besides its callers: standard streams, the
-/// listener, the shutdown pipe, and per child two pipes plus a few while a
+/// listener, the shutdown pipe, the epoll set, and per child two pipes plus a few while a
 /// replacement is being started.
 pub fn reserved_fds(workers: usize) -> usize {
     16 + 2 * workers + 8

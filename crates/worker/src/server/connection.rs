@@ -1,7 +1,10 @@
 //! Callers' connections: reading requests, the memory budget that holds them back, idle sweep.
 
+use std::cell::Cell;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
+
+use nix::sys::epoll::EpollFlags;
 
 use syncomm_common::duration::format_duration;
 use syncomm_common::frame::{self, FrameError};
@@ -29,6 +32,8 @@ pub(super) struct Conn {
     pub(super) doomed: bool,
     /// When it last completed a request or was sent an answer.
     pub(super) active: Instant,
+    /// What its socket is registered for (see `readiness`).
+    pub(super) watched: Cell<Option<EpollFlags>>,
 }
 
 impl Conn {
@@ -75,6 +80,7 @@ impl Server {
     pub(super) fn take_requests(&mut self, id: u64) {
         let max = self.cfg.max_frame;
         let draining = self.draining.is_some();
+        let now = self.now;
         loop {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
@@ -113,7 +119,7 @@ impl Server {
                 registry::check(&req.function, &req.args).err()
             };
             if let Some(err) = refusal {
-                c.active = Instant::now();
+                c.active = now;
                 let _ = c.outbuf.push(&ToClient::Answer(Response {
                     id: req.id,
                     result: Err(err),
@@ -121,7 +127,7 @@ impl Server {
                 continue;
             }
             c.in_flight += 1;
-            c.active = Instant::now();
+            c.active = now;
             self.next_job += 1;
             self.jobs_bytes += cost;
             self.pending.push_back(Job {
@@ -211,7 +217,7 @@ impl Server {
         let Some(idle) = self.cfg.idle_timeout else {
             return;
         };
-        let now = Instant::now();
+        let now = self.now;
         if now.duration_since(self.swept) < sweep_every(idle) {
             return;
         }

@@ -1,7 +1,6 @@
 //! The queue of calls: jobs waiting, handed to the least busy child, and answered to their callers.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use super::children::Worker;
 use super::{Server, PIPELINE_DEPTH, SLOW_CALL};
@@ -27,7 +26,7 @@ impl Server {
         self.live.calls.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = self.conns.get_mut(&job.conn) {
             c.in_flight = c.in_flight.saturating_sub(1);
-            c.active = Instant::now();
+            c.active = self.now;
             let _ = c.outbuf.push(&ToClient::Answer(Response {
                 id: job.caller_id,
                 result,
@@ -37,7 +36,7 @@ impl Server {
 
     /// Hands pending jobs to the children with the fewest jobs.
     pub(super) fn dispatch(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         // A child whose current call has run for a while may be in a long
         // one: queue behind it only when every child is like that (else the
         // job waits here for a quick child to have room).
@@ -76,7 +75,7 @@ impl Server {
                 continue;
             }
             if w.running.is_empty() {
-                w.head_since = Instant::now();
+                w.head_since = now;
             }
             self.buffered += job.cost;
             w.running.push_back(job);

@@ -1,37 +1,27 @@
-//! The event loop: one `poll(2)` turn after another, and the drain at shutdown.
+//! The event loop: one `epoll_wait` turn after another, and the drain at shutdown.
 
 use std::collections::VecDeque;
-use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::epoll::{EpollFlags, EpollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use syncomm_common::duration::format_duration;
 use syncomm_common::shutdown::Shutdown;
 
 use super::children::spawn_worker;
-use super::config::io_err;
 use super::connection::sweep_every;
 use super::dispatch::Job;
+use super::readiness::Source;
 use super::{LogEvent, ServeError, Server, SHUTDOWN_GRACE};
 use crate::protocol::{CallError, CallErrorKind};
-
-/// What a turn of the poll loop watches.
-#[derive(Clone, Copy)]
-pub(super) enum Source {
-    Wake,
-    Listener,
-    Conn(u64),
-    WorkerOut(usize),
-    WorkerIn,
-}
 
 impl Server {
     /// Serves until `shutdown` is requested and every accepted call is
     /// answered; then stops the children and removes the socket.
     pub fn run(mut self, shutdown: &Shutdown) -> Result<(), ServeError> {
+        self.watch_wake(shutdown)?;
         loop {
             if shutdown.requested() && self.draining.is_none() {
                 self.begin_drain(shutdown);
@@ -51,29 +41,38 @@ impl Server {
                 }
             }
             (self.buffered, self.privileged) = self.total_buffered();
-            let ready = self.wait(shutdown)?;
-            for (source, revents) in ready {
+            let ready = self.wait()?;
+            self.now = Instant::now();
+            for k in 0..ready {
+                let (Some(source), revents) = self.ready(k) else {
+                    continue;
+                };
                 match source {
                     Source::Wake => shutdown.drain(),
                     Source::Listener => self.accept(),
                     Source::Conn(id) => {
                         self.conn_readable(id);
-                        if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                        if revents.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
                             // Both directions closed: the caller is gone,
                             // its answers are dropped.
                             self.conns.remove(&id);
                         }
                     }
-                    Source::WorkerOut(i) => self.worker_readable(i)?,
-                    Source::WorkerIn => {} // flushed below
+                    Source::WorkerOut(serial) => {
+                        if let Some(i) = self.worker_position(serial) {
+                            self.worker_readable(i)?;
+                        }
+                    }
+                    Source::WorkerIn(_) => {} // flushed below
                 }
             }
             self.check_timeouts()?;
             self.sweep_idle();
             // Requests left unread by back-pressure may now fit.
-            let ids: Vec<u64> = self.conns.keys().copied().collect();
-            for id in ids {
+            let mut next = self.conns.keys().next().copied();
+            while let Some(id) = next {
                 self.take_requests(id);
+                next = self.conns.range(id + 1..).next().map(|(id, _)| *id);
             }
             self.dispatch();
             self.flush_all();
@@ -111,55 +110,10 @@ impl Server {
         });
     }
 
-    /// One `poll(2)`: which descriptors are ready.
-    pub(super) fn wait(&self, shutdown: &Shutdown) -> Result<Vec<(Source, PollFlags)>, ServeError> {
-        // Two parallel lists: what each descriptor is, and the descriptor.
-        let mut sources = Vec::with_capacity(2 + self.conns.len() + 2 * self.workers.len());
-        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(sources.capacity());
-        let mut watch = |fd, flags, s| {
-            sources.push(s);
-            fds.push(PollFd::new(fd, flags));
-        };
-        watch(shutdown.wake_fd(), PollFlags::POLLIN, Source::Wake);
-        let resting = self.accept_paused.is_some_and(|t| Instant::now() < t);
-        if let (Some(l), false) = (&self.listener, resting) {
-            watch(l.as_fd(), PollFlags::POLLIN, Source::Listener);
-        }
-        for (id, c) in &self.conns {
-            let mut flags = PollFlags::empty();
-            if self.draining.is_none()
-                && c.wants_input(self.cfg.max_frame)
-                && self.read_room(*id, c) > 0
-            {
-                flags |= PollFlags::POLLIN;
-            }
-            if !c.outbuf.is_empty() {
-                flags |= PollFlags::POLLOUT;
-            }
-            watch(c.stream.as_fd(), flags, Source::Conn(*id));
-        }
-        for (i, w) in self.workers.iter().enumerate() {
-            watch(w.stdout.as_fd(), PollFlags::POLLIN, Source::WorkerOut(i));
-            if !w.outbuf.is_empty() {
-                watch(w.stdin.as_fd(), PollFlags::POLLOUT, Source::WorkerIn);
-            }
-        }
-        let timeout = self.poll_timeout();
-        match nix::poll::poll(&mut fds, timeout) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("poll")(e.into())),
-        }
-        Ok(sources
-            .into_iter()
-            .zip(fds.iter())
-            .filter_map(|(s, fd)| fd.revents().filter(|r| !r.is_empty()).map(|r| (s, r)))
-            .collect())
-    }
-
-    /// Until the earliest task deadline; bounded while draining.
-    pub(super) fn poll_timeout(&self) -> PollTimeout {
-        let now = Instant::now();
+    /// Until the earliest task deadline (counted from the turn's clock, which
+    /// a slow step of the turn refreshes); bounded while draining.
+    pub(super) fn wait_timeout(&self) -> EpollTimeout {
+        let now = self.now;
         let mut until: Option<Duration> = self.draining.map(|_| Duration::from_millis(50));
         if let Some(t) = self.accept_paused.filter(|t| *t > now) {
             let left = t - now;
@@ -178,12 +132,11 @@ impl Server {
             }
         }
         match until {
-            None => PollTimeout::NONE,
-            Some(d) => {
-                // Round up so we never wake just before the deadline.
-                let ms = d.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-            }
+            None => EpollTimeout::NONE,
+            // Whole milliseconds, one more, so we never wake just before
+            // the deadline.
+            Some(d) => EpollTimeout::try_from(d.saturating_add(Duration::from_millis(1)))
+                .unwrap_or(EpollTimeout::MAX),
         }
     }
 
@@ -192,13 +145,19 @@ impl Server {
             // EPIPE means the child died; its stdout's end tells us the rest.
             let _ = w.outbuf.flush_to(&mut w.stdin);
         }
-        self.conns.retain(|_, c| {
-            if c.outbuf.flush_to(&mut c.stream).is_err() {
-                return false; // the caller is gone
-            }
+        // (Not `retain`: it costs more per turn than this loop, and a
+        // connection rarely ends.)
+        let mut ended = Vec::new();
+        for (id, c) in &mut self.conns {
+            let gone = c.outbuf.flush_to(&mut c.stream).is_err(); // the caller left
             let finished = c.outbuf.is_empty() && (c.doomed || (c.read_closed && c.in_flight == 0));
-            !finished
-        });
+            if gone || finished {
+                ended.push(*id);
+            }
+        }
+        for id in ended {
+            self.conns.remove(&id);
+        }
     }
 
     /// While draining: a child none of whose calls has a caller any more is

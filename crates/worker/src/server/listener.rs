@@ -1,5 +1,6 @@
 //! The listening socket: binding it (with takeover of a stale one) and accepting callers.
 
+use std::cell::Cell;
 use std::io::{self, Write};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -88,7 +89,8 @@ impl Server {
                             in_flight: 0,
                             read_closed: false,
                             doomed: false,
-                            active: Instant::now(),
+                            active: self.now,
+                            watched: Cell::new(None),
                         },
                     );
                 }

@@ -1,8 +1,12 @@
-//! The server: `worker serve`. One thread, one `poll(2)` loop, over
+//! The server: `worker serve`. One thread, one `epoll_wait` loop, over
 //! - the listening local socket (new callers),
 //! - every caller's connection (requests in, answers out),
 //! - every child's stdout pipe (answers in) and stdin pipe (requests out),
 //! - the shutdown descriptor (SIGINT / SIGTERM).
+//!
+//! Each descriptor is registered once and changed only when what it waits
+//! for changes (`readiness`), so a call costs two `epoll_wait`s beside its
+//! reads and writes.
 //!
 //! ## Calls
 //! A request from a caller becomes a `Job` with a server-wide id. Jobs wait
@@ -58,8 +62,11 @@ mod dispatch;
 mod event_loop;
 mod listener;
 mod log;
+mod readiness;
 
 use std::collections::{BTreeMap, VecDeque};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -97,7 +104,7 @@ pub const MAX_UNSENT_PER_CONN: usize = 1 << 20;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How long the listener is left alone after `accept` failed (out of file
-/// descriptors): a level-triggered poll would report it ready at once again.
+/// descriptors): a level-triggered wait would report it ready at once again.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Bytes read from one descriptor per turn of the loop (fairness).
@@ -168,6 +175,16 @@ pub struct Server {
     privileged: Option<u64>,
     /// When idle connections were last looked for.
     swept: Instant,
+    /// The clock of this turn of the loop, read once when its wait returns
+    /// (and again after a child is started, which takes a while): idle,
+    /// slow-call and task timers count from it.
+    now: Instant,
+    /// Every descriptor the loop watches (see `readiness`).
+    epoll: Epoll,
+    /// What `epoll_wait` reported, reused from turn to turn.
+    events: Vec<EpollEvent>,
+    /// What the listener is registered for.
+    listener_watched: Option<EpollFlags>,
     log: LogFn,
 }
 
@@ -200,6 +217,11 @@ impl Server {
             buffered: 0,
             privileged: None,
             swept: Instant::now(),
+            now: Instant::now(),
+            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+                .map_err(|e| config::io_err("epoll_create")(e.into()))?,
+            events: Vec::new(),
+            listener_watched: None,
             log,
         };
         for index in 1..=server.cfg.workers {
