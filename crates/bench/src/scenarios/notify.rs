@@ -155,8 +155,11 @@ fn wakeup_warm(ctx: &Ctx) -> anyhow::Result<Figure> {
     for _ in 0..10 {
         waiter.sample()?;
     }
+    // A wake costs a few µs, but the scheduler's state around it shifts from
+    // trial to trial (whether the woken process preempts the waker at once):
+    // nearly twice the usual trials keep the median of medians steady.
     let paired = trials::interleave(
-        ctx.trials(),
+        2 * ctx.trials() - 1,
         |_| floor::measure(FloorKind::Wake, &peer, 10, n),
         |_| (0..n).map(|_| waiter.sample()).collect(),
     )?;
