@@ -14,7 +14,8 @@
 //!   start time; whoever next updates the registry prunes entries whose process
 //!   is gone or whose pid now belongs to another process.
 //! - **Waiting**: `poll(2)` on an inotify descriptor watching the runtime
-//!   directory (another member changed the registry), one pidfd per other
+//!   directory (another member changed the registry; set up when a member
+//!   first has to wait, then the registry is read once more), one pidfd per other
 //!   member (a member died: a dead process writes nothing, so only its pidfd
 //!   can tell), and the SIGINT/SIGTERM wake-up descriptor, bounded by
 //!   `--timeout`. Each wake-up re-reads the registry; no spinning. Members

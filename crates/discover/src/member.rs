@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -44,6 +45,11 @@ struct Member<'a> {
     me: Stamp,
     phase: Phase,
     inotify: Option<Inotify>,
+    /// Whether the inotify watch was set up (or failed): only once a member
+    /// has to wait. One that finds its group complete on arrival never
+    /// creates one, and so never pays for closing it: the kernel waits for
+    /// an RCU grace period when an inotify descriptor closes, 5–30 ms here.
+    watch_tried: bool,
     pidfds: HashMap<Stamp, PidFd>,
     /// Whether some member could not get a pidfd (then we look again now and then).
     pidfd_missing: bool,
@@ -265,6 +271,13 @@ impl Member<'_> {
     /// Sleeps in `poll(2)` until the registry changes, another member dies,
     /// a shutdown signal arrives, or the deadline passes.
     fn wait(&mut self, others: &[Stamp]) -> Result<Option<WaitEnd>, Error> {
+        if !self.watch_tried {
+            self.watch_tried = true;
+            self.inotify = watch(&self.paths.dir, self.report);
+            // A change between the last look and the watch went unseen:
+            // look again before sleeping.
+            return Ok(None);
+        }
         // The last look opened a pidfd for every other member (dead_members).
         self.pidfds.retain(|s, _| others.contains(s));
         let fallback = self.inotify.is_none() || self.pidfd_missing;
@@ -399,6 +412,32 @@ enum WaitEnd {
     Signal,
 }
 
+/// An inotify watch on the runtime directory (the registry's changes), or
+/// `None` after telling the user that we will look again now and then.
+fn watch(dir: &Path, report: &dyn Fn(&str)) -> Option<Inotify> {
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).and_then(|ino| {
+        ino.add_watch(
+            dir,
+            AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_CLOSE_WRITE
+                | AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_MOVED_FROM,
+        )?;
+        Ok(ino)
+    });
+    match inotify {
+        Ok(ino) => Some(ino),
+        Err(e) => {
+            report(&format!(
+                "cannot watch {} with inotify ({e}); looking again every {}",
+                dir.display(),
+                format_duration(FALLBACK_RECHECK)
+            ));
+            None
+        }
+    }
+}
+
 /// Joins the group `opts.name` (its registry in `dir`), waits until M live
 /// members are present and all have seen each other, and returns the group.
 /// `report` receives notices worth showing the user (a repaired registry).
@@ -414,28 +453,6 @@ pub fn discover(
     let dir = dir.path();
     let paths = Paths::in_dir(dir, &opts.name);
     let deadline = opts.timeout.map(|t| Instant::now() + t);
-    // Watch before the first read, so no change after that read goes unseen.
-    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).and_then(|ino| {
-        ino.add_watch(
-            dir,
-            AddWatchFlags::IN_MOVED_TO
-                | AddWatchFlags::IN_CLOSE_WRITE
-                | AddWatchFlags::IN_DELETE
-                | AddWatchFlags::IN_MOVED_FROM,
-        )?;
-        Ok(ino)
-    });
-    let inotify = match inotify {
-        Ok(ino) => Some(ino),
-        Err(e) => {
-            report(&format!(
-                "cannot watch {} with inotify ({e}); looking again every {}",
-                dir.display(),
-                format_duration(FALLBACK_RECHECK)
-            ));
-            None
-        }
-    };
     let me = Stamp::own().map_err(|source| Error::Sys {
         what: "reading our start time",
         source,
@@ -445,7 +462,8 @@ pub fn discover(
         paths,
         me,
         phase: Phase::Arriving,
-        inotify,
+        inotify: None,
+        watch_tried: false,
         pidfds: HashMap::new(),
         pidfd_missing: false,
         pidfd_budget: fds::pidfd_budget(),

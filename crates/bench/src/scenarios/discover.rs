@@ -73,7 +73,8 @@ fn echoes(n: usize) -> Vec<Command> {
 
 /// Measures the discover scenario's figures.
 pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
-    let rounds = ctx.iters(15, 3).max(ctx.trials());
+    let trials = ctx.many_trials();
+    let rounds = ctx.iters(3, 1) * trials;
     let mut found = Vec::new();
     let mut exited = Vec::new();
     let mut floor_found = Vec::new();
@@ -93,7 +94,6 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
         floor_alone.push(start_all(echoes(1))?.1);
         alone.push(start_all(members(ctx, rounds + round, 1))?.1);
     }
-    let trials = ctx.trials();
     let fig = |id: &'static str,
                what: &str,
                samples: &mut Vec<f64>,

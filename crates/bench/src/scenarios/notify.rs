@@ -155,11 +155,8 @@ fn wakeup_warm(ctx: &Ctx) -> anyhow::Result<Figure> {
     for _ in 0..10 {
         waiter.sample()?;
     }
-    // A wake costs a few µs, but the scheduler's state around it shifts from
-    // trial to trial (whether the woken process preempts the waker at once):
-    // nearly twice the usual trials keep the median of medians steady.
     let paired = trials::interleave(
-        2 * ctx.trials() - 1,
+        ctx.many_trials(),
         |_| floor::measure(FloorKind::Wake, &peer, 10, n),
         |_| (0..n).map(|_| waiter.sample()).collect(),
     )?;
@@ -184,7 +181,7 @@ fn wakeup(ctx: &Ctx) -> anyhow::Result<Figure> {
     let peer = PeerSpec::of(ctx);
     let mut round = 0;
     let paired = trials::interleave(
-        ctx.trials(),
+        ctx.many_trials(),
         |_| {
             // A fresh peer per sample, woken once: a first wake, as the
             // consumer's is.
