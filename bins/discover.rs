@@ -120,6 +120,8 @@ fn main() -> ExitCode {
             writeln!(out, "{} found: [{}]", found.id, group.join(", "))?;
             out.flush()?;
         }
+        // Only now close the watch: closing it can take a few ms.
+        drop(found);
         Ok(0)
     })
 }

@@ -80,12 +80,16 @@ pub struct Options {
 }
 
 /// A group met: every member prints the same `group`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Found {
     /// Our id.
     pub id: MemberId,
     /// All M ids, sorted.
     pub group: Vec<MemberId>,
+    /// The inotify watch of a member that had to wait, closed when this is
+    /// dropped. Closing an inotify descriptor waits for an RCU grace period
+    /// in the kernel (5–30 ms here), so report the group first, then drop.
+    pub watch: Option<nix::sys::inotify::Inotify>,
 }
 
 /// Why discovery failed.

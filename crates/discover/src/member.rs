@@ -486,6 +486,7 @@ pub fn discover(
         Ok(group) => Ok(Found {
             id: opts.id.clone(),
             group,
+            watch: member.inotify.take(),
         }),
         Err(e) => {
             if let Err(w) = member.withdraw() {
