@@ -61,11 +61,12 @@ pub(crate) fn members(ctx: &Ctx, round: usize, m: usize) -> Vec<Command> {
 }
 
 /// The floor: processes that print one line and exit (`echo`, not the shell builtin).
-fn echoes(n: usize) -> Vec<Command> {
+fn echoes(ctx: &Ctx, n: usize) -> Vec<Command> {
     (0..n)
         .map(|_| {
             let mut c = Command::new("echo");
             c.arg("found");
+            ctx.pin_peer(&mut c);
             c
         })
         .collect()
@@ -85,13 +86,13 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     start_all(members(ctx, usize::MAX, 2))?;
     for round in 0..rounds {
         // Interleaved, so a burst of machine load hits both sides alike.
-        let (f, e) = start_all(echoes(MEMBERS))?;
+        let (f, e) = start_all(echoes(ctx, MEMBERS))?;
         floor_found.push(f);
         floor_exited.push(e);
         let (f, e) = start_all(members(ctx, round, MEMBERS)).context("16 members meeting")?;
         found.push(f);
         exited.push(e);
-        floor_alone.push(start_all(echoes(1))?.1);
+        floor_alone.push(start_all(echoes(ctx, 1))?.1);
         alone.push(start_all(members(ctx, rounds + round, 1))?.1);
     }
     let fig = |id: &'static str,

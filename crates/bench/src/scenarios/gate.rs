@@ -44,6 +44,7 @@ fn command_run(ctx: &Ctx) -> anyhow::Result<Figure> {
     gate.args(["--name", "bench", "--", "true"]);
     let mut flock = Command::new("flock");
     flock.arg(&lock_file).arg("true");
+    ctx.pin_peer(&mut flock);
     // Warm up both (page cache, the semaphore's creation).
     timed(&mut gate)?;
     let flock_ok = timed(&mut flock).is_ok();

@@ -35,9 +35,12 @@ fn wall_ms(mut cmd: Command, want: i32) -> anyhow::Result<f64> {
     Ok(ms)
 }
 
-fn timeout(args: &[&str]) -> Command {
+/// The floor, `timeout(1)`, pinned like `guard` (the same CPUs, the same
+/// way of starting it).
+fn timeout(ctx: &Ctx, args: &[&str]) -> Command {
     let mut c = Command::new("timeout");
     c.args(args);
+    ctx.pin_peer(&mut c);
     c
 }
 
@@ -56,15 +59,15 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     for _ in 0..3 {
         // Warm the page cache for both binaries.
         wall_ms(guard(&["10", "true"]), 0)?;
-        wall_ms(timeout(&["10", "true"]), 0)?;
+        wall_ms(timeout(ctx, &["10", "true"]), 0)?;
     }
     for i in 0..n {
         // Alternate which goes first, so neither always runs on a warmer machine.
         if i % 2 == 0 {
             ours.push(wall_ms(guard(&["10", "true"]), 0)?);
-            floor.push(wall_ms(timeout(&["10", "true"]), 0)?);
+            floor.push(wall_ms(timeout(ctx, &["10", "true"]), 0)?);
         } else {
-            floor.push(wall_ms(timeout(&["10", "true"]), 0)?);
+            floor.push(wall_ms(timeout(ctx, &["10", "true"]), 0)?);
             ours.push(wall_ms(guard(&["10", "true"]), 0)?);
         }
     }
@@ -106,7 +109,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     let late = |ms: f64| ms - deadline.as_secs_f64() * 1e3;
     for _ in 0..n {
         ours.push(late(wall_ms(guard(&[&d, "sleep", "10"]), 124)?));
-        floor.push(late(wall_ms(timeout(&[&d, "sleep", "10"]), 124)?));
+        floor.push(late(wall_ms(timeout(ctx, &[&d, "sleep", "10"]), 124)?));
     }
     let paired = Paired::from_chunks(&floor, &ours, ctx.trials());
     let (_, p99) = summarize(&mut ours.clone());

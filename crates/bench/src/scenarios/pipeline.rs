@@ -34,12 +34,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<Vec<Figure>> {
     let pass = ["pass", "pass", "pass"];
     // Warm the page cache and the binaries once, unmeasured.
     time_filter(ctx, &input, &arith)?;
-    time_cat3(&input)?;
+    time_cat3(ctx, &input)?;
 
     let (mut t_arith, mut t_pass, mut t_cat) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..samples {
         t_arith.push(time_filter(ctx, &input, &arith)?);
-        t_cat.push(time_cat3(&input)?);
+        t_cat.push(time_cat3(ctx, &input)?);
         t_pass.push(time_filter(ctx, &input, &pass)?);
     }
     std::fs::remove_file(&input).ok();
@@ -131,18 +131,24 @@ pub(crate) fn time_filter(ctx: &Ctx, input: &Path, stages: &[&str]) -> anyhow::R
 }
 
 /// Seconds for `cat < input | cat | cat > /dev/null`, joined without a shell.
-fn time_cat3(input: &Path) -> anyhow::Result<f64> {
+/// (Each `cat` pinned like the filter stages.)
+fn time_cat3(ctx: &Ctx, input: &Path) -> anyhow::Result<f64> {
+    let cat = || {
+        let mut c = Command::new("cat");
+        ctx.pin_peer(&mut c);
+        c
+    };
     let start = Instant::now();
-    let mut first = Command::new("cat")
+    let mut first = cat()
         .stdin(File::open(input)?)
         .stdout(Stdio::piped())
         .spawn()
         .context("running cat")?;
-    let mut second = Command::new("cat")
+    let mut second = cat()
         .stdin(Stdio::from(first.stdout.take().expect("piped")))
         .stdout(Stdio::piped())
         .spawn()?;
-    let mut third = Command::new("cat")
+    let mut third = cat()
         .stdin(Stdio::from(second.stdout.take().expect("piped")))
         .stdout(Stdio::null())
         .spawn()?;
