@@ -5,6 +5,7 @@
 //! the ratios against a baseline (`--check`). The work is in the
 //! `syncomm-benchsuite` crate.
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -197,8 +198,10 @@ fn main() -> ExitCode {
                 Fail::usage(format!("unknown configuration {:?}", args.curves_config))
             })?;
             let dir = args.curves.clone().unwrap_or_else(|| PathBuf::from("docs"));
+            // A runtime directory of our own (mode 0700): the programs refuse
+            // one that others may write to.
             let work = scratch.path().join("curves");
-            std::fs::create_dir_all(&work)?;
+            std::fs::DirBuilder::new().mode(0o700).create(&work)?;
             let ctx = Ctx::new(args.quick, &bin_dir, &work).with_config(config);
             let machine = report::Machine::detect();
             let result = std::thread::scope(|s| {
@@ -218,15 +221,23 @@ fn main() -> ExitCode {
                 config.describe(&ctx.cpus),
                 machine.summary()
             );
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(curves::render(&result).as_bytes())?;
+            stdout.flush()?;
+            // A curve with holes is not written over the committed one.
+            let failed: usize = result.iter().map(|c| c.failed.len()).sum();
+            if failed > 0 {
+                return Err(Fail::failed(format!(
+                    "{failed} curve points could not be measured (listed above); no SVG written"
+                ))
+                .into());
+            }
             let paths = curves::write_svgs(&result, &dir, &note)?;
             let json = curves::to_json(&result, config.name());
             std::fs::write(
                 out_dir.join("curves.json"),
                 serde_json::to_string_pretty(&json)? + "\n",
             )?;
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(curves::render(&result).as_bytes())?;
-            stdout.flush()?;
             let _ = writeln!(
                 std::io::stderr(),
                 "syncomm-bench: wrote {} and {}",

@@ -256,3 +256,46 @@ fn check_compares_ratios_with_the_baseline_and_names_the_worse_figures() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("check passed"), "{stdout}");
 }
+
+/// `--curves-only --quick --curve notify,pipeline --curves DIR` measures every
+/// point of both curves and writes each as an SVG with a point (`<circle>`) per
+/// measured x: 3 consumer counts × 2 series for notify, 4 stage counts for the
+/// pipeline. The notify curve runs consumers in the curves' own runtime
+/// directory; when that directory was made with mode 0755 the programs refused
+/// it, every point failed, and the run still exited 0 and wrote empty SVGs over
+/// the committed ones. A point that cannot be measured now fails the run.
+#[test]
+fn curves_only_measures_every_point_and_writes_the_svgs() {
+    let env = Env::new();
+    let svg_dir = env.dir().join("svg");
+    let out_dir = env.dir().join("out");
+    let mut cmd = env.cmd("syncomm-bench");
+    cmd.args([
+        "--quick",
+        "--curves-only",
+        "--curve",
+        "notify,pipeline",
+        "--curves-config",
+        "one-cpu",
+        "--curves",
+    ])
+    .arg(&svg_dir)
+    .arg("--out")
+    .arg(&out_dir);
+    let out = run(cmd);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    assert!(!stdout.contains("not measured"), "{stdout}");
+    for (name, points) in [("notify", 6), ("pipeline", 4)] {
+        let path = svg_dir.join(format!("curve-{name}.svg"));
+        let svg = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{stderr}", path.display()));
+        assert!(svg.starts_with("<svg"), "{}", path.display());
+        assert_eq!(svg.matches("<circle").count(), points, "{name}:\n{svg}");
+    }
+    assert!(out_dir.join("curves.json").is_file());
+}
