@@ -135,7 +135,8 @@ pub fn pin_current_thread(cpus: &[usize]) -> nix::Result<()> {
 /// inherits that and nothing is added: a `pre_exec` hook makes std start the
 /// child with `fork` instead of `posix_spawn`'s `vfork`, which costs the
 /// bench's whole address space (about 0.5 ms here) and would be charged to
-/// whichever side of a comparison had the hook.
+/// whichever side of a comparison had the hook. So pin a command once: a
+/// second call that adds nothing cannot undo a first one's hook.
 pub fn pin_command(cmd: &mut Command, cpus: &[usize]) {
     use std::os::unix::process::CommandExt;
     let set = set_of(cpus);

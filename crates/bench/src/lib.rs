@@ -93,9 +93,7 @@ impl Ctx {
     /// A command for one of syncomm's binaries, with `SYNCOMM_DIR` set to the
     /// scratch directory, pinned to the other side's CPUs (it and everything it starts).
     pub fn cmd(&self, bin: &str) -> Command {
-        let mut c = Command::new(self.bin_dir.join(bin));
-        c.env("SYNCOMM_DIR", &self.work_dir);
-        c.env_remove("RUST_LOG");
+        let mut c = self.unpinned_cmd(bin);
         self.pin_peer(&mut c);
         c
     }
@@ -103,8 +101,18 @@ impl Ctx {
     /// Like [`Ctx::cmd`], but on the measuring side's CPUs (a load generator
     /// such as `ping-client --flood` is the measuring side).
     pub fn main_cmd(&self, bin: &str) -> Command {
-        let mut c = self.cmd(bin);
+        let mut c = self.unpinned_cmd(bin);
         cpu::pin_command(&mut c, &self.main_cpus());
+        c
+    }
+
+    /// The command with its environment, not yet pinned (each command is
+    /// pinned once: [`cpu::pin_command`] adds nothing when the affinity is
+    /// inherited, so a second pinning could not undo a first).
+    fn unpinned_cmd(&self, bin: &str) -> Command {
+        let mut c = Command::new(self.bin_dir.join(bin));
+        c.env("SYNCOMM_DIR", &self.work_dir);
+        c.env_remove("RUST_LOG");
         c
     }
 
@@ -323,5 +331,41 @@ impl Figure {
     /// Cost relative to the floor: 1.0 = as fast as the floor (see [`report`]).
     pub fn ratio_to_floor(&self) -> Option<f64> {
         report::ratio_to_floor(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CPUs a command's process may run on, as the kernel lists them.
+    fn allowed(mut cmd: Command) -> String {
+        cmd.args(["-c", "grep Cpus_allowed_list /proc/self/status"]);
+        let out = cmd.output().expect("running sh");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.rsplit(|c: char| c.is_whitespace() || c == ':')
+            .find(|s| !s.is_empty())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// In `two-cpus`, from a measuring thread pinned to CPU A, a main-side
+    /// command runs on A and a peer command on B. (A peer pinning followed by a
+    /// main pinning that added nothing, since the thread was already on A,
+    /// once left a load generator on the peer's CPU.)
+    #[test]
+    fn main_and_peer_commands_run_on_their_own_cpus() {
+        let ctx = Ctx::new(true, "/bin", std::env::temp_dir()).with_config(CpuConfig::TwoCpus);
+        if ctx.cpus.b.is_none() {
+            return; // one CPU: nothing to tell apart
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                ctx.pin_main_thread().expect("pinning the measuring thread");
+                let one = |cpus: Vec<usize>| cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+                assert_eq!(vec![allowed(ctx.main_cmd("sh"))], one(ctx.main_cpus()));
+                assert_eq!(vec![allowed(ctx.cmd("sh"))], one(ctx.peer_cpus()));
+            });
+        });
     }
 }
