@@ -1,6 +1,7 @@
 //! The queue of calls: jobs waiting, handed to the least busy child, and answered to their callers.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::children::Worker;
 use super::{Server, PIPELINE_DEPTH, SLOW_CALL};
@@ -75,7 +76,9 @@ impl Server {
                 continue;
             }
             if w.running.is_empty() {
-                w.head_since = now;
+                // Its time starts now, not at the turn's start: the turn may
+                // have spent a while reading (the task timeout counts from here).
+                w.head_since = Instant::now();
             }
             self.buffered += job.cost;
             w.running.push_back(job);

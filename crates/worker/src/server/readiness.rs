@@ -122,6 +122,7 @@ impl Server {
         }
         let draining = self.draining.is_some();
         let max_frame = self.cfg.max_frame;
+        let mut unwatchable = Vec::new();
         for (id, c) in &self.conns {
             let mut flags = EpollFlags::empty();
             if !draining && c.wants_input(max_frame) && self.read_room(*id, c) > 0 {
@@ -131,14 +132,23 @@ impl Server {
                 flags |= EpollFlags::EPOLLOUT;
             }
             // Registered even when it waits for nothing: a hang-up still shows.
-            let now = update(
+            let source = Source::Conn(*id);
+            match update(
                 &self.epoll,
                 c.stream.as_fd(),
-                Source::Conn(*id),
+                source,
                 c.watched.get(),
                 Some(flags),
-            )?;
-            c.watched.set(now);
+            ) {
+                Ok(now) => c.watched.set(now),
+                Err(e) => unwatchable.push((*id, e)),
+            }
+        }
+        // The kernel refused to watch it (out of memory, or of epoll watches
+        // for this user): that caller is closed, the others are served.
+        for (id, e) in unwatchable {
+            tracing::warn!("connection {id}: {e}; closing it");
+            self.conns.remove(&id);
         }
         for w in &mut self.workers {
             w.stdout_watched = update(
