@@ -156,8 +156,8 @@ impl Ctx {
 
     /// Trials of each side for a figure whose trial medians swing more than
     /// most (a wake, where the scheduler's state shifts from trial to trial;
-    /// process start-up): 9 in a full run, 5 with `--quick`. Each such
-    /// trial is cheap.
+    /// process start-up; processes contending for a lock): 9 in a full run,
+    /// 5 with `--quick`. Each such trial is cheap.
     pub fn many_trials(&self) -> usize {
         2 * self.trials() - 1
     }
