@@ -90,7 +90,7 @@ fn start_crowd(env: &Env, n: &str) -> Crowd {
             &[
                 "--name",
                 n,
-                "--as",
+                "--id",
                 "a",
                 "--members",
                 "2",
@@ -293,7 +293,7 @@ fn clean_removes_stale_and_never_a_live_object() {
     c.args([
         "--name",
         &n,
-        "--as",
+        "--id",
         "b",
         "--members",
         "2",
@@ -475,7 +475,7 @@ fn timeouts_and_not_found_name_the_runtime_directory() {
         &[
             "--name",
             &n,
-            "--as",
+            "--id",
             "a",
             "--members",
             "2",

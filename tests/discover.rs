@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 /// `discover --name NAME --as ID --members M [extra...]` as a running child.
 fn member(env: &Env, name: &str, id: &str, m: usize, extra: &[&str]) -> Proc {
     let mut c = env.cmd("discover");
-    c.args(["--name", name, "--as", id, "--members", &m.to_string()]);
+    c.args(["--name", name, "--id", id, "--members", &m.to_string()]);
     c.args(extra);
     Proc::spawn(c)
 }
@@ -443,13 +443,13 @@ fn hostile_registry_and_lock_files_are_refused() {
 fn bad_arguments_exit_2() {
     let env = Env::new();
     for args in [
-        &["--name", "a/b", "--as", "x", "--members", "2"][..],
+        &["--name", "a/b", "--id", "x", "--members", "2"][..],
         &["--name", "..", "--list"],
-        &["--as", "x y", "--members", "2"],
-        &["--as", "", "--members", "2"],
-        &["--as", "x", "--members", "0"],
-        &["--as", "x", "--members", "5000"],
-        &["--as", "x", "--members", "2", "--timeout", "soon"],
+        &["--id", "x y", "--members", "2"],
+        &["--id", "", "--members", "2"],
+        &["--id", "x", "--members", "0"],
+        &["--id", "x", "--members", "5000"],
+        &["--id", "x", "--members", "2", "--timeout", "soon"],
         &["--members", "2"],
     ] {
         let mut c = env.cmd("discover");
@@ -599,7 +599,7 @@ fn twenty_members_meet_under_a_descriptor_limit_of_24() {
             return;
         };
         let id = format!("p{i}");
-        c.args(["--name", &name, "--as", &id, "--members", "20"]);
+        c.args(["--name", &name, "--id", &id, "--members", "20"]);
         c.args(["--timeout", "50s"]);
         procs.push((id, Proc::spawn(c)));
     }

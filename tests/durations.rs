@@ -61,7 +61,7 @@ fn out_of_range_durations_are_refused_in_one_line() {
         let cases: Vec<(&str, Vec<String>)> = vec![
             (
                 "discover",
-                vec!["--as", "a", "--members", "2", "--timeout", value],
+                vec!["--id", "a", "--members", "2", "--timeout", value],
             ),
             (
                 "gate",
@@ -145,7 +145,7 @@ fn the_maximum_is_accepted_and_works() {
     c.args([
         "--name",
         &name,
-        "--as",
+        "--id",
         "a",
         "--members",
         "1",

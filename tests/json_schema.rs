@@ -1107,7 +1107,7 @@ fn discover_lines_match_the_schema() {
     let mut a = cmd(
         &env,
         "discover",
-        &["--name", &n, "--as", "a", "--members", "2", "--json"],
+        &["--name", &n, "--id", "a", "--members", "2", "--json"],
     );
     a.stdin(Stdio::null());
     let a = Proc::spawn(a);
@@ -1129,7 +1129,7 @@ fn discover_lines_match_the_schema() {
         cmd(
             &env,
             "discover",
-            &["--name", &n, "--as", "b", "--members", "2", "--json"],
+            &["--name", &n, "--id", "b", "--members", "2", "--json"],
         ),
         0,
         false,
@@ -1143,7 +1143,7 @@ fn discover_lines_match_the_schema() {
             &[
                 "--name",
                 &unique_name("jd"),
-                "--as",
+                "--id",
                 "x",
                 "--members",
                 "2",
