@@ -37,7 +37,7 @@ fn main_table(out: &str) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-/// `syncomm-bench --quick --no-python --only floors` measures the six raw
+/// `syncomm-bench --quick --no-python --only floors` measures the seven raw
 /// floors between processes in the default `one-cpu` configuration, prints a
 /// table whose header names every column and whose rows (one per figure, or a
 /// "not measured" row) have parseable medians, spreads and p99s; the same in
@@ -86,7 +86,7 @@ fn quick_run_prints_a_well_formed_table_and_writes_json_and_svg() {
             "met"
         ]
     );
-    assert_eq!(rows.len(), 6, "one row per floor:\n{stdout}");
+    assert_eq!(rows.len(), 7, "one row per floor:\n{stdout}");
     assert!(stdout.contains("configuration one-cpu: every process on CPU"));
     let mut measured = 0;
     for row in &rows {
@@ -109,7 +109,7 @@ fn quick_run_prints_a_well_formed_table_and_writes_json_and_svg() {
         assert!(["met", "MISSED", "—"].contains(&row[11].as_str()));
     }
     let names: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
-    assert_eq!(measured, 6, "every floor measured: {names:?}");
+    assert_eq!(measured, 7, "every floor measured: {names:?}");
     for floor in [
         "pipe",
         "unix socket",
@@ -172,7 +172,7 @@ fn quick_run_prints_a_well_formed_table_and_writes_json_and_svg() {
     let md = text(&out.stdout);
     let (h, r) = main_table(&md);
     assert_eq!(h, header);
-    assert_eq!(r.len(), 6);
+    assert_eq!(r.len(), 7);
 
     // An unknown scenario: usage error, one line naming the choices.
     let mut cmd = env.cmd("syncomm-bench");

@@ -42,7 +42,7 @@ mod futex;
 mod relay;
 mod wake;
 
-use echo::{measure_echo, peer_echo};
+use echo::{measure_echo, peer_echo, peer_echo_epoll};
 use futex::{measure_futex, peer_futex};
 use relay::peer_relay;
 pub use relay::Relay;
@@ -61,6 +61,9 @@ pub enum FloorKind {
     Unix,
     /// Round trip through a loopback TCP connection.
     Tcp,
+    /// The same, the peer waiting in `epoll_wait` (with a timeout) before each
+    /// read, as a one-thread event-loop server does.
+    TcpEpoll,
     /// Round trip through a futex word in shared memory.
     Futex,
     /// One-way futex wake of another process.
@@ -71,10 +74,11 @@ pub enum FloorKind {
 
 impl FloorKind {
     /// The floors the table shows as rows of their own, in order.
-    pub const ALL: [FloorKind; 6] = [
+    pub const ALL: [FloorKind; 7] = [
         FloorKind::Pipe,
         FloorKind::Unix,
         FloorKind::Tcp,
+        FloorKind::TcpEpoll,
         FloorKind::Futex,
         FloorKind::Wake,
         FloorKind::Relay,
@@ -86,6 +90,7 @@ impl FloorKind {
             FloorKind::Pipe => "pipe",
             FloorKind::Unix => "unix",
             FloorKind::Tcp => "tcp",
+            FloorKind::TcpEpoll => "tcp-epoll",
             FloorKind::Futex => "futex",
             FloorKind::Wake => "wake",
             FloorKind::Relay => "relay",
@@ -98,6 +103,7 @@ impl FloorKind {
             FloorKind::Pipe => "A →pipe→ B →pipe→ A (2 processes)",
             FloorKind::Unix => "A →socket→ B →socket→ A (2 processes)",
             FloorKind::Tcp => "A →TCP→ B →TCP→ A (2 processes)",
+            FloorKind::TcpEpoll => "A →TCP→ B (epoll_wait, 1 s timeout) →TCP→ A (2 processes)",
             FloorKind::Futex => "A →futex→ B →futex→ A (2 processes, shared memory)",
             FloorKind::Wake => "A →FUTEX_WAKE→ B runs (2 processes, shared memory, one way)",
             FloorKind::Relay => {
@@ -112,6 +118,7 @@ impl FloorKind {
             FloorKind::Pipe => "pipe round trip",
             FloorKind::Unix => "unix socket round trip",
             FloorKind::Tcp => "TCP loopback round trip",
+            FloorKind::TcpEpoll => "TCP loopback round trip through an epoll loop",
             FloorKind::Futex => "futex wake round trip",
             FloorKind::Wake => "futex wake of another process, one way",
             FloorKind::Relay => "socket → relay → pipe → child round trip",
@@ -243,6 +250,7 @@ pub fn peer_main(kind: &str) -> anyhow::Result<()> {
         FloorKind::Futex => peer_futex(),
         FloorKind::Wake => peer_wake(),
         FloorKind::Relay => peer_relay(),
+        FloorKind::TcpEpoll => peer_echo_epoll(),
         _ => peer_echo(),
     }
 }
